@@ -1,0 +1,265 @@
+//! A purpose-built in-memory engine: multi-version ordered maps behind a short lock.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use bytes::Bytes;
+
+use super::{Direction, Engine, EngineSnapshot, Entries, KeyRange, WriteBatch};
+use crate::Result;
+
+/// The versions of one key, oldest first; `None` is a delete.
+type Chain = Vec<(u64, Option<Bytes>)>;
+type Keyspace = BTreeMap<Bytes, Chain>;
+
+/// How many keys a range scan visits under one read lock before it lets writers in.
+const SCAN_CHUNK: usize = 256;
+
+/// The in-memory engine: fast, not durable, the test double.
+///
+/// Every commit gets a version; each key keeps the versions that a live snapshot can still
+/// see, so a snapshot is a version number and reading it takes the lock only for the lookup
+/// itself. Writers hold the lock only while a finished batch is applied, never during a
+/// transaction, and range scans release it every few hundred keys.
+///
+/// [`Durability`](super::Durability) is ignored: everything is lost when the engine is dropped.
+#[derive(Clone, Default)]
+pub struct MemoryEngine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    keyspaces: RwLock<HashMap<String, Keyspace>>,
+    /// Live snapshots by version, with a count of each.
+    live: Mutex<BTreeMap<u64, usize>>,
+    version: AtomicU64,
+}
+
+impl MemoryEngine {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for MemoryEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryEngine")
+            .field("version", &self.inner.version.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the maps half-updated in a way readers
+    // could observe (versions are published last), so poisoning is ignored.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The value of `chain` visible at `version`.
+fn visible(chain: &Chain, version: u64) -> Option<&Bytes> {
+    chain
+        .iter()
+        .rev()
+        .find(|(v, _)| *v <= version)
+        .and_then(|(_, value)| value.as_ref())
+}
+
+/// Drops the versions no snapshot at or after `oldest` can see: everything older than the
+/// newest version at or before `oldest`.
+fn prune(chain: &mut Chain, oldest: u64) {
+    if let Some(keep_from) = chain.iter().rposition(|(v, _)| *v <= oldest) {
+        chain.drain(..keep_from);
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn snapshot(&self) -> Result<Box<dyn EngineSnapshot>> {
+        let version = {
+            let mut live = lock(&self.inner.live);
+            let version = self.inner.version.load(Ordering::Acquire);
+            *live.entry(version).or_default() += 1;
+            version
+        };
+        Ok(Box::new(MemorySnapshot {
+            inner: Arc::clone(&self.inner),
+            version,
+        }))
+    }
+
+    fn commit(&self, batch: WriteBatch, _durability: super::Durability) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut keyspaces = self
+            .inner
+            .keyspaces
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Holding `live` until the version is published means no snapshot can be taken at
+        // the old version after `oldest` was computed.
+        let live = lock(&self.inner.live);
+        let version = self.inner.version.load(Ordering::Acquire) + 1;
+        let oldest = live.keys().next().copied().unwrap_or(version);
+        for (name, writes) in batch.into_keyspaces() {
+            let keyspace = keyspaces.entry(name).or_default();
+            for (key, value) in writes {
+                match keyspace.get_mut(&key) {
+                    Some(chain) => {
+                        chain.push((version, value));
+                        prune(chain, oldest);
+                        if chain.len() == 1 && chain[0].1.is_none() {
+                            keyspace.remove(&key);
+                        }
+                    }
+                    None if value.is_some() => {
+                        keyspace.insert(key, vec![(version, value)]);
+                    }
+                    None => {}
+                }
+            }
+        }
+        self.inner.version.store(version, Ordering::Release);
+        drop(live);
+        Ok(())
+    }
+
+    fn commit_blocks(&self) -> bool {
+        false
+    }
+}
+
+struct MemorySnapshot {
+    inner: Arc<Inner>,
+    version: u64,
+}
+
+impl fmt::Debug for MemorySnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemorySnapshot")
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl Drop for MemorySnapshot {
+    fn drop(&mut self) {
+        let mut live = lock(&self.inner.live);
+        if let Some(count) = live.get_mut(&self.version) {
+            *count -= 1;
+            if *count == 0 {
+                live.remove(&self.version);
+            }
+        }
+    }
+}
+
+impl EngineSnapshot for MemorySnapshot {
+    fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        let keyspaces = self
+            .inner
+            .keyspaces
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(keyspaces
+            .get(keyspace)
+            .and_then(|ks| ks.get(key))
+            .and_then(|chain| visible(chain, self.version))
+            .cloned())
+    }
+
+    fn range(&self, keyspace: &str, range: &KeyRange, direction: Direction) -> Result<Entries<'_>> {
+        Ok(Box::new(MemoryRange {
+            snapshot: self,
+            keyspace: keyspace.to_owned(),
+            remaining: (!range.is_empty()).then(|| range.clone()),
+            direction,
+            buffer: VecDeque::new(),
+        }))
+    }
+}
+
+/// A range scan that reads in chunks, re-taking the read lock for each.
+struct MemoryRange<'a> {
+    snapshot: &'a MemorySnapshot,
+    keyspace: String,
+    /// The part of the range not yet read; `None` when the scan is done.
+    remaining: Option<KeyRange>,
+    direction: Direction,
+    buffer: VecDeque<(Bytes, Bytes)>,
+}
+
+impl MemoryRange<'_> {
+    fn fill(&mut self) {
+        let Some(range) = self.remaining.take() else {
+            return;
+        };
+        let keyspaces = self
+            .snapshot
+            .inner
+            .keyspaces
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(map) = keyspaces.get(&self.keyspace) else {
+            return;
+        };
+        let version = self.snapshot.version;
+        let bounds = (range.start.clone(), range.end.clone());
+        let mut visited = 0;
+        let mut last = None;
+        let mut take = |key: &Bytes, chain: &Chain| {
+            if let Some(value) = visible(chain, version) {
+                self.buffer.push_back((key.clone(), value.clone()));
+            }
+            last = Some(key.clone());
+            visited += 1;
+            visited < SCAN_CHUNK
+        };
+        match self.direction {
+            Direction::Forward => {
+                for (key, chain) in map.range::<Bytes, _>(bounds) {
+                    if !take(key, chain) {
+                        break;
+                    }
+                }
+            }
+            Direction::Reverse => {
+                for (key, chain) in map.range::<Bytes, _>(bounds).rev() {
+                    if !take(key, chain) {
+                        break;
+                    }
+                }
+            }
+        }
+        if visited == SCAN_CHUNK
+            && let Some(last) = last
+        {
+            let next = match self.direction {
+                Direction::Forward => KeyRange {
+                    start: Bound::Excluded(last),
+                    end: range.end,
+                },
+                Direction::Reverse => KeyRange {
+                    start: range.start,
+                    end: Bound::Excluded(last),
+                },
+            };
+            self.remaining = (!next.is_empty()).then_some(next);
+        }
+    }
+}
+
+impl Iterator for MemoryRange<'_> {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.buffer.is_empty() && self.remaining.is_some() {
+            self.fill();
+        }
+        self.buffer.pop_front().map(Ok)
+    }
+}

@@ -1,0 +1,428 @@
+//! The transactional outbox: events written in the same transaction as the change that caused
+//! them, then delivered to a [`Sink`] by a background task, with retries and backoff on the
+//! [`Clock`](crate::Clock), removed only once the sink has accepted them.
+//!
+//! An accepted change therefore never loses its event, across crashes; a sink may see an event
+//! twice (a crash between delivery and removal), never zero times.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cloudlet_core::{ChannelSink, Durability, ManualClock, Message, Store};
+//! use cloudlet_core::outbox::{Outbox, OutboxPolicy};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), cloudlet_core::Error> {
+//! let store = Store::memory();
+//! let clock = ManualClock::default();
+//! let events = Outbox::new("orders.events");
+//! let (sink, mut delivered) = ChannelSink::new();
+//! let task = events.start(store.clone(), clock.shared(), Arc::new(sink), OutboxPolicy::default());
+//!
+//! let outbox = events.clone();
+//! store.write(Durability::Durable, move |txn| {
+//!     txn.put("orders", "o-1", "placed");
+//!     outbox.push(txn, &Message::new("order o-1 placed"))
+//! }).await?;
+//!
+//! assert_eq!(delivered.recv().await.unwrap().body, "order o-1 placed");
+//! task.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::sync::Notify;
+
+use crate::clock::{SharedClock, Timestamp};
+use crate::engine::{Direction, Durability, KeyRange};
+use crate::keys::Tuple;
+use crate::message::{DeliveryError, Message, Sink};
+use crate::store::{ReadView, Store, WriteTxn};
+use crate::task::{BackgroundTask, ShutdownSignal};
+use crate::{Error, Result};
+
+/// The keyspace that holds every outbox's records.
+pub const OUTBOX_KEYSPACE: &str = "cloudlet.outbox";
+
+const RECORD_FORMAT: u8 = 1;
+/// Second key element: the sequence counter, then the records.
+const COUNTER: u64 = 0;
+const RECORDS: u64 = 1;
+/// Records looked at per scan for due work.
+const SCAN_LIMIT: usize = 1024;
+
+/// How an outbox retries.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct OutboxPolicy {
+    /// Failed attempts after which a message goes to the dead-letter sink (or, without one, is
+    /// dropped with an error log). `None` retries forever. Default `None`.
+    pub max_attempts: Option<u32>,
+    /// The wait after the first failure. Default 1 s.
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts. Default 5 minutes.
+    pub max_backoff: Duration,
+    /// Each wait is this many times the one before. Default 2.
+    pub backoff_multiplier: u32,
+    /// Messages handed to the sink per `deliver_batch`. Default 10.
+    pub batch_size: usize,
+    /// Where messages go when rejected or out of attempts.
+    pub dead_letter: Option<Arc<dyn Sink>>,
+    /// Deliver strictly one at a time in order, a failing message holding back the rest (for
+    /// FIFO sinks). Default false.
+    pub ordered: bool,
+}
+
+impl Default for OutboxPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: None,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            backoff_multiplier: 2,
+            batch_size: 10,
+            dead_letter: None,
+            ordered: false,
+        }
+    }
+}
+
+impl OutboxPolicy {
+    /// Sets [`max_attempts`](Self::max_attempts).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Sets the backoff: first wait, longest wait, growth factor.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration, multiplier: u32) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self.backoff_multiplier = multiplier.max(1);
+        self
+    }
+
+    /// Sets the dead-letter sink.
+    pub fn with_dead_letter(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.dead_letter = Some(sink);
+        self
+    }
+
+    /// Sets [`batch_size`](Self::batch_size) (at least 1).
+    pub fn with_batch_size(mut self, size: usize) -> Self {
+        self.batch_size = size.max(1);
+        self
+    }
+
+    /// Delivers in strict order.
+    pub fn ordered(mut self) -> Self {
+        self.ordered = true;
+        self
+    }
+
+    /// The wait after `attempts` failed attempts.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = u64::from(self.backoff_multiplier).saturating_pow(attempts.saturating_sub(1));
+        let nanos = u64::try_from(self.initial_backoff.as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(factor);
+        Duration::from_nanos(nanos).min(self.max_backoff)
+    }
+}
+
+impl fmt::Debug for OutboxPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxPolicy")
+            .field("max_attempts", &self.max_attempts)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("backoff_multiplier", &self.backoff_multiplier)
+            .field("batch_size", &self.batch_size)
+            .field("dead_letter", &self.dead_letter.is_some())
+            .field("ordered", &self.ordered)
+            .finish()
+    }
+}
+
+/// A named outbox. Clones share the wake-up signal, so push through a clone of the outbox that
+/// was started. Run one delivery task per outbox name.
+#[derive(Clone)]
+pub struct Outbox {
+    name: String,
+    ready: Arc<Notify>,
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox").field("name", &self.name).finish()
+    }
+}
+
+/// One stored message with its delivery state.
+#[derive(Debug, Clone)]
+struct Record {
+    attempts: u32,
+    next_attempt: Timestamp,
+    message: Message,
+}
+
+impl Record {
+    fn encode(&self) -> Bytes {
+        let message = self.message.encode();
+        let mut out = BytesMut::with_capacity(13 + message.len());
+        out.put_u8(RECORD_FORMAT);
+        out.put_u32(self.attempts);
+        out.put_u64(self.next_attempt.as_nanos());
+        out.put_slice(&message);
+        out.freeze()
+    }
+
+    fn decode(mut data: Bytes) -> Result<Self> {
+        if data.len() < 13 || data.get_u8() != RECORD_FORMAT {
+            return Err(Error::corrupt(OUTBOX_KEYSPACE, "bad outbox record header"));
+        }
+        let attempts = data.get_u32();
+        let next_attempt = Timestamp::from_nanos(data.get_u64());
+        Ok(Self {
+            attempts,
+            next_attempt,
+            message: Message::decode(data)?,
+        })
+    }
+}
+
+impl Outbox {
+    /// The outbox called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ready: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The outbox's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn records(&self) -> KeyRange {
+        KeyRange::prefix(Tuple::new().str(&self.name).u64(RECORDS).build())
+    }
+
+    /// Adds `message` to the outbox inside `txn`: it is delivered only if `txn` commits, in the
+    /// order of pushes.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`] from reading the outbox's counter.
+    pub fn push(&self, txn: &mut WriteTxn<'_>, message: &Message) -> Result<()> {
+        let counter = Tuple::new().str(&self.name).u64(COUNTER).build();
+        let seq = txn.next_sequence(OUTBOX_KEYSPACE, &counter)?;
+        let key = Tuple::new().str(&self.name).u64(RECORDS).u64(seq).build();
+        let record = Record {
+            attempts: 0,
+            next_attempt: Timestamp::EPOCH,
+            message: message.clone(),
+        };
+        txn.put(OUTBOX_KEYSPACE, key, record.encode());
+        let ready = Arc::clone(&self.ready);
+        txn.on_commit(move || ready.notify_one());
+        Ok(())
+    }
+
+    /// How many messages wait for delivery.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the read fails.
+    pub fn pending(&self, view: &impl ReadView) -> Result<usize> {
+        let mut count = 0;
+        for entry in view.range(OUTBOX_KEYSPACE, &self.records(), Direction::Forward)? {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Starts delivering to `sink` in the background. Messages pushed before a restart are
+    /// delivered too.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn start(
+        &self,
+        store: Store,
+        clock: SharedClock,
+        sink: Arc<dyn Sink>,
+        policy: OutboxPolicy,
+    ) -> BackgroundTask {
+        let worker = Worker {
+            outbox: self.clone(),
+            store,
+            clock,
+            sink,
+            policy,
+        };
+        BackgroundTask::spawn(format!("outbox {}", self.name), move |shutdown| {
+            worker.run(shutdown)
+        })
+    }
+}
+
+struct Worker {
+    outbox: Outbox,
+    store: Store,
+    clock: SharedClock,
+    sink: Arc<dyn Sink>,
+    policy: OutboxPolicy,
+}
+
+/// What a scan found.
+struct Due {
+    records: Vec<(Bytes, Record)>,
+    /// The earliest time a record not yet due becomes due.
+    next: Option<Timestamp>,
+}
+
+impl Worker {
+    async fn run(self, mut shutdown: ShutdownSignal) {
+        loop {
+            let ready = self.outbox.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if shutdown.is_requested() {
+                return;
+            }
+            let wait_until = match self.step().await {
+                Ok(true) => continue,
+                Ok(false) => None,
+                Err(next) => next,
+            };
+            let sleep = self.clock.sleep_until(wait_until.unwrap_or(Timestamp::MAX));
+            tokio::select! {
+                () = &mut ready => {}
+                () = sleep, if wait_until.is_some() => {}
+                () = shutdown.requested() => return,
+            }
+        }
+    }
+
+    /// Delivers one batch of due records. `Ok(true)`: more may be due now. `Ok(false)`: nothing
+    /// is pending. `Err(t)`: wait until `t` (or a push).
+    async fn step(&self) -> std::result::Result<bool, Option<Timestamp>> {
+        let now = self.clock.now();
+        let due = match self.scan(now) {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(outbox = %self.outbox.name, %error, "outbox scan failed");
+                return Err(Some(now.saturating_add(self.policy.initial_backoff)));
+            }
+        };
+        if due.records.is_empty() {
+            return match due.next {
+                Some(next) => Err(Some(next)),
+                None => Ok(false),
+            };
+        }
+        let messages = due.records.iter().map(|(_, r)| r.message.clone()).collect();
+        let results = self.sink.deliver_batch(messages).await;
+        let mut updates = Vec::with_capacity(due.records.len());
+        for ((key, mut record), result) in due.records.into_iter().zip(results) {
+            let give_up = match &result {
+                Ok(()) => {
+                    updates.push((key, None));
+                    continue;
+                }
+                Err(DeliveryError::Rejected { .. }) => true,
+                Err(_) => self
+                    .policy
+                    .max_attempts
+                    .is_some_and(|max| record.attempts + 1 >= max),
+            };
+            record.attempts += 1;
+            if give_up && self.dead_letter(&record, result).await {
+                updates.push((key, None));
+            } else {
+                record.next_attempt = now.saturating_add(self.policy.backoff(record.attempts));
+                updates.push((key, Some(record.encode())));
+            }
+        }
+        let write = self.store.write(Durability::Durable, move |txn| {
+            for (key, value) in updates {
+                match value {
+                    Some(value) => txn.put(OUTBOX_KEYSPACE, key, value),
+                    None => txn.delete(OUTBOX_KEYSPACE, key),
+                }
+            }
+            Ok::<(), Error>(())
+        });
+        match write.await {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                tracing::error!(outbox = %self.outbox.name, %error, "outbox update failed");
+                Err(Some(now.saturating_add(self.policy.initial_backoff)))
+            }
+        }
+    }
+
+    /// Hands a message that will not be retried to the dead-letter sink. True when it may be
+    /// removed from the outbox.
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        result: std::result::Result<(), DeliveryError>,
+    ) -> bool {
+        let reason = result.err().map(|e| e.to_string()).unwrap_or_default();
+        match &self.policy.dead_letter {
+            None => {
+                tracing::error!(
+                    outbox = %self.outbox.name, attempts = record.attempts, %reason,
+                    "dropping a message that could not be delivered (no dead-letter sink)"
+                );
+                true
+            }
+            Some(dead_letter) => match dead_letter.deliver(record.message.clone()).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(outbox = %self.outbox.name, %error, "dead-letter sink failed; will retry");
+                    false
+                }
+            },
+        }
+    }
+
+    fn scan(&self, now: Timestamp) -> Result<Due> {
+        let snapshot = self.store.snapshot()?;
+        let limit = if self.policy.ordered {
+            1
+        } else {
+            self.policy.batch_size
+        };
+        let mut due = Due {
+            records: Vec::new(),
+            next: None,
+        };
+        let entries =
+            snapshot.range(OUTBOX_KEYSPACE, &self.outbox.records(), Direction::Forward)?;
+        for entry in entries.take(SCAN_LIMIT) {
+            let (key, value) = entry?;
+            let record = Record::decode(value)?;
+            if record.next_attempt <= now {
+                due.records.push((key, record));
+                if due.records.len() >= limit {
+                    break;
+                }
+            } else {
+                due.next = Some(
+                    due.next
+                        .map_or(record.next_attempt, |t| t.min(record.next_attempt)),
+                );
+                if self.policy.ordered {
+                    break;
+                }
+            }
+        }
+        Ok(due)
+    }
+}

@@ -1,0 +1,219 @@
+//! Transactions: reads that see their own writes, over a snapshot and the group's earlier writes.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::iter::Peekable;
+
+use bytes::Bytes;
+
+use crate::Result;
+use crate::engine::{Direction, EngineSnapshot, Entries, KeyRange, WriteBatch};
+
+/// Reads shared by [`Snapshot`](crate::Snapshot) and [`WriteTxn`].
+pub trait ReadView {
+    /// The value stored under `key`, if any.
+    ///
+    /// # Errors
+    /// [`Error::Storage`](crate::Error::Storage) when the engine fails to read.
+    fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>>;
+
+    /// The entries whose keys lie in `range`, in `direction` order.
+    ///
+    /// # Errors
+    /// [`Error::Storage`](crate::Error::Storage) when the engine fails to read; each entry may
+    /// also carry a read error.
+    fn range(&self, keyspace: &str, range: &KeyRange, direction: Direction) -> Result<Entries<'_>>;
+
+    /// The entries whose keys start with `prefix`, in `direction` order.
+    ///
+    /// # Errors
+    /// As [`range`](Self::range).
+    fn prefix(&self, keyspace: &str, prefix: &[u8], direction: Direction) -> Result<Entries<'_>> {
+        self.range(keyspace, &KeyRange::prefix(prefix), direction)
+    }
+
+    /// The first entry of `range` in `direction` order.
+    ///
+    /// # Errors
+    /// As [`range`](Self::range).
+    fn first(
+        &self,
+        keyspace: &str,
+        range: &KeyRange,
+        direction: Direction,
+    ) -> Result<Option<(Bytes, Bytes)>> {
+        self.range(keyspace, range, direction)?.next().transpose()
+    }
+}
+
+/// A write transaction, handed to the closure given to [`Store::write`](crate::Store::write).
+///
+/// Reads see the latest commit, the writes of transactions committed earlier in the same group
+/// commit, and this transaction's own writes. The transaction's writes join the group's commit
+/// only if the closure returns `Ok`; otherwise they are discarded and affect nobody.
+pub struct WriteTxn<'a> {
+    base: &'a dyn EngineSnapshot,
+    group: &'a WriteBatch,
+    own: WriteBatch,
+    on_commit: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl fmt::Debug for WriteTxn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteTxn")
+            .field("writes", &self.own.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> WriteTxn<'a> {
+    pub(crate) fn new(base: &'a dyn EngineSnapshot, group: &'a WriteBatch) -> Self {
+        Self {
+            base,
+            group,
+            own: WriteBatch::new(),
+            on_commit: Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (WriteBatch, Vec<Box<dyn FnOnce() + Send>>) {
+        (self.own, self.on_commit)
+    }
+
+    /// Stores `value` under `key`.
+    pub fn put(&mut self, keyspace: &str, key: impl Into<Bytes>, value: impl Into<Bytes>) {
+        self.own.put(keyspace, key.into(), value.into());
+    }
+
+    /// Deletes `key`; deleting a missing key is not an error.
+    pub fn delete(&mut self, keyspace: &str, key: impl Into<Bytes>) {
+        self.own.delete(keyspace, key.into());
+    }
+
+    /// Runs `hook` after this transaction has committed (durably, if it asked to be), before
+    /// the caller is answered. It never runs if the transaction or the commit fails. Hooks must
+    /// be quick and must not write to the store; waking a task is the intended use.
+    pub fn on_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.on_commit.push(Box::new(hook));
+    }
+
+    /// Increments the `u64` counter stored under `key` (absent counts as 0) and returns the new
+    /// value: a gap-free sequence number, unique within the keyspace and key.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`](crate::Error::Corrupt) when the stored value is not a counter.
+    pub fn next_sequence(&mut self, keyspace: &str, key: &[u8]) -> Result<u64> {
+        let current = match self.get(keyspace, key)? {
+            None => 0,
+            Some(raw) => {
+                let bytes: [u8; 8] = raw.as_ref().try_into().map_err(|_| {
+                    crate::Error::corrupt(keyspace, "a sequence counter is not 8 bytes")
+                })?;
+                u64::from_be_bytes(bytes)
+            }
+        };
+        let next = current + 1;
+        self.put(
+            keyspace,
+            Bytes::copy_from_slice(key),
+            Bytes::copy_from_slice(&next.to_be_bytes()),
+        );
+        Ok(next)
+    }
+
+    fn overlay(&self, keyspace: &str, key: &[u8]) -> Option<Option<Bytes>> {
+        [&self.own, self.group]
+            .into_iter()
+            .find_map(|batch| batch.writes(keyspace)?.get(key).cloned())
+    }
+}
+
+impl ReadView for WriteTxn<'_> {
+    fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        match self.overlay(keyspace, key) {
+            Some(value) => Ok(value),
+            None => self.base.get(keyspace, key),
+        }
+    }
+
+    fn range(&self, keyspace: &str, range: &KeyRange, direction: Direction) -> Result<Entries<'_>> {
+        let base: Layer<'_> = Box::new(
+            self.base
+                .range(keyspace, range, direction)?
+                .map(|entry| entry.map(|(k, v)| (k, Some(v)))),
+        );
+        let group = overlay_range(self.group.writes(keyspace), range, direction);
+        let own = overlay_range(self.own.writes(keyspace), range, direction);
+        let merged = Shadow::new(
+            own,
+            Box::new(Shadow::new(group, base, direction)),
+            direction,
+        );
+        Ok(Box::new(merged.filter_map(|entry| match entry {
+            Ok((key, Some(value))) => Some(Ok((key, value))),
+            Ok((_, None)) => None,
+            Err(e) => Some(Err(e)),
+        })))
+    }
+}
+
+/// Entries with deletes still in them, as `None` values.
+type Layer<'a> = Box<dyn Iterator<Item = Result<(Bytes, Option<Bytes>)>> + Send + 'a>;
+
+fn overlay_range<'a>(
+    writes: Option<&'a BTreeMap<Bytes, Option<Bytes>>>,
+    range: &KeyRange,
+    direction: Direction,
+) -> Layer<'a> {
+    let Some(writes) = writes.filter(|_| !range.is_empty()) else {
+        return Box::new(std::iter::empty());
+    };
+    let entries = writes.range::<[u8], _>(range.as_slices());
+    let own = |(k, v): (&Bytes, &Option<Bytes>)| Ok((k.clone(), v.clone()));
+    match direction {
+        Direction::Forward => Box::new(entries.map(own)),
+        Direction::Reverse => Box::new(entries.rev().map(own)),
+    }
+}
+
+/// Merges two ordered layers; where both hold a key, the top one wins.
+struct Shadow<'a> {
+    top: Peekable<Layer<'a>>,
+    bottom: Peekable<Layer<'a>>,
+    direction: Direction,
+}
+
+impl<'a> Shadow<'a> {
+    fn new(top: Layer<'a>, bottom: Layer<'a>, direction: Direction) -> Self {
+        Self {
+            top: top.peekable(),
+            bottom: bottom.peekable(),
+            direction,
+        }
+    }
+}
+
+impl Iterator for Shadow<'_> {
+    type Item = Result<(Bytes, Option<Bytes>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let order = match (self.top.peek(), self.bottom.peek()) {
+            (None, None) => return None,
+            (Some(_), None) | (Some(Err(_)), _) => Ordering::Less,
+            (None, Some(_)) | (_, Some(Err(_))) => Ordering::Greater,
+            (Some(Ok((top, _))), Some(Ok((bottom, _)))) => match self.direction {
+                Direction::Forward => top.cmp(bottom),
+                Direction::Reverse => bottom.cmp(top),
+            },
+        };
+        match order {
+            Ordering::Less => self.top.next(),
+            Ordering::Greater => self.bottom.next(),
+            Ordering::Equal => {
+                self.bottom.next();
+                self.top.next()
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The outbox: delivery after commit, retries with backoff on the clock, dead letters, and
+//! delivery of what was pending before a restart.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cloudlet_core::outbox::{Outbox, OutboxPolicy};
+use cloudlet_core::{
+    ChannelSink, DeliveryError, Durability, Error, ManualClock, Message, Sink, Store,
+};
+use tokio::sync::mpsc;
+
+use crate::support::Harness;
+
+/// A sink that answers from a script (then succeeds) and reports every attempt.
+#[derive(Debug)]
+struct ScriptedSink {
+    script: Mutex<VecDeque<Result<(), DeliveryError>>>,
+    attempts: mpsc::UnboundedSender<String>,
+}
+
+impl ScriptedSink {
+    fn new(script: Vec<Result<(), DeliveryError>>) -> (Arc<Self>, mpsc::UnboundedReceiver<String>) {
+        let (attempts, rx) = mpsc::unbounded_channel();
+        (
+            Arc::new(Self {
+                script: Mutex::new(script.into()),
+                attempts,
+            }),
+            rx,
+        )
+    }
+}
+
+#[async_trait]
+impl Sink for ScriptedSink {
+    async fn deliver(&self, message: Message) -> Result<(), DeliveryError> {
+        self.attempts
+            .send(String::from_utf8(message.body.to_vec()).unwrap())
+            .unwrap();
+        self.script.lock().unwrap().pop_front().unwrap_or(Ok(()))
+    }
+}
+
+async fn push(store: &Store, outbox: &Outbox, bodies: &[&str]) {
+    let (outbox, bodies): (Outbox, Vec<String>) = (
+        outbox.clone(),
+        bodies.iter().map(|s| s.to_string()).collect(),
+    );
+    store
+        .write(Durability::Durable, move |t| {
+            for body in bodies {
+                t.put("data", body.clone(), "x");
+                outbox.push(t, &Message::new(body))?;
+            }
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+}
+
+fn body(m: Message) -> String {
+    String::from_utf8(m.body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn delivers_in_order_and_removes_after_acceptance() {
+    let h = Harness::memory();
+    let clock = ManualClock::default();
+    let outbox = Outbox::new("events");
+    let (sink, mut rx) = ChannelSink::new();
+    let task = outbox.start(
+        h.store.clone(),
+        clock.shared(),
+        Arc::new(sink),
+        OutboxPolicy::default().with_batch_size(3),
+    );
+    push(&h.store, &outbox, &["1", "2", "3", "4", "5"]).await;
+    push(&h.store, &outbox, &["6"]).await;
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(body(rx.recv().await.unwrap()));
+    }
+    assert_eq!(got, ["1", "2", "3", "4", "5", "6"]);
+    task.shutdown().await;
+    assert_eq!(outbox.pending(&h.store.snapshot().unwrap()).unwrap(), 0);
+    assert!(
+        rx.try_recv().is_err(),
+        "each message is delivered once when all goes well"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_transaction_emits_nothing() {
+    let h = Harness::memory();
+    let outbox = Outbox::new("events");
+    let o = outbox.clone();
+    let _ = h
+        .store
+        .write(Durability::Durable, move |t| {
+            o.push(t, &Message::new("never"))?;
+            Err::<(), _>(Error::invalid("x", "rolled back"))
+        })
+        .await;
+    assert_eq!(outbox.pending(&h.store.snapshot().unwrap()).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn retries_with_backoff_on_the_clock() {
+    let h = Harness::memory();
+    let clock = ManualClock::default();
+    let outbox = Outbox::new("events");
+    let fail = || Err(DeliveryError::unavailable("down"));
+    let (sink, mut attempts) = ScriptedSink::new(vec![fail(), fail(), fail()]);
+    let policy =
+        OutboxPolicy::default().with_backoff(Duration::from_secs(1), Duration::from_secs(3), 2);
+    let task = outbox.start(h.store.clone(), clock.shared(), sink, policy);
+    push(&h.store, &outbox, &["m"]).await;
+    assert_eq!(attempts.recv().await.unwrap(), "m"); // attempt 1 fails: wait 1 s
+
+    for wait in [1u64, 2, 3] {
+        // Capped at 3 s: waits are 1 s, 2 s, then 3 s rather than 4 s.
+        clock.wait_for_timers(1).await;
+        clock.advance(Duration::from_millis(wait * 1000 - 1));
+        clock.wait_for_timers(1).await;
+        assert!(
+            attempts.try_recv().is_err(),
+            "no attempt before the backoff of {wait} s is over"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(attempts.recv().await.unwrap(), "m");
+    }
+    // The fourth attempt succeeded: nothing is left and no timer is set.
+    clock.wait_for_timers(0).await;
+    task.shutdown().await;
+    assert_eq!(outbox.pending(&h.store.snapshot().unwrap()).unwrap(), 0);
+    assert!(attempts.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn dead_letters_after_max_attempts_and_rejections_at_once() {
+    let h = Harness::memory();
+    let clock = ManualClock::default();
+    let outbox = Outbox::new("events");
+    let down = || Err(DeliveryError::unavailable("down"));
+    let (sink, mut attempts) = ScriptedSink::new(vec![
+        Err(DeliveryError::rejected("too big")),
+        down(),
+        down(),
+        down(),
+    ]);
+    let (dead, mut dead_rx) = ChannelSink::new();
+    let policy = OutboxPolicy::default()
+        .with_max_attempts(3)
+        .with_batch_size(1)
+        .with_dead_letter(Arc::new(dead));
+    let task = outbox.start(h.store.clone(), clock.shared(), sink, policy);
+    push(&h.store, &outbox, &["rejected", "flaky"]).await;
+    assert_eq!(attempts.recv().await.unwrap(), "rejected");
+    assert_eq!(body(dead_rx.recv().await.unwrap()), "rejected");
+    assert_eq!(attempts.recv().await.unwrap(), "flaky");
+    for _ in 0..2 {
+        clock.wait_for_timers(1).await;
+        clock.advance_to_next();
+        assert_eq!(attempts.recv().await.unwrap(), "flaky");
+    }
+    assert_eq!(body(dead_rx.recv().await.unwrap()), "flaky");
+    task.shutdown().await;
+    assert_eq!(outbox.pending(&h.store.snapshot().unwrap()).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn ordered_delivery_holds_back_later_messages() {
+    let h = Harness::memory();
+    let clock = ManualClock::default();
+    let outbox = Outbox::new("fifo");
+    let (sink, mut attempts) = ScriptedSink::new(vec![Err(DeliveryError::unavailable("down"))]);
+    let task = outbox.start(
+        h.store.clone(),
+        clock.shared(),
+        sink,
+        OutboxPolicy::default().ordered(),
+    );
+    push(&h.store, &outbox, &["first", "second"]).await;
+    assert_eq!(attempts.recv().await.unwrap(), "first");
+    clock.wait_for_timers(1).await;
+    assert!(attempts.try_recv().is_err(), "second waits behind first");
+    clock.advance_to_next();
+    assert_eq!(attempts.recv().await.unwrap(), "first");
+    assert_eq!(attempts.recv().await.unwrap(), "second");
+    task.shutdown().await;
+}
+
+#[tokio::test]
+async fn pending_messages_are_delivered_after_a_restart() {
+    let h = Harness::redb();
+    let path = h.path().unwrap();
+    let outbox = Outbox::new("events");
+    push(&h.store, &outbox, &["a", "b"]).await;
+    drop(h.store);
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(outbox.pending(&store.snapshot().unwrap()).unwrap(), 2);
+    let (sink, mut rx) = ChannelSink::new();
+    let task = outbox.start(
+        store.clone(),
+        ManualClock::default().shared(),
+        Arc::new(sink),
+        OutboxPolicy::default(),
+    );
+    assert_eq!(body(rx.recv().await.unwrap()), "a");
+    assert_eq!(body(rx.recv().await.unwrap()), "b");
+    task.shutdown().await;
+    assert_eq!(outbox.pending(&store.snapshot().unwrap()).unwrap(), 0);
+}

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
-use uuid::{ContextV7, Uuid};
+use uuid::ContextV7;
+pub use uuid::Uuid;
 
 use crate::clock::SharedClock;
 

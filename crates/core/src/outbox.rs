@@ -30,15 +30,15 @@
 //! ```
 
 use std::fmt;
+use std::future::pending;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::sync::Notify;
 
 use crate::clock::{SharedClock, Timestamp};
 use crate::engine::{Direction, Durability, KeyRange};
-use crate::keys::Tuple;
+use crate::keys::{Tuple, TupleReader};
 use crate::message::{DeliveryError, Message, Sink};
 use crate::store::{ReadView, Store, WriteTxn};
 use crate::task::{BackgroundTask, ShutdownSignal};
@@ -48,11 +48,11 @@ use crate::{Error, Result};
 pub const OUTBOX_KEYSPACE: &str = "cloudlet.outbox";
 
 const RECORD_FORMAT: u8 = 1;
-/// Second key element: the sequence counter, then the records.
+/// Second key element: the sequence counter, the records by sequence number, and the due
+/// index by (next attempt, sequence number).
 const COUNTER: u64 = 0;
 const RECORDS: u64 = 1;
-/// Records looked at per scan for due work.
-const SCAN_LIMIT: usize = 1024;
+const DUE: u64 = 2;
 
 /// How an outbox retries.
 #[derive(Clone)]
@@ -147,18 +147,11 @@ impl fmt::Debug for OutboxPolicy {
     }
 }
 
-/// A named outbox. Clones share the wake-up signal, so push through a clone of the outbox that
-/// was started. Run one delivery task per outbox name.
-#[derive(Clone)]
+/// A named outbox: a value, cheap to clone. Every `Outbox` with the same name on the same
+/// [`Store`] is the same outbox; run one delivery task per name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Outbox {
     name: String,
-    ready: Arc<Notify>,
-}
-
-impl fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Outbox").field("name", &self.name).finish()
-    }
 }
 
 /// One stored message with its delivery state.
@@ -197,10 +190,7 @@ impl Record {
 impl Outbox {
     /// The outbox called `name`.
     pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            ready: Arc::new(Notify::new()),
-        }
+        Self { name: name.into() }
     }
 
     /// The outbox's name.
@@ -208,27 +198,48 @@ impl Outbox {
         &self.name
     }
 
-    fn records(&self) -> KeyRange {
-        KeyRange::prefix(Tuple::new().str(&self.name).u64(RECORDS).build())
+    /// The store signal that wakes this outbox's delivery task.
+    fn signal_name(&self) -> String {
+        format!("{OUTBOX_KEYSPACE}/{}", self.name)
     }
 
-    /// Adds `message` to the outbox inside `txn`: it is delivered only if `txn` commits, in the
-    /// order of pushes.
+    fn record_key(&self, seq: u64) -> Bytes {
+        Tuple::new().str(&self.name).u64(RECORDS).u64(seq).build()
+    }
+
+    fn due_key(&self, at: Timestamp, seq: u64) -> Bytes {
+        Tuple::new()
+            .str(&self.name)
+            .u64(DUE)
+            .u64(at.as_nanos())
+            .u64(seq)
+            .build()
+    }
+
+    fn section(&self, section: u64) -> KeyRange {
+        KeyRange::prefix(Tuple::new().str(&self.name).u64(section).build())
+    }
+
+    /// Adds `message` to the outbox inside `txn`: it is delivered only if `txn` commits, and
+    /// outboxes deliver in the order of pushes.
     ///
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`] from reading the outbox's counter.
     pub fn push(&self, txn: &mut WriteTxn<'_>, message: &Message) -> Result<()> {
         let counter = Tuple::new().str(&self.name).u64(COUNTER).build();
         let seq = txn.next_sequence(OUTBOX_KEYSPACE, &counter)?;
-        let key = Tuple::new().str(&self.name).u64(RECORDS).u64(seq).build();
         let record = Record {
             attempts: 0,
             next_attempt: Timestamp::EPOCH,
             message: message.clone(),
         };
-        txn.put(OUTBOX_KEYSPACE, key, record.encode());
-        let ready = Arc::clone(&self.ready);
-        txn.on_commit(move || ready.notify_one());
+        txn.put(OUTBOX_KEYSPACE, self.record_key(seq), record.encode());
+        txn.put(
+            OUTBOX_KEYSPACE,
+            self.due_key(Timestamp::EPOCH, seq),
+            Bytes::new(),
+        );
+        txn.notify_on_commit(&self.signal_name());
         Ok(())
     }
 
@@ -238,7 +249,7 @@ impl Outbox {
     /// [`Error::Storage`] when the read fails.
     pub fn pending(&self, view: &impl ReadView) -> Result<usize> {
         let mut count = 0;
-        for entry in view.range(OUTBOX_KEYSPACE, &self.records(), Direction::Forward)? {
+        for entry in view.range(OUTBOX_KEYSPACE, &self.section(RECORDS), Direction::Forward)? {
             entry?;
             count += 1;
         }
@@ -246,7 +257,7 @@ impl Outbox {
     }
 
     /// Starts delivering to `sink` in the background. Messages pushed before a restart are
-    /// delivered too.
+    /// delivered too. The task stops by itself if the store is poisoned.
     ///
     /// # Panics
     /// When called outside a tokio runtime.
@@ -259,6 +270,7 @@ impl Outbox {
     ) -> BackgroundTask {
         let worker = Worker {
             outbox: self.clone(),
+            signal: store.signal(&self.signal_name()),
             store,
             clock,
             sink,
@@ -272,84 +284,116 @@ impl Outbox {
 
 struct Worker {
     outbox: Outbox,
+    signal: Arc<tokio::sync::Notify>,
     store: Store,
     clock: SharedClock,
     sink: Arc<dyn Sink>,
     policy: OutboxPolicy,
 }
 
+/// A record due for delivery.
+struct DueRecord {
+    seq: u64,
+    record: Record,
+}
+
 /// What a scan found.
 struct Due {
-    records: Vec<(Bytes, Record)>,
+    records: Vec<DueRecord>,
     /// The earliest time a record not yet due becomes due.
     next: Option<Timestamp>,
+}
+
+/// What the worker does after a step.
+enum Step {
+    /// Look again at once: more may be due.
+    Again,
+    /// Wait for a push, or until the given time.
+    Wait(Option<Timestamp>),
+    /// The store can no longer record deliveries; stop.
+    Stop,
 }
 
 impl Worker {
     async fn run(self, mut shutdown: ShutdownSignal) {
         loop {
-            let ready = self.outbox.ready.notified();
-            tokio::pin!(ready);
-            ready.as_mut().enable();
+            let pushed = self.signal.notified();
+            tokio::pin!(pushed);
+            pushed.as_mut().enable();
             if shutdown.is_requested() {
                 return;
             }
-            let wait_until = match self.step().await {
-                Ok(true) => continue,
-                Ok(false) => None,
-                Err(next) => next,
+            let until = match self.step().await {
+                Step::Again => continue,
+                Step::Stop => return,
+                Step::Wait(until) => until,
             };
-            let sleep = self.clock.sleep_until(wait_until.unwrap_or(Timestamp::MAX));
+            let timer = async {
+                match until {
+                    Some(at) => self.clock.sleep_until(at).await,
+                    None => pending().await,
+                }
+            };
             tokio::select! {
-                () = &mut ready => {}
-                () = sleep, if wait_until.is_some() => {}
+                () = &mut pushed => {}
+                () = timer => {}
                 () = shutdown.requested() => return,
             }
         }
     }
 
-    /// Delivers one batch of due records. `Ok(true)`: more may be due now. `Ok(false)`: nothing
-    /// is pending. `Err(t)`: wait until `t` (or a push).
-    async fn step(&self) -> std::result::Result<bool, Option<Timestamp>> {
+    /// Delivers one batch of due records.
+    async fn step(&self) -> Step {
         let now = self.clock.now();
         let due = match self.scan(now) {
             Ok(due) => due,
             Err(error) => {
                 tracing::error!(outbox = %self.outbox.name, %error, "outbox scan failed");
-                return Err(Some(now.saturating_add(self.policy.initial_backoff)));
+                return Step::Wait(Some(now.saturating_add(self.policy.initial_backoff)));
             }
         };
         if due.records.is_empty() {
-            return match due.next {
-                Some(next) => Err(Some(next)),
-                None => Ok(false),
-            };
+            return Step::Wait(due.next);
         }
-        let messages = due.records.iter().map(|(_, r)| r.message.clone()).collect();
-        let results = self.sink.deliver_batch(messages).await;
-        let mut updates = Vec::with_capacity(due.records.len());
-        for ((key, mut record), result) in due.records.into_iter().zip(results) {
+        let messages = due
+            .records
+            .iter()
+            .map(|d| d.record.message.clone())
+            .collect();
+        let mut results = self.sink.deliver_batch(messages).await.into_iter();
+        let mut writes = Vec::new();
+        for DueRecord { seq, mut record } in due.records {
+            let result = results.next().unwrap_or_else(|| {
+                Err(DeliveryError::unavailable(
+                    "the sink gave no result for this message",
+                ))
+            });
+            writes.push((self.outbox.due_key(record.next_attempt, seq), None));
             let give_up = match &result {
                 Ok(()) => {
-                    updates.push((key, None));
+                    writes.push((self.outbox.record_key(seq), None));
                     continue;
                 }
                 Err(DeliveryError::Rejected { .. }) => true,
                 Err(_) => self
                     .policy
                     .max_attempts
-                    .is_some_and(|max| record.attempts + 1 >= max),
+                    .is_some_and(|max| record.attempts.saturating_add(1) >= max),
             };
-            record.attempts += 1;
+            record.attempts = record.attempts.saturating_add(1);
             if give_up && self.dead_letter(&record, result).await {
-                updates.push((key, None));
+                writes.push((self.outbox.record_key(seq), None));
             } else {
                 record.next_attempt = now.saturating_add(self.policy.backoff(record.attempts));
-                updates.push((key, Some(record.encode())));
+                writes.push((
+                    self.outbox.due_key(record.next_attempt, seq),
+                    Some(Bytes::new()),
+                ));
+                writes.push((self.outbox.record_key(seq), Some(record.encode())));
             }
         }
         let write = self.store.write(Durability::Durable, move |txn| {
-            for (key, value) in updates {
+            for (key, value) in writes {
                 match value {
                     Some(value) => txn.put(OUTBOX_KEYSPACE, key, value),
                     None => txn.delete(OUTBOX_KEYSPACE, key),
@@ -358,10 +402,14 @@ impl Worker {
             Ok::<(), Error>(())
         });
         match write.await {
-            Ok(()) => Ok(true),
+            Ok(()) => Step::Again,
+            Err(error) if self.store.is_poisoned() || matches!(error, Error::Closed) => {
+                tracing::error!(outbox = %self.outbox.name, %error, "outbox stopped: deliveries can no longer be recorded");
+                Step::Stop
+            }
             Err(error) => {
                 tracing::error!(outbox = %self.outbox.name, %error, "outbox update failed");
-                Err(Some(now.saturating_add(self.policy.initial_backoff)))
+                Step::Wait(Some(now.saturating_add(self.policy.initial_backoff)))
             }
         }
     }
@@ -394,33 +442,65 @@ impl Worker {
 
     fn scan(&self, now: Timestamp) -> Result<Due> {
         let snapshot = self.store.snapshot()?;
-        let limit = if self.policy.ordered {
-            1
-        } else {
-            self.policy.batch_size
-        };
         let mut due = Due {
             records: Vec::new(),
             next: None,
         };
-        let entries =
-            snapshot.range(OUTBOX_KEYSPACE, &self.outbox.records(), Direction::Forward)?;
-        for entry in entries.take(SCAN_LIMIT) {
-            let (key, value) = entry?;
-            let record = Record::decode(value)?;
-            if record.next_attempt <= now {
-                due.records.push((key, record));
-                if due.records.len() >= limit {
-                    break;
+        let corrupt = |e: Error| Error::corrupt(OUTBOX_KEYSPACE, format!("bad outbox key: {e}"));
+        if self.policy.ordered {
+            // Strict order: only the oldest record may go, and only once it is due.
+            let head = snapshot.first(
+                OUTBOX_KEYSPACE,
+                &self.outbox.section(RECORDS),
+                Direction::Forward,
+            )?;
+            if let Some((key, value)) = head {
+                let mut reader = TupleReader::new(&key);
+                let seq = (|| -> Result<u64> {
+                    reader.str()?;
+                    reader.u64()?;
+                    reader.u64()
+                })()
+                .map_err(corrupt)?;
+                let record = Record::decode(value)?;
+                if record.next_attempt <= now {
+                    due.records.push(DueRecord { seq, record });
+                } else {
+                    due.next = Some(record.next_attempt);
                 }
-            } else {
-                due.next = Some(
-                    due.next
-                        .map_or(record.next_attempt, |t| t.min(record.next_attempt)),
-                );
-                if self.policy.ordered {
-                    break;
-                }
+            }
+            return Ok(due);
+        }
+        for entry in snapshot.range(
+            OUTBOX_KEYSPACE,
+            &self.outbox.section(DUE),
+            Direction::Forward,
+        )? {
+            let (key, _) = entry?;
+            let mut reader = TupleReader::new(&key);
+            let (at, seq) = (|| -> Result<(u64, u64)> {
+                reader.str()?;
+                reader.u64()?;
+                Ok((reader.u64()?, reader.u64()?))
+            })()
+            .map_err(corrupt)?;
+            let at = Timestamp::from_nanos(at);
+            if at > now {
+                due.next = Some(at);
+                break;
+            }
+            let Some(value) = snapshot.get(OUTBOX_KEYSPACE, &self.outbox.record_key(seq))? else {
+                return Err(Error::corrupt(
+                    OUTBOX_KEYSPACE,
+                    format!("due entry {seq} has no record"),
+                ));
+            };
+            due.records.push(DueRecord {
+                seq,
+                record: Record::decode(value)?,
+            });
+            if due.records.len() >= self.policy.batch_size {
+                break;
             }
         }
         Ok(due)

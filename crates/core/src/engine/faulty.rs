@@ -12,10 +12,20 @@ use crate::{Error, Result};
 /// after a failed fsync the data may or may not be on disk, and callers must not rely on
 /// either. Used to test that a [`Store`](crate::Store) poisons itself and that callers see the
 /// error.
-#[derive(Debug, Clone)]
+/// Clones share the inner engine and the fault switch.
+#[derive(Debug)]
 pub struct FaultyEngine<E> {
-    inner: E,
+    inner: Arc<E>,
     state: Arc<FaultState>,
+}
+
+impl<E> Clone for FaultyEngine<E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            state: Arc::clone(&self.state),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -29,7 +39,7 @@ impl<E: Engine> FaultyEngine<E> {
     /// Wraps `inner`; no commit fails until [`fail_after`](Self::fail_after) is called.
     pub fn new(inner: E) -> Self {
         Self {
-            inner,
+            inner: Arc::new(inner),
             state: Arc::default(),
         }
     }

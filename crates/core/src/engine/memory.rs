@@ -33,16 +33,64 @@ pub struct MemoryEngine {
 
 #[derive(Default)]
 struct Inner {
-    keyspaces: RwLock<HashMap<String, Keyspace>>,
+    state: RwLock<State>,
     /// Live snapshots by version, with a count of each.
     live: Mutex<BTreeMap<u64, usize>>,
     version: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    keyspaces: HashMap<String, Keyspace>,
+    /// Keys that still hold old versions or a delete marker, by the version at which they can
+    /// be pruned: once no live snapshot is older, each is cut back to its newest version.
+    history: BTreeMap<u64, Vec<(String, Bytes)>>,
+}
+
+impl State {
+    /// Prunes the keys whose history no live snapshot at or after `oldest` can see.
+    fn collect_garbage(&mut self, oldest: u64) {
+        let younger = self.history.split_off(&(oldest + 1));
+        let ready = std::mem::replace(&mut self.history, younger);
+        for (name, key) in ready.into_values().flatten() {
+            if let Some(keyspace) = self.keyspaces.get_mut(&name)
+                && let Some(chain) = keyspace.get_mut(&key)
+            {
+                prune(chain, oldest);
+                if is_dead(chain) {
+                    keyspace.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// True when the only version left is a delete.
+fn is_dead(chain: &Chain) -> bool {
+    chain.len() == 1 && chain[0].1.is_none()
 }
 
 impl MemoryEngine {
     /// An empty engine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many value versions and delete markers the engine holds: one per live key, plus
+    /// those kept for live snapshots until the next commit after those snapshots are gone. A
+    /// diagnostic for memory use.
+    pub fn stored_versions(&self) -> usize {
+        let state = self
+            .inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        state
+            .keyspaces
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(Vec::len)
+            .sum()
     }
 }
 
@@ -95,9 +143,9 @@ impl Engine for MemoryEngine {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut keyspaces = self
+        let mut state = self
             .inner
-            .keyspaces
+            .state
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         // Holding `live` until the version is published means no snapshot can be taken at
@@ -105,15 +153,25 @@ impl Engine for MemoryEngine {
         let live = lock(&self.inner.live);
         let version = self.inner.version.load(Ordering::Acquire) + 1;
         let oldest = live.keys().next().copied().unwrap_or(version);
+        state.collect_garbage(oldest);
+        let State {
+            keyspaces, history, ..
+        } = &mut *state;
         for (name, writes) in batch.into_keyspaces() {
-            let keyspace = keyspaces.entry(name).or_default();
+            let keyspace = keyspaces.entry(name.clone()).or_default();
             for (key, value) in writes {
                 match keyspace.get_mut(&key) {
                     Some(chain) => {
                         chain.push((version, value));
                         prune(chain, oldest);
-                        if chain.len() == 1 && chain[0].1.is_none() {
+                        if is_dead(chain) {
                             keyspace.remove(&key);
+                        } else if chain.len() > 1 {
+                            // A live snapshot still sees an older version.
+                            history
+                                .entry(version)
+                                .or_default()
+                                .push((name.clone(), key));
                         }
                     }
                     None if value.is_some() => {
@@ -160,12 +218,13 @@ impl Drop for MemorySnapshot {
 
 impl EngineSnapshot for MemorySnapshot {
     fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
-        let keyspaces = self
+        let state = self
             .inner
-            .keyspaces
+            .state
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        Ok(keyspaces
+        Ok(state
+            .keyspaces
             .get(keyspace)
             .and_then(|ks| ks.get(key))
             .and_then(|chain| visible(chain, self.version))
@@ -198,13 +257,13 @@ impl MemoryRange<'_> {
         let Some(range) = self.remaining.take() else {
             return;
         };
-        let keyspaces = self
+        let state = self
             .snapshot
             .inner
-            .keyspaces
+            .state
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let Some(map) = keyspaces.get(&self.keyspace) else {
+        let Some(map) = state.keyspaces.get(&self.keyspace) else {
             return;
         };
         let version = self.snapshot.version;

@@ -251,7 +251,8 @@ pub trait Engine: Send + Sync + Debug + 'static {
     /// A consistent view of the latest commit.
     fn snapshot(&self) -> Result<Box<dyn EngineSnapshot>>;
 
-    /// Applies `batch` atomically.
+    /// Applies `batch` atomically. An empty batch with [`Durability::Durable`] must still make
+    /// every earlier commit durable.
     fn commit(&self, batch: WriteBatch, durability: Durability) -> Result<()>;
 
     /// Whether `commit` may block on I/O. An engine that answers `false` (memory) has its

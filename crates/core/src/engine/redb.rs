@@ -16,8 +16,14 @@ const FILE_NAME: &str = "cloudlet.redb";
 
 type Table = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
-fn definition(keyspace: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
-    TableDefinition::new(keyspace)
+/// The table holding `keyspace`. Prefixed because redb rejects an empty table name and
+/// cloudlet allows an empty keyspace name.
+fn table_name(keyspace: &str) -> String {
+    format!("ks.{keyspace}")
+}
+
+fn definition(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(name)
 }
 
 /// The durable engine: crash-safe, checksummed, copy-on-write B-trees in one file.
@@ -68,7 +74,8 @@ impl Engine for RedbEngine {
     }
 
     fn commit(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
-        if batch.is_empty() {
+        // An empty durable commit still syncs: it makes earlier eventual commits durable.
+        if batch.is_empty() && durability == Durability::Eventual {
             return Ok(());
         }
         let mut txn = self.db.begin_write().map_err(Error::storage)?;
@@ -78,7 +85,8 @@ impl Engine for RedbEngine {
         })
         .map_err(Error::storage)?;
         for (name, writes) in batch.keyspaces() {
-            let mut table = txn.open_table(definition(name)).map_err(Error::storage)?;
+            let name = table_name(name);
+            let mut table = txn.open_table(definition(&name)).map_err(Error::storage)?;
             for (key, value) in writes {
                 match value {
                     Some(value) => {
@@ -116,7 +124,8 @@ impl RedbSnapshot {
     ) -> Result<Option<T>> {
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
         if !tables.contains_key(keyspace) {
-            let table = match self.txn.open_table(definition(keyspace)) {
+            let name = table_name(keyspace);
+            let table = match self.txn.open_table(definition(&name)) {
                 Ok(table) => Some(table),
                 Err(TableError::TableDoesNotExist(_)) => None,
                 Err(e) => return Err(Error::storage(e)),

@@ -1,6 +1,7 @@
 //! [`Store`]: transactions with group commit over any [`Engine`].
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::engine::{
     Direction, Durability, Engine, EngineSnapshot, Entries, KeyRange, MemoryEngine, WriteBatch,
@@ -88,6 +89,23 @@ struct Shared {
     unsynced: AtomicBool,
     commits: AtomicU64,
     transactions: AtomicU64,
+    signals: Signals,
+}
+
+/// Named wake-up signals, notified after commits that ask for them.
+#[derive(Default)]
+pub(crate) struct Signals(Mutex<HashMap<String, Arc<Notify>>>);
+
+impl Signals {
+    pub(crate) fn get(&self, name: &str) -> Arc<Notify> {
+        let mut signals = lock(&self.0);
+        if let Some(signal) = signals.get(name) {
+            return Arc::clone(signal);
+        }
+        let signal = Arc::new(Notify::new());
+        signals.insert(name.to_owned(), Arc::clone(&signal));
+        signal
+    }
 }
 
 #[derive(Default)]
@@ -136,6 +154,7 @@ impl Store {
             unsynced: AtomicBool::new(false),
             commits: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
+            signals: Signals::default(),
         });
         let writer = threaded.then(|| {
             let shared = Arc::clone(&shared);
@@ -225,6 +244,16 @@ impl Store {
     {
         let answer = self.submit(durability, f);
         Self::unwrap_outcome(answer.blocking_recv())
+    }
+
+    /// The signal called `name`, notified (with [`Notify::notify_waiters`]) after every commit
+    /// of a transaction that called [`WriteTxn::notify_on_commit`] with that name.
+    ///
+    /// This is how a task waits for data instead of polling: create the `notified()` future and
+    /// `enable()` it, then check the store, then await it. Every clone of this store shares the
+    /// signals.
+    pub fn signal(&self, name: &str) -> Arc<Notify> {
+        self.inner.shared.signals.get(name)
     }
 
     /// Commit counters since the store was opened.
@@ -323,6 +352,21 @@ impl Drop for StoreInner {
     }
 }
 
+/// Runs an engine call, turning a panic into a storage error (which poisons the store) instead
+/// of killing the writer and stranding every later caller.
+fn guarded<T>(call: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(Error::storage(std::io::Error::other(format!(
+            "the engine panicked: {what}"
+        ))))
+    })
+}
+
 impl Shared {
     fn writer_loop(&self) {
         loop {
@@ -345,11 +389,21 @@ impl Shared {
 
     /// Drains the queue on the calling thread until it is empty, then gives up leadership.
     fn lead(&self) {
+        /// Gives up leadership if a group panics, so later writers are not stranded.
+        struct Unwinding<'a>(&'a Shared);
+        impl Drop for Unwinding<'_> {
+            fn drop(&mut self) {
+                lock(&self.0.queue).leading = false;
+            }
+        }
+        let unwinding = Unwinding(self);
         loop {
             let jobs = {
                 let mut queue = lock(&self.queue);
                 if queue.jobs.is_empty() {
+                    // Under the lock: a job queued after this finds no leader and leads itself.
                     queue.leading = false;
+                    std::mem::forget(unwinding);
                     return;
                 }
                 std::mem::take(&mut queue.jobs)
@@ -368,7 +422,7 @@ impl Shared {
         if let Some(reason) = lock(&self.poison).clone() {
             return fail_all(jobs, Error::Poisoned(reason));
         }
-        let snapshot = match self.engine.snapshot() {
+        let snapshot = match guarded(|| self.engine.snapshot()) {
             Ok(snapshot) => snapshot,
             Err(e) => return fail_all(jobs, e),
         };
@@ -377,7 +431,7 @@ impl Shared {
         let mut completions = Vec::with_capacity(jobs.len());
         let mut hooks = Vec::new();
         for job in jobs {
-            let mut txn = WriteTxn::new(&*snapshot, &group);
+            let mut txn = WriteTxn::new(&*snapshot, &group, &self.signals);
             if let Some(completion) = (job.run)(Ok(&mut txn)) {
                 let (writes, on_commit) = txn.into_parts();
                 group.absorb(writes);
@@ -398,7 +452,7 @@ impl Shared {
         let must_sync = durability == Durability::Durable && self.unsynced.load(Ordering::Acquire);
         let result = if wrote || must_sync {
             self.commits.fetch_add(1, Ordering::Relaxed);
-            self.engine.commit(group, durability)
+            guarded(|| self.engine.commit(group, durability))
         } else {
             Ok(())
         };

@@ -7,6 +7,7 @@ use std::iter::Peekable;
 
 use bytes::Bytes;
 
+use super::Signals;
 use crate::Result;
 use crate::engine::{Direction, EngineSnapshot, Entries, KeyRange, WriteBatch};
 
@@ -55,6 +56,7 @@ pub trait ReadView {
 pub struct WriteTxn<'a> {
     base: &'a dyn EngineSnapshot,
     group: &'a WriteBatch,
+    signals: &'a Signals,
     own: WriteBatch,
     on_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
@@ -68,10 +70,15 @@ impl fmt::Debug for WriteTxn<'_> {
 }
 
 impl<'a> WriteTxn<'a> {
-    pub(crate) fn new(base: &'a dyn EngineSnapshot, group: &'a WriteBatch) -> Self {
+    pub(crate) fn new(
+        base: &'a dyn EngineSnapshot,
+        group: &'a WriteBatch,
+        signals: &'a Signals,
+    ) -> Self {
         Self {
             base,
             group,
+            signals,
             own: WriteBatch::new(),
             on_commit: Vec::new(),
         }
@@ -98,6 +105,13 @@ impl<'a> WriteTxn<'a> {
         self.on_commit.push(Box::new(hook));
     }
 
+    /// Notifies the store's signal `name` (see [`Store::signal`](crate::Store::signal)) after
+    /// this transaction commits: how writers wake the tasks waiting for what they wrote.
+    pub fn notify_on_commit(&mut self, name: &str) {
+        let signal = self.signals.get(name);
+        self.on_commit(move || signal.notify_waiters());
+    }
+
     /// Increments the `u64` counter stored under `key` (absent counts as 0) and returns the new
     /// value: a gap-free sequence number, unique within the keyspace and key.
     ///
@@ -113,7 +127,9 @@ impl<'a> WriteTxn<'a> {
                 u64::from_be_bytes(bytes)
             }
         };
-        let next = current + 1;
+        let next = current
+            .checked_add(1)
+            .ok_or_else(|| crate::Error::invalid("sequence", "the counter is at u64::MAX"))?;
         self.put(
             keyspace,
             Bytes::copy_from_slice(key),

@@ -8,7 +8,7 @@ macro_rules! conformance {
         mod $engine {
             use super::*;
             conformance!(@tests $open;
-                put_get_delete, missing_keyspace_is_empty, snapshot_is_isolated_from_later_commits,
+                put_get_delete, missing_keyspace_is_empty, engine_panic_poisons_instead_of_hanging, snapshot_is_isolated_from_later_commits,
                 reader_never_sees_uncommitted_writes, reader_never_sees_half_a_commit,
                 forward_scan_is_in_byte_order, reverse_scan_is_in_reverse_order, range_bounds,
                 empty_and_inverted_ranges_yield_nothing, prefix_scan, scan_larger_than_a_chunk,
@@ -83,7 +83,7 @@ mod checks {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use cloudlet_core::engine::{FaultyEngine, MemoryEngine};
+    use cloudlet_core::engine::{Engine, EngineSnapshot, MemoryEngine, WriteBatch};
     use cloudlet_core::{Bytes, Direction, Durability, Error, KeyRange, ReadView, Store};
 
     use super::*;
@@ -140,6 +140,11 @@ mod checks {
         let snap = h.store.snapshot().unwrap();
         assert_eq!(snap.get("nope", b"k").unwrap(), None);
         assert!(collect(&snap, "nope", &KeyRange::all(), Direction::Reverse).is_empty());
+        // The empty name is a keyspace like any other.
+        put(&h.store, "", "k", "v").await;
+        let snap = h.store.snapshot().unwrap();
+        assert_eq!(snap.get("", b"k").unwrap(), Some(b("v")));
+        assert_eq!(keys(&snap, "", &KeyRange::all(), Direction::Forward), ["k"]);
     }
 
     pub async fn snapshot_is_isolated_from_later_commits(h: Harness) {
@@ -606,11 +611,9 @@ mod checks {
     }
 
     pub async fn failed_commit_poisons_the_store(h: Harness) {
-        // The check is about the store's reaction, so the fault is injected over a memory
-        // engine in both runs; `h` only checks the harness's own store is unaffected.
-        let _ = h;
-        let faulty = FaultyEngine::new(MemoryEngine::new());
-        let s = Store::new(faulty.clone());
+        // A fresh engine of the harness's kind, failing its commits as a failed fsync would.
+        let faulty = h.faulty();
+        let s = faulty.store();
         put(&s, "t", "before", "1").await;
         faulty.fail_after(0);
         let err = s
@@ -636,6 +639,50 @@ mod checks {
         assert_eq!(snap.get("t", b"after").unwrap(), None);
     }
 
+    pub async fn engine_panic_poisons_instead_of_hanging(h: Harness) {
+        // A panicking engine of the same threading as the harness's (inline for memory, a
+        // writer thread for redb) must fail its callers and poison, never strand them.
+        let blocks = h.dir.is_some();
+        let s = Store::new(PanickingEngine {
+            inner: MemoryEngine::new(),
+            blocks,
+        });
+        let err = s
+            .write(Durability::Durable, |t| {
+                t.put("t", "k", "v");
+                Ok::<_, Error>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Storage(_)), "{err}");
+        let err = s
+            .write(Durability::Durable, |t| {
+                t.put("t", "k", "v");
+                Ok::<_, Error>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Poisoned(_)), "{err}");
+    }
+
+    #[derive(Debug)]
+    struct PanickingEngine {
+        inner: MemoryEngine,
+        blocks: bool,
+    }
+
+    impl Engine for PanickingEngine {
+        fn snapshot(&self) -> Result<Box<dyn EngineSnapshot>, Error> {
+            self.inner.snapshot()
+        }
+        fn commit(&self, _: WriteBatch, _: Durability) -> Result<(), Error> {
+            panic!("engine bug")
+        }
+        fn commit_blocks(&self) -> bool {
+            self.blocks
+        }
+    }
+
     pub async fn on_commit_hooks_run_only_after_commit(h: Harness) {
         let s = &h.store;
         let fired = Arc::new(AtomicBool::new(false));
@@ -657,4 +704,50 @@ mod checks {
         .unwrap();
         assert!(fired.load(Ordering::SeqCst));
     }
+}
+
+/// Versions kept for a snapshot are freed once the snapshot is gone, even for keys that are
+/// never written again.
+#[tokio::test]
+async fn memory_frees_versions_kept_for_dropped_snapshots() {
+    use cloudlet_core::engine::MemoryEngine;
+    let engine = MemoryEngine::new();
+    let store = Store::new(engine.clone());
+    store
+        .write(Durability::Durable, |t| {
+            for i in 0..100u32 {
+                t.put("q", i.to_be_bytes().to_vec(), "body");
+            }
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    let pinned = store.snapshot().unwrap();
+    store
+        .write(Durability::Durable, |t| {
+            for i in 0..100u32 {
+                t.delete("q", i.to_be_bytes().to_vec());
+            }
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.stored_versions(),
+        200,
+        "the snapshot still needs the bodies"
+    );
+    assert_eq!(
+        pinned.get("q", &7u32.to_be_bytes()).unwrap(),
+        Some(crate::support::b("body"))
+    );
+    drop(pinned);
+    store
+        .write(Durability::Durable, |t| {
+            t.put("other", "k", "v");
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(engine.stored_versions(), 1);
 }

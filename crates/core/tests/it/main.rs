@@ -5,6 +5,7 @@ mod clock;
 mod conformance;
 mod crash;
 mod group_commit;
+mod ids;
 mod keys;
 mod message;
 mod model;

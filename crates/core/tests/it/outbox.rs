@@ -215,3 +215,109 @@ async fn pending_messages_are_delivered_after_a_restart() {
     task.shutdown().await;
     assert_eq!(outbox.pending(&store.snapshot().unwrap()).unwrap(), 0);
 }
+
+/// A sink whose batch answer is missing results for some messages.
+#[derive(Debug)]
+struct ForgetfulSink {
+    first: std::sync::atomic::AtomicBool,
+    attempts: mpsc::UnboundedSender<String>,
+}
+
+#[async_trait]
+impl Sink for ForgetfulSink {
+    async fn deliver(&self, message: Message) -> Result<(), DeliveryError> {
+        self.attempts.send(body(message)).unwrap();
+        Ok(())
+    }
+
+    async fn deliver_batch(&self, messages: Vec<Message>) -> Vec<Result<(), DeliveryError>> {
+        if self.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            for m in messages {
+                self.attempts.send(format!("forgot {}", body(m))).unwrap();
+            }
+            return Vec::new();
+        }
+        let mut results = Vec::new();
+        for m in messages {
+            results.push(self.deliver(m).await);
+        }
+        results
+    }
+}
+
+#[tokio::test]
+async fn a_missing_result_counts_as_a_failure_and_is_retried_after_backoff() {
+    let h = Harness::memory();
+    let clock = ManualClock::default();
+    let outbox = Outbox::new("events");
+    let (attempts, mut rx) = mpsc::unbounded_channel();
+    let sink = Arc::new(ForgetfulSink {
+        first: true.into(),
+        attempts,
+    });
+    let task = outbox.start(
+        h.store.clone(),
+        clock.shared(),
+        sink,
+        OutboxPolicy::default(),
+    );
+    push(&h.store, &outbox, &["m"]).await;
+    assert_eq!(rx.recv().await.unwrap(), "forgot m");
+    clock.wait_for_timers(1).await;
+    assert!(rx.try_recv().is_err(), "no redelivery before the backoff");
+    clock.advance_to_next();
+    assert_eq!(rx.recv().await.unwrap(), "m");
+    task.shutdown().await;
+    assert_eq!(outbox.pending(&h.store.snapshot().unwrap()).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_worker_stops_when_the_store_is_poisoned() {
+    use cloudlet_core::engine::{FaultyEngine, MemoryEngine};
+    let engine = FaultyEngine::new(MemoryEngine::new());
+    let store = Store::new(engine.clone());
+    let clock = ManualClock::default();
+    let outbox = Outbox::new("events");
+    let (sink, mut attempts) = ScriptedSink::new(vec![]);
+    push(&store, &outbox, &["m"]).await;
+    engine.fail_after(0);
+    let task = outbox.start(store.clone(), clock.shared(), sink, OutboxPolicy::default());
+    assert_eq!(attempts.recv().await.unwrap(), "m");
+    // Recording the delivery fails and poisons the store: the worker stops rather than
+    // delivering the same message again and again.
+    while !task.is_finished() {
+        tokio::task::yield_now().await;
+    }
+    assert!(store.is_poisoned());
+    clock.advance(Duration::from_secs(3600));
+    assert!(attempts.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn backlog_in_backoff_does_not_hold_back_new_messages() {
+    let h = Harness::memory();
+    let clock = ManualClock::default();
+    let outbox = Outbox::new("events");
+    // The first 1,500 deliveries fail; they all wait in backoff while a new message goes through.
+    let script = (0..1500)
+        .map(|_| Err(DeliveryError::unavailable("down")))
+        .collect();
+    let (sink, mut attempts) = ScriptedSink::new(script);
+    let bodies: Vec<String> = (0..1500).map(|i| format!("old-{i}")).collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    push(&h.store, &outbox, &refs).await;
+    let task = outbox.start(
+        h.store.clone(),
+        clock.shared(),
+        sink,
+        OutboxPolicy::default().with_batch_size(100),
+    );
+    for _ in 0..1500 {
+        attempts.recv().await.unwrap();
+    }
+    clock.wait_for_timers(1).await;
+    push(&h.store, &outbox, &["new"]).await;
+    assert_eq!(attempts.recv().await.unwrap(), "new");
+    task.shutdown().await;
+    assert_eq!(outbox.pending(&h.store.snapshot().unwrap()).unwrap(), 1500);
+}

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cloudlet_core::engine::{MemoryEngine, RedbEngine};
+use cloudlet_core::engine::{FaultyEngine, MemoryEngine, RedbEngine};
 use cloudlet_core::{Bytes, Direction, KeyRange, ReadView, Store};
 use tempfile::TempDir;
 
@@ -11,6 +11,36 @@ pub struct Harness {
     pub store: Store,
     /// The data directory of a durable engine.
     pub dir: Option<TempDir>,
+}
+
+/// A fresh engine of the same kind as a harness's, wrapped to fail commits on demand.
+pub enum Faulty {
+    Memory(FaultyEngine<MemoryEngine>),
+    /// The engine, and its data directory kept alive.
+    Redb(FaultyEngine<RedbEngine>, #[allow(dead_code)] TempDir),
+}
+
+impl Faulty {
+    pub fn store(&self) -> Store {
+        match self {
+            Self::Memory(e) => Store::new(e.clone()),
+            Self::Redb(e, _) => Store::new(e.clone()),
+        }
+    }
+
+    pub fn fail_after(&self, commits: usize) {
+        match self {
+            Self::Memory(e) => e.fail_after(commits),
+            Self::Redb(e, _) => e.fail_after(commits),
+        }
+    }
+
+    pub fn heal(&self) {
+        match self {
+            Self::Memory(e) => e.heal(),
+            Self::Redb(e, _) => e.heal(),
+        }
+    }
 }
 
 impl Harness {
@@ -26,6 +56,18 @@ impl Harness {
         Self {
             store: Store::new(RedbEngine::open(dir.path()).unwrap()),
             dir: Some(dir),
+        }
+    }
+
+    pub fn faulty(&self) -> Faulty {
+        if self.dir.is_some() {
+            let dir = tempfile::tempdir().unwrap();
+            Faulty::Redb(
+                FaultyEngine::new(RedbEngine::open(dir.path()).unwrap()),
+                dir,
+            )
+        } else {
+            Faulty::Memory(FaultyEngine::new(MemoryEngine::new()))
         }
     }
 

@@ -489,7 +489,8 @@ impl Decimal {
                 return Ok((decimal, 1 + 2 + i + 1));
             }
             let (high, low) = (byte >> 4, byte & 0x0F);
-            if !(1..=10).contains(&high) || low > 10 {
+            if !(1..=10).contains(&high) || low > 10 || (i == 0 && high == 1) {
+                // A leading zero digit would be a second, non-canonical form of a number.
                 return Err(malformed("bad decimal digit"));
             }
             digits.push(high - 1);

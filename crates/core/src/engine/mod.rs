@@ -18,6 +18,8 @@ mod faulty;
 mod memory;
 #[cfg(feature = "redb")]
 mod redb;
+#[cfg(feature = "redb")]
+mod wal;
 
 pub use faulty::FaultyEngine;
 pub use memory::MemoryEngine;

@@ -16,6 +16,7 @@ use crate::Result;
 
 mod faulty;
 mod memory;
+pub(crate) mod merge;
 #[cfg(feature = "redb")]
 mod redb;
 #[cfg(feature = "redb")]
@@ -24,7 +25,7 @@ mod wal;
 pub use faulty::FaultyEngine;
 pub use memory::MemoryEngine;
 #[cfg(feature = "redb")]
-pub use redb::RedbEngine;
+pub use redb::{RedbEngine, RedbOptions};
 
 /// How far a commit must have gone before it is acknowledged.
 #[derive(

@@ -1,23 +1,66 @@
-//! The durable engine: redb B-trees behind a write-ahead log, in one data directory.
+//! The durable engine: a write-ahead log, recent commits in memory, and redb B-trees.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use redb::{ReadOnlyTable, ReadableDatabase, TableDefinition, TableError};
 
-use super::wal::Wal;
+use super::merge::{Shadow, base_layer, without_deletes};
+use super::wal::Log;
 use super::{Direction, Durability, Engine, EngineSnapshot, Entries, KeyRange, WriteBatch};
 use crate::{Error, Result};
 
 /// The database file inside a data directory.
 const FILE_NAME: &str = "cloudlet.redb";
-/// The write-ahead log beside it.
+/// The write-ahead log segments beside it (`cloudlet.wal.0`, `cloudlet.wal.1`).
 const WAL_NAME: &str = "cloudlet.wal";
-/// Log size at which the B-tree is made durable and the log emptied.
-const CHECKPOINT_BYTES: u64 = 32 << 20;
+
+/// Tuning of a [`RedbEngine`]; the defaults suit most uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedbOptions {
+    /// Commits held in memory before they are written into the B-tree together. Default 32.
+    pub flush_commits: usize,
+    /// Bytes of keys and values held in memory before that write. Default 4 MiB.
+    pub flush_bytes: usize,
+    /// Size of a log segment; when one fills, the B-tree is synced in the background so the
+    /// segment can be reused. Default 32 MiB.
+    pub checkpoint_bytes: u64,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        Self {
+            flush_commits: 32,
+            flush_bytes: 4 << 20,
+            checkpoint_bytes: 32 << 20,
+        }
+    }
+}
+
+impl RedbOptions {
+    /// Sets [`flush_commits`](Self::flush_commits) (at least 1).
+    pub fn with_flush_commits(mut self, commits: usize) -> Self {
+        self.flush_commits = commits.max(1);
+        self
+    }
+
+    /// Sets [`flush_bytes`](Self::flush_bytes).
+    pub fn with_flush_bytes(mut self, bytes: usize) -> Self {
+        self.flush_bytes = bytes;
+        self
+    }
+
+    /// Sets [`checkpoint_bytes`](Self::checkpoint_bytes).
+    pub fn with_checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes;
+        self
+    }
+}
 
 type Table = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
@@ -32,20 +75,82 @@ fn definition(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
 }
 
 /// The durable engine: crash-safe, checksummed, copy-on-write B-trees (redb) behind a
-/// write-ahead log.
+/// write-ahead log, in one data directory.
 ///
-/// Each keyspace is a table. A commit is appended to the log and applied to the B-tree
-/// without a B-tree sync; a [`Durability::Durable`] commit also `fdatasync`s the log before it
-/// returns (one small sequential sync instead of a B-tree commit), and an
-/// [`Durability::Eventual`] one becomes durable with the next durable commit. Once the log
-/// passes 32 MiB the B-tree is synced and the log emptied (a checkpoint). Opening replays what
-/// the log holds beyond the last checkpoint, cutting off a torn tail.
+/// Each keyspace is a table. A commit is appended to the log and kept in memory; a
+/// [`Durability::Durable`] commit `fdatasync`s the log before it becomes visible and returns
+/// (one small sequential sync instead of a B-tree commit), and an [`Durability::Eventual`] one
+/// becomes durable with the next durable commit. A background thread writes the commits held
+/// in memory into the B-tree, 32 commits (or 4 MiB) at a time, in one transaction without a
+/// sync, so a key written and deleted within that window never reaches the B-tree. The log has
+/// two 32 MiB segments used in turn; when one fills, the same thread makes the B-tree durable
+/// (a checkpoint) so the segment can be reused. Opening replays what the log holds, cutting
+/// off a torn tail.
 ///
 /// The directory is opened exclusively: a second open fails until the first is dropped.
+/// Dropping the engine waits for the background thread to finish the write it is doing.
 pub struct RedbEngine {
-    db: redb::Database,
+    shared: Arc<Shared>,
+    writer: Mutex<Writer>,
+    flusher: Option<JoinHandle<()>>,
     path: PathBuf,
-    wal: Mutex<Wal>,
+    options: RedbOptions,
+}
+
+/// State shared with the flusher thread.
+struct Shared {
+    db: redb::Database,
+    /// What a new snapshot sees; replaced, never mutated.
+    view: Mutex<Arc<View>>,
+    flush: Mutex<FlushState>,
+    /// Signals changes of `flush` both ways.
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct FlushState {
+    flush_requested: bool,
+    /// A log generation to make durable in the B-tree.
+    checkpoint_requested: Option<u64>,
+    busy: bool,
+    /// Every log generation up to this one is durable in the B-tree.
+    checkpointed: u64,
+    /// A failed background write: the engine is unusable.
+    error: Option<Error>,
+    shutdown: bool,
+}
+
+/// The committing side.
+struct Writer {
+    log: Log,
+}
+
+/// A consistent state: a B-tree read transaction and the commits made after it.
+struct View {
+    base: Arc<Base>,
+    /// Commits not yet in the B-tree, oldest first.
+    unflushed: Vec<Arc<WriteBatch>>,
+    unflushed_bytes: usize,
+}
+
+/// A B-tree read transaction shared by every snapshot taken while it is current, with the
+/// tables it has opened.
+struct Base {
+    txn: redb::ReadTransaction,
+    /// `None` for a keyspace that does not exist in this transaction.
+    tables: RwLock<HashMap<String, Option<Arc<Table>>>>,
+}
+
+fn batch_bytes(batch: &WriteBatch) -> usize {
+    batch
+        .keyspaces()
+        .flat_map(|(_, writes)| writes.iter())
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len))
+        .sum()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl RedbEngine {
@@ -56,24 +161,50 @@ impl RedbEngine {
     /// [`Error::Storage`] when the directory cannot be created, the database is locked by
     /// another open engine, or a file is not valid.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, RedbOptions::default())
+    }
+
+    /// [`open`](Self::open) with tuning options.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(dir: impl AsRef<Path>, options: RedbOptions) -> Result<Self> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(Error::storage)?;
         let path = dir.join(FILE_NAME);
         // The database first: its lock keeps a second process away from the log too.
         let db = redb::Database::create(&path).map_err(Error::storage)?;
-        let (wal, recovered) = Wal::open(&dir.join(WAL_NAME))?;
-        let engine = Self {
-            db,
-            path,
-            wal: Mutex::new(wal),
-        };
+        let (log, recovered) = Log::open(dir, WAL_NAME)?;
         if !recovered.is_empty() {
             tracing::info!(commits = recovered.len(), "replaying the write-ahead log");
-            for batch in &recovered {
-                engine.apply(batch)?;
-            }
-            engine.checkpoint_locked(&mut engine.wal())?;
         }
+        let unflushed_bytes = recovered.iter().map(batch_bytes).sum();
+        let shared = Arc::new(Shared {
+            view: Mutex::new(Arc::new(View {
+                base: Base::new(&db)?,
+                unflushed: recovered.into_iter().map(Arc::new).collect(),
+                unflushed_bytes,
+            })),
+            db,
+            flush: Mutex::new(FlushState::default()),
+            wake: Condvar::new(),
+        });
+        let flusher = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("cloudlet-flusher".into())
+                .spawn(move || shared.flusher_loop())
+                .map_err(Error::storage)?
+        };
+        let engine = Self {
+            shared,
+            writer: Mutex::new(Writer { log }),
+            flusher: Some(flusher),
+            path,
+            options,
+        };
+        // Everything replayed goes into the B-tree durably, and the log starts empty.
+        engine.checkpoint()?;
         Ok(engine)
     }
 
@@ -82,45 +213,151 @@ impl RedbEngine {
         &self.path
     }
 
-    /// Makes the B-tree durable and empties the log, so the next open has nothing to replay.
-    /// Happens by itself as the log grows; call it before a planned shutdown to make the next
-    /// open instant.
+    /// Bytes of commits in the write-ahead log that the next open would replay at most.
+    pub fn log_bytes(&self) -> u64 {
+        lock(&self.writer).log.len()
+    }
+
+    /// Writes every commit into the B-tree, makes it durable and empties the log, so the next
+    /// open has nothing to replay. Happens in the background as the log fills; call it before
+    /// a planned shutdown to make the next open instant.
     ///
     /// # Errors
-    /// [`Error::Storage`] when the sync fails; the data stays recoverable from the log.
+    /// [`Error::Storage`] when a write or sync fails; the data stays recoverable from the log.
     pub fn checkpoint(&self) -> Result<()> {
-        self.checkpoint_locked(&mut self.wal())
+        let mut writer = lock(&self.writer);
+        // Holding the writer, no new request can arrive: wait for the flusher to be idle, and
+        // keep it marked busy while this thread writes the B-tree.
+        {
+            let mut state = self.shared.wait_until(|s| {
+                !s.busy && !s.flush_requested && s.checkpoint_requested.is_none()
+            })?;
+            state.busy = true;
+        }
+        let result = self
+            .shared
+            .flush()
+            .and_then(|()| self.shared.sync_btree())
+            .and_then(|()| writer.log.reset());
+        let mut state = lock(&self.shared.flush);
+        state.busy = false;
+        if result.is_ok() {
+            state.checkpointed = writer.log.generation().saturating_sub(1);
+        }
+        self.shared.wake.notify_all();
+        result
+    }
+}
+
+impl Drop for RedbEngine {
+    fn drop(&mut self) {
+        lock(&self.shared.flush).shutdown = true;
+        self.shared.wake.notify_all();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+    }
+}
+
+impl Shared {
+    fn view(&self) -> Arc<View> {
+        Arc::clone(&lock(&self.view))
     }
 
-    /// Bytes of commits in the write-ahead log since the last checkpoint: what the next open
-    /// would replay.
-    pub fn log_bytes(&self) -> u64 {
-        self.wal().len()
+    /// Waits on the flush state until `ready`, or returns the background error.
+    fn wait_until(
+        &self,
+        ready: impl Fn(&FlushState) -> bool,
+    ) -> Result<MutexGuard<'_, FlushState>> {
+        let mut state = lock(&self.flush);
+        loop {
+            if let Some(error) = &state.error {
+                return Err(error.clone());
+            }
+            if ready(&state) {
+                return Ok(state);
+            }
+            state = self
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
-    fn wal(&self) -> MutexGuard<'_, Wal> {
-        self.wal.lock().unwrap_or_else(PoisonError::into_inner)
+    fn flusher_loop(&self) {
+        loop {
+            let checkpoint = {
+                let mut state = lock(&self.flush);
+                while !state.shutdown
+                    && !state.flush_requested
+                    && state.checkpoint_requested.is_none()
+                {
+                    state = self
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                if state.shutdown {
+                    return;
+                }
+                state.busy = true;
+                state.flush_requested = false;
+                state.checkpoint_requested.take()
+            };
+            let result = self.flush().and_then(|()| match checkpoint {
+                Some(_) => self.sync_btree(),
+                None => Ok(()),
+            });
+            let mut state = lock(&self.flush);
+            state.busy = false;
+            match result {
+                Ok(()) => {
+                    if let Some(generation) = checkpoint {
+                        state.checkpointed = state.checkpointed.max(generation);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "writing commits into the B-tree failed; the engine stops accepting writes");
+                    state.error = Some(error);
+                }
+            }
+            self.wake.notify_all();
+        }
     }
 
-    fn checkpoint_locked(&self, wal: &mut Wal) -> Result<()> {
+    /// Makes every B-tree write so far durable.
+    fn sync_btree(&self) -> Result<()> {
         let mut txn = self.db.begin_write().map_err(Error::storage)?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(Error::storage)?;
-        txn.commit().map_err(Error::storage)?;
-        wal.reset()
+        txn.commit().map_err(Error::storage)
     }
 
-    /// Applies `batch` to the B-tree, visible at once, durable only through the log.
-    fn apply(&self, batch: &WriteBatch) -> Result<()> {
-        self.prepare(batch)?.commit().map_err(Error::storage)
-    }
-
-    /// A B-tree transaction holding `batch`, not yet committed (so not yet visible).
-    fn prepare(&self, batch: &WriteBatch) -> Result<redb::WriteTransaction> {
+    /// Writes the commits held in memory into the B-tree (not synced: the log has them), then
+    /// publishes a view on the new B-tree state with the commits that arrived meanwhile.
+    /// Snapshots taken before keep the old view, which stays consistent: its read transaction
+    /// never sees this write.
+    fn flush(&self) -> Result<()> {
+        let view = self.view();
+        let flushed = view.unflushed.len();
+        if flushed == 0 {
+            return Ok(());
+        }
+        // Merged first, so a key written several times, or written and deleted, costs the
+        // B-tree one operation or none.
+        let mut merged: BTreeMap<&str, BTreeMap<&Bytes, Option<&Bytes>>> = BTreeMap::new();
+        for batch in &view.unflushed {
+            for (name, writes) in batch.keyspaces() {
+                let target = merged.entry(name).or_default();
+                for (key, value) in writes {
+                    target.insert(key, value.as_ref());
+                }
+            }
+        }
         let mut txn = self.db.begin_write().map_err(Error::storage)?;
         txn.set_durability(redb::Durability::None)
             .map_err(Error::storage)?;
-        for (name, writes) in batch.keyspaces() {
+        for (name, writes) in merged {
             let name = table_name(name);
             let mut table = txn.open_table(definition(&name)).map_err(Error::storage)?;
             for (key, value) in writes {
@@ -136,7 +373,17 @@ impl RedbEngine {
                 }
             }
         }
-        Ok(txn)
+        txn.commit().map_err(Error::storage)?;
+        let base = Base::new(&self.db)?;
+        let mut current = lock(&self.view);
+        // Only the writer appends meanwhile, so the first `flushed` commits are the ones written.
+        let unflushed = current.unflushed[flushed..].to_vec();
+        *current = Arc::new(View {
+            base,
+            unflushed_bytes: unflushed.iter().map(|b| batch_bytes(b)).sum(),
+            unflushed,
+        });
+        Ok(())
     }
 }
 
@@ -144,119 +391,125 @@ impl fmt::Debug for RedbEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedbEngine")
             .field("path", &self.path)
-            .field("wal", &self.wal().path())
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
 impl Engine for RedbEngine {
     fn snapshot(&self) -> Result<Box<dyn EngineSnapshot>> {
-        let txn = self.db.begin_read().map_err(Error::storage)?;
         Ok(Box::new(RedbSnapshot {
-            txn,
-            tables: Mutex::new(HashMap::new()),
+            view: self.shared.view(),
         }))
     }
 
     fn commit(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
-        let mut wal = self.wal();
-        if !batch.is_empty() {
-            wal.append(&batch)?;
+        let mut writer = lock(&self.writer);
+        if let Some(error) = &lock(&self.shared.flush).error {
+            return Err(error.clone());
         }
-        let sync = durability == Durability::Durable && wal.is_unsynced();
+        if !batch.is_empty() {
+            writer.log.append(&batch)?;
+        }
+        // Synced before the batch becomes visible: no reader sees a write a crash could undo.
+        if durability == Durability::Durable {
+            writer.log.sync()?;
+        }
         if batch.is_empty() {
-            if sync {
-                wal.file().sync_data().map_err(Error::storage)?;
-                wal.mark_synced();
-            }
             return Ok(());
         }
-        // The log syncs on a helper thread while this one builds the B-tree transaction, which
-        // commits (becomes visible) only after the sync succeeded: no reader ever sees a write
-        // a crash could undo.
-        let file = wal.file();
-        let (synced, txn) = std::thread::scope(|scope| {
-            let syncing = sync.then(|| scope.spawn(|| file.sync_data()));
-            let txn = self.prepare(&batch);
-            let synced = match syncing {
-                Some(handle) => handle
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("the log sync thread panicked")))
-                    .map(|()| true),
-                None => Ok(false),
+        let bytes = batch_bytes(&batch);
+        let (commits, unflushed_bytes) = {
+            let mut current = lock(&self.shared.view);
+            let mut unflushed = Vec::with_capacity(current.unflushed.len() + 1);
+            unflushed.extend(current.unflushed.iter().cloned());
+            unflushed.push(Arc::new(batch));
+            let view = View {
+                base: Arc::clone(&current.base),
+                unflushed_bytes: current.unflushed_bytes + bytes,
+                unflushed,
             };
-            (synced, txn)
-        });
-        if synced.map_err(Error::storage)? {
-            wal.mark_synced();
+            let sizes = (view.unflushed.len(), view.unflushed_bytes);
+            *current = Arc::new(view);
+            sizes
+        };
+        let options = &self.options;
+        if commits >= options.flush_commits || unflushed_bytes >= options.flush_bytes {
+            lock(&self.shared.flush).flush_requested = true;
+            self.shared.wake.notify_all();
         }
-        txn?.commit().map_err(Error::storage)?;
-        if wal.len() >= CHECKPOINT_BYTES {
-            self.checkpoint_locked(&mut wal)?;
+        if commits >= 4 * options.flush_commits || unflushed_bytes >= 4 * options.flush_bytes {
+            // The flusher is far behind: wait for it rather than let memory grow.
+            drop(self.shared.wait_until(|s| !s.busy && !s.flush_requested)?);
+        }
+        if writer.log.active_len() >= options.checkpoint_bytes {
+            // The other segment may be reused once its checkpoint is done (it almost always
+            // is: it had a whole segment's worth of commits to finish in).
+            if let Some(generation) = writer.log.inactive_generation() {
+                drop(self.shared.wait_until(|s| s.checkpointed >= generation)?);
+            }
+            let left = writer.log.switch()?;
+            let mut state = lock(&self.shared.flush);
+            state.checkpoint_requested = Some(left);
+            drop(state);
+            self.shared.wake.notify_all();
         }
         Ok(())
     }
 }
 
-struct RedbSnapshot {
-    txn: redb::ReadTransaction,
-    /// Tables opened so far; `None` for a keyspace that does not exist in this snapshot.
-    tables: Mutex<HashMap<String, Option<Table>>>,
-}
-
-impl fmt::Debug for RedbSnapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedbSnapshot").finish_non_exhaustive()
+impl Base {
+    fn new(db: &redb::Database) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            txn: db.begin_read().map_err(Error::storage)?,
+            tables: RwLock::new(HashMap::new()),
+        }))
     }
-}
 
-impl RedbSnapshot {
-    fn with_table<T>(
+    fn table(&self, keyspace: &str) -> Result<Option<Arc<Table>>> {
+        if let Some(table) = self
+            .tables
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(keyspace)
+        {
+            return Ok(table.clone());
+        }
+        let name = table_name(keyspace);
+        let table = match self.txn.open_table(definition(&name)) {
+            Ok(table) => Some(Arc::new(table)),
+            Err(TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(Error::storage(e)),
+        };
+        self.tables
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(keyspace.to_owned(), table.clone());
+        Ok(table)
+    }
+
+    fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        let Some(table) = self.table(keyspace)? else {
+            return Ok(None);
+        };
+        Ok(table
+            .get(key)
+            .map_err(Error::storage)?
+            .map(|guard| Bytes::copy_from_slice(guard.value())))
+    }
+
+    fn range(
         &self,
         keyspace: &str,
-        f: impl FnOnce(&Table) -> Result<T>,
-    ) -> Result<Option<T>> {
-        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        if !tables.contains_key(keyspace) {
-            let name = table_name(keyspace);
-            let table = match self.txn.open_table(definition(&name)) {
-                Ok(table) => Some(table),
-                Err(TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(Error::storage(e)),
-            };
-            tables.insert(keyspace.to_owned(), table);
-        }
-        match tables.get(keyspace) {
-            Some(Some(table)) => f(table).map(Some),
-            _ => Ok(None),
-        }
-    }
-}
-
-impl EngineSnapshot for RedbSnapshot {
-    fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self
-            .with_table(keyspace, |table| {
-                Ok(table
-                    .get(key)
-                    .map_err(Error::storage)?
-                    .map(|guard| Bytes::copy_from_slice(guard.value())))
-            })?
-            .flatten())
-    }
-
-    fn range(&self, keyspace: &str, range: &KeyRange, direction: Direction) -> Result<Entries<'_>> {
-        if range.is_empty() {
-            return Ok(Box::new(std::iter::empty()));
-        }
-        let entries = self.with_table(keyspace, |table| {
-            table
-                .range::<&[u8]>(range.as_slices())
-                .map_err(Error::storage)
-        })?;
-        let Some(entries) = entries else {
+        range: &KeyRange,
+        direction: Direction,
+    ) -> Result<Entries<'static>> {
+        let Some(table) = self.table(keyspace)?.filter(|_| !range.is_empty()) else {
             return Ok(Box::new(std::iter::empty()));
         };
+        let entries = table
+            .range::<&[u8]>(range.as_slices())
+            .map_err(Error::storage)?;
         let own = |entry: std::result::Result<_, redb::StorageError>| {
             let (key, value): (redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>) =
                 entry.map_err(Error::storage)?;
@@ -269,5 +522,56 @@ impl EngineSnapshot for RedbSnapshot {
             Direction::Forward => Box::new(entries.map(own)),
             Direction::Reverse => Box::new(entries.rev().map(own)),
         })
+    }
+}
+
+struct RedbSnapshot {
+    view: Arc<View>,
+}
+
+impl fmt::Debug for RedbSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbSnapshot")
+            .field("unflushed_commits", &self.view.unflushed.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineSnapshot for RedbSnapshot {
+    fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        for batch in self.view.unflushed.iter().rev() {
+            if let Some(value) = batch.writes(keyspace).and_then(|writes| writes.get(key)) {
+                return Ok(value.clone());
+            }
+        }
+        self.view.base.get(keyspace, key)
+    }
+
+    fn range(&self, keyspace: &str, range: &KeyRange, direction: Direction) -> Result<Entries<'_>> {
+        let base = self.view.base.range(keyspace, range, direction)?;
+        if range.is_empty() {
+            return Ok(base);
+        }
+        // The unflushed commits' writes in the range, newest winning.
+        let mut recent: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
+        for batch in &self.view.unflushed {
+            if let Some(writes) = batch.writes(keyspace) {
+                for (key, value) in writes.range::<[u8], _>(range.as_slices()) {
+                    recent.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        if recent.is_empty() {
+            return Ok(base);
+        }
+        let recent: super::merge::Layer<'_> = match direction {
+            Direction::Forward => Box::new(recent.into_iter().map(Ok)),
+            Direction::Reverse => Box::new(recent.into_iter().rev().map(Ok)),
+        };
+        Ok(without_deletes(Box::new(Shadow::new(
+            recent,
+            base_layer(base),
+            direction,
+        ))))
     }
 }

@@ -1,24 +1,26 @@
-//! A write-ahead log of commits, in front of the durable engine.
+//! The write-ahead log of the durable engine: two segment files used in turn.
 //!
-//! A durable commit costs one write and one `fdatasync` of this file instead of a full B-tree
-//! commit, and the B-tree takes the batch without syncing. Every commit is logged, eventual
-//! ones unsynced, so the log is always a prefix-closed history: a sync makes every earlier
-//! commit durable. At open, complete records are replayed; a torn tail (a crash mid-write)
-//! fails its checksum and ends the log, which only ever loses unacknowledged commits.
+//! A durable commit costs one write and one `fdatasync` of the active segment instead of a
+//! B-tree commit. Every commit is logged, eventual ones unsynced, so the log is a
+//! prefix-closed history: a sync makes every earlier commit durable. When the active segment
+//! is full the writer moves to the other one, and the B-tree is made durable up to that point
+//! (a checkpoint) in the background; a segment is reused only after its checkpoint. So the
+//! valid segments, replayed oldest generation first, always hold every commit since the last
+//! durable B-tree state, and replaying commits the B-tree already has is harmless.
 //!
-//! The file is reused rather than truncated: after a checkpoint the next generation of records
-//! overwrites the old one from the start. Overwriting blocks that already exist lets
-//! `fdatasync` skip the file-size and block-allocation metadata an append would have to
-//! journal, which halves its latency here. Each record's checksum covers the generation, so a
-//! stale record of an earlier generation never passes for a live one.
+//! Segments are reused, not truncated: overwriting blocks that already exist lets
+//! `fdatasync` skip the size and allocation metadata an append must journal, which halves its
+//! latency here. Each record's checksum covers the segment's generation, so a stale record of
+//! an earlier use never passes for a live one, and a torn tail (a crash mid-write) fails its
+//! checksum and ends the segment, losing only unacknowledged commits.
 //!
-//! Layout: a header block (`magic | generation: u64 | crc32`), then records from
+//! Segment layout: a header (`magic | generation: u64 | crc32`), then records from
 //! [`RECORDS_START`]: `len: u32 | crc32(generation, payload): u32 | payload`, the payload an
-//! encoded [`WriteBatch`]. A zero length ends the log.
+//! encoded [`WriteBatch`]. A zero length ends the segment.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -34,10 +36,10 @@ const MAX_RECORD: u32 = 1 << 30;
 /// The file grows in steps of this much, so most writes land inside it.
 const GROWTH: u64 = 4 << 20;
 
-pub(super) struct Wal {
+pub(super) struct Segment {
     file: File,
-    path: PathBuf,
-    generation: u64,
+    /// `None` while the segment holds no live records.
+    generation: Option<u64>,
     /// Where the next record goes.
     position: u64,
     /// The file's length (at least `position`).
@@ -68,10 +70,9 @@ fn parse_header(bytes: &[u8; HEADER_LEN]) -> Option<u64> {
         .then(|| u64::from_be_bytes(bytes[8..16].try_into().unwrap_or_default()))
 }
 
-impl Wal {
-    /// Opens (or creates) the log at `path` and returns it with the batches it holds, in
-    /// order.
-    pub(super) fn open(path: &Path) -> Result<(Self, Vec<WriteBatch>)> {
+impl Segment {
+    /// Opens (or creates) the segment at `path` with the records it holds.
+    fn open(path: &Path) -> Result<(Self, Vec<WriteBatch>)> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -80,45 +81,40 @@ impl Wal {
             .open(path)
             .map_err(Error::storage)?;
         let mut raw = [0u8; HEADER_LEN];
-        let existing = file
+        let generation = file
             .read_exact(&mut raw)
             .ok()
             .and_then(|()| parse_header(&raw));
-        let mut wal = Self {
+        let capacity = file.metadata().map_err(Error::storage)?.len();
+        let mut segment = Self {
             file,
-            path: path.to_owned(),
-            generation: 0,
+            generation,
             position: RECORDS_START,
-            capacity: 0,
+            capacity,
             unsynced: false,
         };
-        let batches = match existing {
+        let batches = match generation {
             Some(generation) => {
-                wal.generation = generation;
-                let (batches, end) = wal.read_records()?;
-                wal.position = end;
-                if batches.is_empty() {
-                    // Whatever lies past the end (a torn record) must never be read as part of
-                    // the records written next: they go into a new generation.
-                    wal.start_generation(generation + 1)?;
-                }
+                let (batches, end) = segment.read_records(generation)?;
+                segment.position = end;
                 batches
             }
-            None => {
-                // New, or a header torn while starting a generation: everything before that
-                // was checkpointed, so start afresh.
-                wal.file.set_len(0).map_err(Error::storage)?;
-                wal.start_generation(1)?;
-                if let Some(dir) = path.parent() {
-                    File::open(dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(Error::storage)?;
-                }
-                Vec::new()
-            }
+            None => Vec::new(),
         };
-        wal.capacity = wal.file.metadata().map_err(Error::storage)?.len();
-        Ok((wal, batches))
+        Ok((segment, batches))
+    }
+
+    /// Marks the segment as holding nothing live.
+    fn invalidate(&mut self) -> Result<()> {
+        self.file.seek(SeekFrom::Start(0)).map_err(Error::storage)?;
+        self.file
+            .write_all(&[0u8; HEADER_LEN])
+            .map_err(Error::storage)?;
+        self.file.sync_data().map_err(Error::storage)?;
+        self.generation = None;
+        self.position = RECORDS_START;
+        self.unsynced = false;
+        Ok(())
     }
 
     fn start_generation(&mut self, generation: u64) -> Result<()> {
@@ -127,14 +123,15 @@ impl Wal {
             .write_all(&header(generation))
             .map_err(Error::storage)?;
         self.file.sync_all().map_err(Error::storage)?;
-        self.generation = generation;
+        self.generation = Some(generation);
         self.position = RECORDS_START;
+        self.capacity = self.capacity.max(HEADER_LEN as u64);
         self.unsynced = false;
         Ok(())
     }
 
-    /// Reads this generation's records; returns them and the offset after the last one.
-    fn read_records(&mut self) -> Result<(Vec<WriteBatch>, u64)> {
+    /// Reads the records of `generation`; returns them and the offset after the last one.
+    fn read_records(&mut self, generation: u64) -> Result<(Vec<WriteBatch>, u64)> {
         self.file
             .seek(SeekFrom::Start(RECORDS_START))
             .map_err(Error::storage)?;
@@ -152,9 +149,7 @@ impl Wal {
                 break;
             }
             let mut payload = vec![0u8; len as usize];
-            if reader.read_exact(&mut payload).is_err()
-                || checksum(self.generation, &payload) != crc
-            {
+            if reader.read_exact(&mut payload).is_err() || checksum(generation, &payload) != crc {
                 break;
             }
             match decode(Bytes::from(payload)) {
@@ -167,7 +162,7 @@ impl Wal {
     }
 
     /// Writes `batch` as the next record; durable once [`sync`](Self::sync) returns.
-    pub(super) fn append(&mut self, batch: &WriteBatch) -> Result<()> {
+    fn append(&mut self, batch: &WriteBatch) -> Result<()> {
         let mut record = BytesMut::with_capacity(RECORD_HEADER + 64);
         record.put_u64(0); // header, filled in below
         encode(batch, &mut record);
@@ -181,7 +176,10 @@ impl Wal {
                     format!("a commit of {len} bytes exceeds the 1 GiB limit"),
                 )
             })?;
-        let crc = checksum(self.generation, &record[RECORD_HEADER..]);
+        let generation = self.generation.ok_or_else(|| {
+            Error::storage(std::io::Error::other("write to an inactive log segment"))
+        })?;
+        let crc = checksum(generation, &record[RECORD_HEADER..]);
         record[..4].copy_from_slice(&len.to_be_bytes());
         record[4..8].copy_from_slice(&crc.to_be_bytes());
         // A zero length after the record ends the log if nothing follows it yet; the stale
@@ -201,33 +199,110 @@ impl Wal {
         Ok(())
     }
 
-    /// The file, for syncing from another thread while the caller works.
-    pub(super) fn file(&self) -> &File {
-        &self.file
+    fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.file.sync_data().map_err(Error::storage)?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
-    /// Whether records were written since the last sync.
-    pub(super) fn is_unsynced(&self) -> bool {
-        self.unsynced
-    }
-
-    /// Records that a sync of [`file`](Self::file) succeeded.
-    pub(super) fn mark_synced(&mut self) {
-        self.unsynced = false;
-    }
-
-    /// Bytes of records in this generation.
-    pub(super) fn len(&self) -> u64 {
+    /// Bytes of records in the segment.
+    fn len(&self) -> u64 {
         self.position - RECORDS_START
     }
+}
 
-    /// Starts a new, empty generation, once everything in the log is durable elsewhere.
-    pub(super) fn reset(&mut self) -> Result<()> {
-        self.start_generation(self.generation + 1)
+/// The two segments, one active.
+pub(super) struct Log {
+    segments: [Segment; 2],
+    active: usize,
+}
+
+impl Log {
+    /// Opens the log in `dir` and returns it with every commit it holds, oldest first.
+    pub(super) fn open(dir: &Path, name: &str) -> Result<(Self, Vec<WriteBatch>)> {
+        let paths = [0, 1].map(|i| dir.join(format!("{name}.{i}")));
+        let created = !paths.iter().all(|p| p.exists());
+        let (first, first_batches) = Segment::open(&paths[0])?;
+        let (second, second_batches) = Segment::open(&paths[1])?;
+        if created {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Error::storage)?;
+        }
+        let mut log = Self {
+            segments: [first, second],
+            active: 0,
+        };
+        // The newer generation is active; replay the older one first.
+        let mut batches = [first_batches, second_batches];
+        if log.segments[1].generation > log.segments[0].generation {
+            log.active = 1;
+        } else {
+            batches.swap(0, 1);
+        }
+        let [older, newer] = batches;
+        Ok((log, older.into_iter().chain(newer).collect()))
     }
 
-    pub(super) fn path(&self) -> &Path {
-        &self.path
+    /// Appends `batch` to the active segment; durable once [`sync`](Self::sync) returns.
+    pub(super) fn append(&mut self, batch: &WriteBatch) -> Result<()> {
+        self.segments[self.active].append(batch)
+    }
+
+    /// Makes every appended record durable.
+    pub(super) fn sync(&mut self) -> Result<()> {
+        self.segments[self.active].sync()
+    }
+
+    /// Bytes of records in the active segment.
+    pub(super) fn active_len(&self) -> u64 {
+        self.segments[self.active].len()
+    }
+
+    /// Bytes of records in both segments: what an open would replay at most.
+    pub(super) fn len(&self) -> u64 {
+        self.segments.iter().map(Segment::len).sum()
+    }
+
+    /// The generation of the inactive segment, if it holds records not yet known to be
+    /// checkpointed.
+    pub(super) fn inactive_generation(&self) -> Option<u64> {
+        self.segments[1 - self.active].generation
+    }
+
+    /// Makes the inactive segment active under a new generation and returns the generation
+    /// of the segment left behind, which must be checkpointed before it is reused. Call only
+    /// once the inactive segment's own checkpoint is done.
+    pub(super) fn switch(&mut self) -> Result<u64> {
+        let old = self.segments[self.active].generation.unwrap_or(0);
+        self.segments[self.active].sync()?;
+        let next = 1 - self.active;
+        self.segments[next].start_generation(old + 1)?;
+        self.active = next;
+        Ok(old)
+    }
+
+    /// Empties both segments, once everything is durable elsewhere.
+    pub(super) fn reset(&mut self) -> Result<()> {
+        let generation = self
+            .segments
+            .iter()
+            .filter_map(|s| s.generation)
+            .max()
+            .unwrap_or(0);
+        self.segments[1 - self.active].invalidate()?;
+        self.segments[self.active].start_generation(generation + 1)
+    }
+
+    /// The highest generation in use.
+    pub(super) fn generation(&self) -> u64 {
+        self.segments
+            .iter()
+            .filter_map(|s| s.generation)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -274,4 +349,118 @@ fn decode(mut data: Bytes) -> Option<WriteBatch> {
         }
     }
     (!data.has_remaining()).then_some(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn batch(key: &str, value: &str) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            "ks",
+            Bytes::copy_from_slice(key.as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+        );
+        batch
+    }
+
+    fn open(dir: &Path) -> (Log, Vec<WriteBatch>) {
+        Log::open(dir, "log").unwrap()
+    }
+
+    #[test]
+    fn a_fresh_log_is_empty_until_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, batches) = open(dir.path());
+        assert!(batches.is_empty());
+        assert!(log.append(&batch("a", "1")).is_err(), "no generation yet");
+        log.reset().unwrap();
+        log.append(&batch("a", "1")).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        assert_eq!(open(dir.path()).1, vec![batch("a", "1")]);
+    }
+
+    #[test]
+    fn a_torn_tail_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path());
+        log.reset().unwrap();
+        for i in 0..3 {
+            log.append(&batch(&format!("k{i}"), "v")).unwrap();
+        }
+        log.sync().unwrap();
+        // A record header promising 100 bytes, and only some of them, where the next record goes.
+        let segment = &mut log.segments[log.active];
+        let at = segment.position;
+        segment.file.seek(SeekFrom::Start(at)).unwrap();
+        segment
+            .file
+            .write_all(&[0, 0, 0, 100, 1, 2, 3, 4, 9, 9, 9])
+            .unwrap();
+        drop(log);
+        let (_, batches) = open(dir.path());
+        assert_eq!(batches.len(), 3);
+    }
+
+    #[test]
+    fn a_corrupt_record_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path());
+        log.reset().unwrap();
+        log.append(&batch("a", "1")).unwrap();
+        let second = log.segments[log.active].position;
+        log.append(&batch("b", "2")).unwrap();
+        log.append(&batch("c", "3")).unwrap();
+        log.sync().unwrap();
+        let segment = &mut log.segments[log.active];
+        segment
+            .file
+            .seek(SeekFrom::Start(second + RECORD_HEADER as u64 + 2))
+            .unwrap();
+        segment.file.write_all(&[0xEE]).unwrap();
+        drop(log);
+        assert_eq!(open(dir.path()).1, vec![batch("a", "1")]);
+    }
+
+    #[test]
+    fn records_of_an_earlier_generation_are_never_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path());
+        log.reset().unwrap();
+        log.append(&batch("old-long-key-one", "x".repeat(50).as_str()))
+            .unwrap();
+        log.append(&batch("old-long-key-two", "y".repeat(50).as_str()))
+            .unwrap();
+        log.sync().unwrap();
+        log.reset().unwrap();
+        log.append(&batch("n", "1")).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        assert_eq!(open(dir.path()).1, vec![batch("n", "1")]);
+    }
+
+    #[test]
+    fn both_segments_replay_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path());
+        log.reset().unwrap();
+        log.append(&batch("a", "1")).unwrap();
+        let left = log.switch().unwrap();
+        assert_eq!(log.inactive_generation(), Some(left));
+        log.append(&batch("a", "2")).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let (mut log, batches) = open(dir.path());
+        assert_eq!(batches, vec![batch("a", "1"), batch("a", "2")]);
+        // Switching back reuses the first segment under a newer generation.
+        log.switch().unwrap();
+        log.append(&batch("a", "3")).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        assert_eq!(open(dir.path()).1, vec![batch("a", "2"), batch("a", "3")]);
+    }
 }

@@ -1,14 +1,12 @@
 //! Transactions: reads that see their own writes, over a snapshot and the group's earlier writes.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
-use std::iter::Peekable;
 
 use bytes::Bytes;
 
 use super::Signals;
 use crate::Result;
+use crate::engine::merge::{Shadow, base_layer, overlay_range, without_deletes};
 use crate::engine::{Direction, EngineSnapshot, Entries, KeyRange, WriteBatch};
 
 /// Reads shared by [`Snapshot`](crate::Snapshot) and [`WriteTxn`].
@@ -154,11 +152,7 @@ impl ReadView for WriteTxn<'_> {
     }
 
     fn range(&self, keyspace: &str, range: &KeyRange, direction: Direction) -> Result<Entries<'_>> {
-        let base: Layer<'_> = Box::new(
-            self.base
-                .range(keyspace, range, direction)?
-                .map(|entry| entry.map(|(k, v)| (k, Some(v)))),
-        );
+        let base = base_layer(self.base.range(keyspace, range, direction)?);
         let group = overlay_range(self.group.writes(keyspace), range, direction);
         let own = overlay_range(self.own.writes(keyspace), range, direction);
         let merged = Shadow::new(
@@ -166,70 +160,6 @@ impl ReadView for WriteTxn<'_> {
             Box::new(Shadow::new(group, base, direction)),
             direction,
         );
-        Ok(Box::new(merged.filter_map(|entry| match entry {
-            Ok((key, Some(value))) => Some(Ok((key, value))),
-            Ok((_, None)) => None,
-            Err(e) => Some(Err(e)),
-        })))
-    }
-}
-
-/// Entries with deletes still in them, as `None` values.
-type Layer<'a> = Box<dyn Iterator<Item = Result<(Bytes, Option<Bytes>)>> + Send + 'a>;
-
-fn overlay_range<'a>(
-    writes: Option<&'a BTreeMap<Bytes, Option<Bytes>>>,
-    range: &KeyRange,
-    direction: Direction,
-) -> Layer<'a> {
-    let Some(writes) = writes.filter(|_| !range.is_empty()) else {
-        return Box::new(std::iter::empty());
-    };
-    let entries = writes.range::<[u8], _>(range.as_slices());
-    let own = |(k, v): (&Bytes, &Option<Bytes>)| Ok((k.clone(), v.clone()));
-    match direction {
-        Direction::Forward => Box::new(entries.map(own)),
-        Direction::Reverse => Box::new(entries.rev().map(own)),
-    }
-}
-
-/// Merges two ordered layers; where both hold a key, the top one wins.
-struct Shadow<'a> {
-    top: Peekable<Layer<'a>>,
-    bottom: Peekable<Layer<'a>>,
-    direction: Direction,
-}
-
-impl<'a> Shadow<'a> {
-    fn new(top: Layer<'a>, bottom: Layer<'a>, direction: Direction) -> Self {
-        Self {
-            top: top.peekable(),
-            bottom: bottom.peekable(),
-            direction,
-        }
-    }
-}
-
-impl Iterator for Shadow<'_> {
-    type Item = Result<(Bytes, Option<Bytes>)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let order = match (self.top.peek(), self.bottom.peek()) {
-            (None, None) => return None,
-            (Some(_), None) | (Some(Err(_)), _) => Ordering::Less,
-            (None, Some(_)) | (_, Some(Err(_))) => Ordering::Greater,
-            (Some(Ok((top, _))), Some(Ok((bottom, _)))) => match self.direction {
-                Direction::Forward => top.cmp(bottom),
-                Direction::Reverse => bottom.cmp(top),
-            },
-        };
-        match order {
-            Ordering::Less => self.top.next(),
-            Ordering::Greater => self.bottom.next(),
-            Ordering::Equal => {
-                self.bottom.next();
-                self.top.next()
-            }
-        }
+        Ok(without_deletes(Box::new(merged)))
     }
 }

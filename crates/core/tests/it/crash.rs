@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cloudlet_core::engine::{RedbEngine, RedbOptions};
 use cloudlet_core::{Bytes, Direction, Durability, Error, KeyRange, ReadView, Store};
 
 const CHILD_DIR: &str = "CLOUDLET_CRASH_CHILD_DIR";
@@ -30,7 +31,11 @@ fn child_entry() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let store = Store::open(&dir).unwrap();
+        // Small thresholds, so kills land during flushes and checkpoints too.
+        let options = RedbOptions::default()
+            .with_flush_commits(4)
+            .with_checkpoint_bytes(64 << 10);
+        let store = Store::new(RedbEngine::open_with(&dir, options).unwrap());
         let start = match store
             .snapshot()
             .unwrap()

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use cloudlet_core::engine::{MemoryEngine, RedbEngine};
+use cloudlet_core::engine::{MemoryEngine, RedbEngine, RedbOptions};
 use cloudlet_core::{Bytes, Direction, Durability, Error, KeyRange, ReadView, Store, WriteTxn};
 use proptest::prelude::*;
 
@@ -185,7 +185,9 @@ proptest! {
     #[test]
     fn redb_and_memory_agree_with_the_model(txns in prop::collection::vec(txn(), 1..24)) {
         let dir = tempfile::tempdir().unwrap();
-        let redb = Store::new(RedbEngine::open(dir.path()).unwrap());
+        // Tiny thresholds, so flushes into the B-tree and checkpoints happen within a case.
+        let options = RedbOptions::default().with_flush_commits(3).with_checkpoint_bytes(512);
+        let redb = Store::new(RedbEngine::open_with(dir.path(), options).unwrap());
         let memory = Store::new(MemoryEngine::new());
         let mut model = Model::new();
         // A long-lived snapshot must keep seeing the state it was taken at.
@@ -202,6 +204,10 @@ proptest! {
                 pinned = Some((memory.snapshot().unwrap(), model.clone()));
             }
         }
+        // Everything survives a reopen: replayed from the log or read from the B-tree.
+        drop(redb);
+        let reopened = Store::new(RedbEngine::open_with(dir.path(), options).unwrap());
+        prop_assert_eq!(&contents(&reopened), &model, "redb contents after reopening");
         if let Some((snap, at)) = pinned {
             let mut seen = Model::new();
             for (s, ks) in KEYSPACES.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! A purpose-built in-memory engine: multi-version ordered maps behind a short lock.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,13 +35,42 @@ pub struct MemoryEngine {
 struct Inner {
     state: RwLock<State>,
     /// Live snapshots by version, with a count of each.
-    live: Mutex<BTreeMap<u64, usize>>,
+    live: Mutex<LiveSnapshots>,
     version: AtomicU64,
+}
+
+/// Live snapshots by version, oldest first, with a count of each. Snapshots are taken at the
+/// current version, which only grows, so new entries always go at the back.
+#[derive(Default)]
+struct LiveSnapshots(VecDeque<(u64, usize)>);
+
+impl LiveSnapshots {
+    fn register(&mut self, version: u64) {
+        match self.0.back_mut() {
+            Some((v, count)) if *v == version => *count += 1,
+            _ => self.0.push_back((version, 1)),
+        }
+    }
+
+    fn release(&mut self, version: u64) {
+        if let Ok(at) = self.0.binary_search_by_key(&version, |(v, _)| *v) {
+            self.0[at].1 -= 1;
+        }
+        while self.0.front().is_some_and(|(_, count)| *count == 0) {
+            self.0.pop_front();
+        }
+    }
+
+    fn oldest(&self) -> Option<u64> {
+        // Entries released out of order may wait behind an older live one with a zero count.
+        self.0.iter().find(|(_, count)| *count > 0).map(|(v, _)| *v)
+    }
 }
 
 #[derive(Default)]
 struct State {
-    keyspaces: HashMap<String, Keyspace>,
+    /// Few keyspaces, so an ordered map beats hashing their names.
+    keyspaces: BTreeMap<String, Keyspace>,
     /// Keys that still hold old versions or a delete marker, by the version at which they can
     /// be pruned: once no live snapshot is older, each is cut back to its newest version.
     history: BTreeMap<u64, Vec<(String, Bytes)>>,
@@ -50,6 +79,13 @@ struct State {
 impl State {
     /// Prunes the keys whose history no live snapshot at or after `oldest` can see.
     fn collect_garbage(&mut self, oldest: u64) {
+        if self
+            .history
+            .first_key_value()
+            .is_none_or(|(v, _)| *v > oldest)
+        {
+            return;
+        }
         let younger = self.history.split_off(&(oldest + 1));
         let ready = std::mem::replace(&mut self.history, younger);
         for (name, key) in ready.into_values().flatten() {
@@ -130,7 +166,7 @@ impl Engine for MemoryEngine {
         let version = {
             let mut live = lock(&self.inner.live);
             let version = self.inner.version.load(Ordering::Acquire);
-            *live.entry(version).or_default() += 1;
+            live.register(version);
             version
         };
         Ok(Box::new(MemorySnapshot {
@@ -152,13 +188,18 @@ impl Engine for MemoryEngine {
         // the old version after `oldest` was computed.
         let live = lock(&self.inner.live);
         let version = self.inner.version.load(Ordering::Acquire) + 1;
-        let oldest = live.keys().next().copied().unwrap_or(version);
+        let oldest = live.oldest().unwrap_or(version);
         state.collect_garbage(oldest);
         let State {
             keyspaces, history, ..
         } = &mut *state;
         for (name, writes) in batch.into_keyspaces() {
-            let keyspace = keyspaces.entry(name.clone()).or_default();
+            if !keyspaces.contains_key(&name) {
+                keyspaces.insert(name.clone(), Keyspace::new());
+            }
+            let Some(keyspace) = keyspaces.get_mut(&name) else {
+                continue;
+            };
             for (key, value) in writes {
                 match keyspace.get_mut(&key) {
                     Some(chain) => {
@@ -206,13 +247,7 @@ impl fmt::Debug for MemorySnapshot {
 
 impl Drop for MemorySnapshot {
     fn drop(&mut self) {
-        let mut live = lock(&self.inner.live);
-        if let Some(count) = live.get_mut(&self.version) {
-            *count -= 1;
-            if *count == 0 {
-                live.remove(&self.version);
-            }
-        }
+        lock(&self.inner.live).release(self.version);
     }
 }
 

@@ -16,6 +16,10 @@ use crate::{Error, Result};
 
 /// The database file inside a data directory.
 const FILE_NAME: &str = "cloudlet.redb";
+/// The engine's own bookkeeping table (keyspace tables are all prefixed `ks.`).
+const META_TABLE: &str = "cloudlet.meta";
+/// In [`META_TABLE`]: the sequence number of the last commit written into the B-tree.
+const FLUSHED_SEQ: &[u8] = b"flushed_seq";
 /// The write-ahead log segments beside it (`cloudlet.wal.0`, `cloudlet.wal.1`).
 const WAL_NAME: &str = "cloudlet.wal";
 
@@ -123,13 +127,21 @@ struct FlushState {
 /// The committing side.
 struct Writer {
     log: Log,
+    /// The sequence number of the next commit.
+    next_seq: u64,
+}
+
+/// A commit held in memory until it is written into the B-tree.
+struct Unflushed {
+    seq: u64,
+    batch: WriteBatch,
 }
 
 /// A consistent state: a B-tree read transaction and the commits made after it.
 struct View {
     base: Arc<Base>,
     /// Commits not yet in the B-tree, oldest first.
-    unflushed: Vec<Arc<WriteBatch>>,
+    unflushed: Vec<Arc<Unflushed>>,
     unflushed_bytes: usize,
 }
 
@@ -174,15 +186,31 @@ impl RedbEngine {
         let path = dir.join(FILE_NAME);
         // The database first: its lock keeps a second process away from the log too.
         let db = redb::Database::create(&path).map_err(Error::storage)?;
-        let (log, recovered) = Log::open(dir, WAL_NAME)?;
+        let (log, logged) = Log::open(dir, WAL_NAME)?;
+        // Commits the B-tree already holds are skipped: after a power loss the log may have lost
+        // unsynced (eventual) commits that a flush had already made durable in the B-tree, and
+        // replaying older records over those would build a state that never existed.
+        let flushed = read_flushed_seq(&db)?;
+        let next_seq = logged
+            .iter()
+            .map(|(seq, _)| *seq)
+            .max()
+            .unwrap_or(0)
+            .max(flushed)
+            + 1;
+        let recovered: Vec<Arc<Unflushed>> = logged
+            .into_iter()
+            .filter(|(seq, _)| *seq > flushed)
+            .map(|(seq, batch)| Arc::new(Unflushed { seq, batch }))
+            .collect();
         if !recovered.is_empty() {
             tracing::info!(commits = recovered.len(), "replaying the write-ahead log");
         }
-        let unflushed_bytes = recovered.iter().map(batch_bytes).sum();
+        let unflushed_bytes = recovered.iter().map(|u| batch_bytes(&u.batch)).sum();
         let shared = Arc::new(Shared {
             view: Mutex::new(Arc::new(View {
                 base: Base::new(&db)?,
-                unflushed: recovered.into_iter().map(Arc::new).collect(),
+                unflushed: recovered,
                 unflushed_bytes,
             })),
             db,
@@ -198,7 +226,7 @@ impl RedbEngine {
         };
         let engine = Self {
             shared,
-            writer: Mutex::new(Writer { log }),
+            writer: Mutex::new(Writer { log, next_seq }),
             flusher: Some(flusher),
             path,
             options,
@@ -225,25 +253,52 @@ impl RedbEngine {
     /// # Errors
     /// [`Error::Storage`] when a write or sync fails; the data stays recoverable from the log.
     pub fn checkpoint(&self) -> Result<()> {
+        self.exclusive(|shared, writer| {
+            shared.flush()?;
+            shared.sync_btree()?;
+            writer.log.reset()?;
+            Ok(writer.log.generation().saturating_sub(1))
+        })
+    }
+
+    /// Writes the commits held in memory into the B-tree now, without a sync (the log keeps
+    /// them durable). Happens in the background every few commits; useful before measuring
+    /// or inspecting the B-tree.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the write fails; the engine then accepts no more commits.
+    pub fn flush(&self) -> Result<()> {
+        self.exclusive(|shared, _| {
+            shared.flush()?;
+            Ok(0)
+        })
+    }
+
+    /// Runs `work` on this thread while the flusher is idle and no commit can start. `work`
+    /// returns the log generation its B-tree sync covers (0 for none). A failure leaves the
+    /// log or the B-tree out of step with memory, so it fails the engine.
+    fn exclusive(&self, work: impl FnOnce(&Shared, &mut Writer) -> Result<u64>) -> Result<()> {
         let mut writer = lock(&self.writer);
-        // Holding the writer, no new request can arrive: wait for the flusher to be idle, and
-        // keep it marked busy while this thread writes the B-tree.
         {
             let mut state = self.shared.wait_until(|s| {
                 !s.busy && !s.flush_requested && s.checkpoint_requested.is_none()
             })?;
             state.busy = true;
         }
-        let result = self
-            .shared
-            .flush()
-            .and_then(|()| self.shared.sync_btree())
-            .and_then(|()| writer.log.reset());
+        let result = work(&self.shared, &mut writer);
         let mut state = lock(&self.shared.flush);
         state.busy = false;
-        if result.is_ok() {
-            state.checkpointed = writer.log.generation().saturating_sub(1);
-        }
+        let result = match result {
+            Ok(covered) => {
+                state.checkpointed = state.checkpointed.max(covered);
+                Ok(())
+            }
+            Err(error) => {
+                state.error.get_or_insert_with(|| error.clone());
+                Err(error)
+            }
+        };
+        drop(state);
         self.shared.wake.notify_all();
         result
     }
@@ -259,7 +314,33 @@ impl Drop for RedbEngine {
     }
 }
 
+/// The sequence number of the last commit the B-tree holds (0 if none).
+fn read_flushed_seq(db: &redb::Database) -> Result<u64> {
+    let txn = db.begin_read().map_err(Error::storage)?;
+    let table = match txn.open_table(definition(META_TABLE)) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(Error::storage(e)),
+    };
+    let Some(raw) = table.get(FLUSHED_SEQ).map_err(Error::storage)? else {
+        return Ok(0);
+    };
+    let bytes: [u8; 8] = raw
+        .value()
+        .try_into()
+        .map_err(|_| Error::corrupt(META_TABLE, "the flushed sequence number is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
 impl Shared {
+    /// Records a failure that leaves the log, the B-tree or memory out of step: from now on
+    /// every commit returns it.
+    fn fail(&self, error: Error) -> Error {
+        lock(&self.flush).error.get_or_insert_with(|| error.clone());
+        self.wake.notify_all();
+        error
+    }
+
     fn view(&self) -> Arc<View> {
         Arc::clone(&lock(&self.view))
     }
@@ -304,10 +385,19 @@ impl Shared {
                 state.flush_requested = false;
                 state.checkpoint_requested.take()
             };
-            let result = self.flush().and_then(|()| match checkpoint {
-                Some(_) => self.sync_btree(),
-                None => Ok(()),
-            });
+            let work = || {
+                self.flush()?;
+                match checkpoint {
+                    Some(_) => self.sync_btree(),
+                    None => Ok(()),
+                }
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|_| {
+                    Err(Error::storage(std::io::Error::other(
+                        "the flusher panicked",
+                    )))
+                });
             let mut state = lock(&self.flush);
             state.busy = false;
             match result {
@@ -346,8 +436,8 @@ impl Shared {
         // Merged first, so a key written several times, or written and deleted, costs the
         // B-tree one operation or none.
         let mut merged: BTreeMap<&str, BTreeMap<&Bytes, Option<&Bytes>>> = BTreeMap::new();
-        for batch in &view.unflushed {
-            for (name, writes) in batch.keyspaces() {
+        for unflushed in &view.unflushed {
+            for (name, writes) in unflushed.batch.keyspaces() {
                 let target = merged.entry(name).or_default();
                 for (key, value) in writes {
                     target.insert(key, value.as_ref());
@@ -373,6 +463,13 @@ impl Shared {
                 }
             }
         }
+        if let Some(last) = view.unflushed.last() {
+            let mut meta = txn
+                .open_table(definition(META_TABLE))
+                .map_err(Error::storage)?;
+            meta.insert(FLUSHED_SEQ, last.seq.to_be_bytes().as_slice())
+                .map_err(Error::storage)?;
+        }
         txn.commit().map_err(Error::storage)?;
         let base = Base::new(&self.db)?;
         let mut current = lock(&self.view);
@@ -380,7 +477,7 @@ impl Shared {
         let unflushed = current.unflushed[flushed..].to_vec();
         *current = Arc::new(View {
             base,
-            unflushed_bytes: unflushed.iter().map(|b| batch_bytes(b)).sum(),
+            unflushed_bytes: unflushed.iter().map(|u| batch_bytes(&u.batch)).sum(),
             unflushed,
         });
         Ok(())
@@ -408,12 +505,17 @@ impl Engine for RedbEngine {
         if let Some(error) = &lock(&self.shared.flush).error {
             return Err(error.clone());
         }
+        let seq = writer.next_seq;
         if !batch.is_empty() {
-            writer.log.append(&batch)?;
+            writer
+                .log
+                .append(seq, &batch)
+                .map_err(|e| self.shared.fail(e))?;
+            writer.next_seq += 1;
         }
         // Synced before the batch becomes visible: no reader sees a write a crash could undo.
         if durability == Durability::Durable {
-            writer.log.sync()?;
+            writer.log.sync().map_err(|e| self.shared.fail(e))?;
         }
         if batch.is_empty() {
             return Ok(());
@@ -423,7 +525,7 @@ impl Engine for RedbEngine {
             let mut current = lock(&self.shared.view);
             let mut unflushed = Vec::with_capacity(current.unflushed.len() + 1);
             unflushed.extend(current.unflushed.iter().cloned());
-            unflushed.push(Arc::new(batch));
+            unflushed.push(Arc::new(Unflushed { seq, batch }));
             let view = View {
                 base: Arc::clone(&current.base),
                 unflushed_bytes: current.unflushed_bytes + bytes,
@@ -448,7 +550,7 @@ impl Engine for RedbEngine {
             if let Some(generation) = writer.log.inactive_generation() {
                 drop(self.shared.wait_until(|s| s.checkpointed >= generation)?);
             }
-            let left = writer.log.switch()?;
+            let left = writer.log.switch().map_err(|e| self.shared.fail(e))?;
             let mut state = lock(&self.shared.flush);
             state.checkpoint_requested = Some(left);
             drop(state);
@@ -539,8 +641,12 @@ impl fmt::Debug for RedbSnapshot {
 
 impl EngineSnapshot for RedbSnapshot {
     fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
-        for batch in self.view.unflushed.iter().rev() {
-            if let Some(value) = batch.writes(keyspace).and_then(|writes| writes.get(key)) {
+        for unflushed in self.view.unflushed.iter().rev() {
+            if let Some(value) = unflushed
+                .batch
+                .writes(keyspace)
+                .and_then(|writes| writes.get(key))
+            {
                 return Ok(value.clone());
             }
         }
@@ -554,8 +660,8 @@ impl EngineSnapshot for RedbSnapshot {
         }
         // The unflushed commits' writes in the range, newest winning.
         let mut recent: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
-        for batch in &self.view.unflushed {
-            if let Some(writes) = batch.writes(keyspace) {
+        for unflushed in &self.view.unflushed {
+            if let Some(writes) = unflushed.batch.writes(keyspace) {
                 for (key, value) in writes.range::<[u8], _>(range.as_slices()) {
                     recent.insert(key.clone(), value.clone());
                 }

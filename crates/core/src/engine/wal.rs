@@ -15,8 +15,8 @@
 //! checksum and ends the segment, losing only unacknowledged commits.
 //!
 //! Segment layout: a header (`magic | generation: u64 | crc32`), then records from
-//! [`RECORDS_START`]: `len: u32 | crc32(generation, payload): u32 | payload`, the payload an
-//! encoded [`WriteBatch`]. A zero length ends the segment.
+//! [`RECORDS_START`]: `len: u32 | crc32(generation, payload): u32 | payload`, the payload the
+//! commit's sequence number and its encoded [`WriteBatch`]. A zero length ends the segment.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -25,6 +25,9 @@ use std::path::Path;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::WriteBatch;
+
+/// A logged commit: its sequence number (increasing, never reused) and its writes.
+pub(super) type Logged = (u64, WriteBatch);
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CLWAL\x00\x00\x01";
@@ -72,7 +75,7 @@ fn parse_header(bytes: &[u8; HEADER_LEN]) -> Option<u64> {
 
 impl Segment {
     /// Opens (or creates) the segment at `path` with the records it holds.
-    fn open(path: &Path) -> Result<(Self, Vec<WriteBatch>)> {
+    fn open(path: &Path) -> Result<(Self, Vec<Logged>)> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -106,6 +109,7 @@ impl Segment {
 
     /// Marks the segment as holding nothing live.
     fn invalidate(&mut self) -> Result<()> {
+        self.generation = None;
         self.file.seek(SeekFrom::Start(0)).map_err(Error::storage)?;
         self.file
             .write_all(&[0u8; HEADER_LEN])
@@ -118,6 +122,9 @@ impl Segment {
     }
 
     fn start_generation(&mut self, generation: u64) -> Result<()> {
+        // Unusable until the new header is durable: records checksummed with the old
+        // generation behind a new header would never replay.
+        self.generation = None;
         self.file.seek(SeekFrom::Start(0)).map_err(Error::storage)?;
         self.file
             .write_all(&header(generation))
@@ -131,10 +138,11 @@ impl Segment {
     }
 
     /// Reads the records of `generation`; returns them and the offset after the last one.
-    fn read_records(&mut self, generation: u64) -> Result<(Vec<WriteBatch>, u64)> {
+    fn read_records(&mut self, generation: u64) -> Result<(Vec<Logged>, u64)> {
         self.file
             .seek(SeekFrom::Start(RECORDS_START))
             .map_err(Error::storage)?;
+        let file_len = self.file.metadata().map_err(Error::storage)?.len();
         let mut reader = BufReader::new(&mut self.file);
         let mut batches = Vec::new();
         let mut end = RECORDS_START;
@@ -145,7 +153,11 @@ impl Segment {
             }
             let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
             let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-            if len == 0 || len > MAX_RECORD {
+            // A garbage length in a torn tail must not make us allocate what the file lacks.
+            if len == 0
+                || len > MAX_RECORD
+                || end + (RECORD_HEADER as u64) + u64::from(len) > file_len
+            {
                 break;
             }
             let mut payload = vec![0u8; len as usize];
@@ -162,9 +174,10 @@ impl Segment {
     }
 
     /// Writes `batch` as the next record; durable once [`sync`](Self::sync) returns.
-    fn append(&mut self, batch: &WriteBatch) -> Result<()> {
+    fn append(&mut self, seq: u64, batch: &WriteBatch) -> Result<()> {
         let mut record = BytesMut::with_capacity(RECORD_HEADER + 64);
         record.put_u64(0); // header, filled in below
+        record.put_u64(seq);
         encode(batch, &mut record);
         let len = record.len() - RECORD_HEADER;
         let len = u32::try_from(len)
@@ -221,7 +234,7 @@ pub(super) struct Log {
 
 impl Log {
     /// Opens the log in `dir` and returns it with every commit it holds, oldest first.
-    pub(super) fn open(dir: &Path, name: &str) -> Result<(Self, Vec<WriteBatch>)> {
+    pub(super) fn open(dir: &Path, name: &str) -> Result<(Self, Vec<Logged>)> {
         let paths = [0, 1].map(|i| dir.join(format!("{name}.{i}")));
         let created = !paths.iter().all(|p| p.exists());
         let (first, first_batches) = Segment::open(&paths[0])?;
@@ -247,8 +260,8 @@ impl Log {
     }
 
     /// Appends `batch` to the active segment; durable once [`sync`](Self::sync) returns.
-    pub(super) fn append(&mut self, batch: &WriteBatch) -> Result<()> {
-        self.segments[self.active].append(batch)
+    pub(super) fn append(&mut self, seq: u64, batch: &WriteBatch) -> Result<()> {
+        self.segments[self.active].append(seq, batch)
     }
 
     /// Makes every appended record durable.
@@ -335,7 +348,8 @@ fn take_chunk(data: &mut Bytes) -> Option<Bytes> {
     (data.remaining() >= len).then(|| data.split_to(len))
 }
 
-fn decode(mut data: Bytes) -> Option<WriteBatch> {
+fn decode(mut data: Bytes) -> Option<Logged> {
+    let seq = data.try_get_u64().ok()?;
     let mut batch = WriteBatch::new();
     for _ in 0..data.try_get_u32().ok()? {
         let name = String::from_utf8(take_chunk(&mut data)?.to_vec()).ok()?;
@@ -348,7 +362,7 @@ fn decode(mut data: Bytes) -> Option<WriteBatch> {
             }
         }
     }
-    (!data.has_remaining()).then_some(batch)
+    (!data.has_remaining()).then_some((seq, batch))
 }
 
 #[cfg(test)]
@@ -368,7 +382,19 @@ mod tests {
     }
 
     fn open(dir: &Path) -> (Log, Vec<WriteBatch>) {
-        Log::open(dir, "log").unwrap()
+        let (log, logged) = Log::open(dir, "log").unwrap();
+        let seqs: Vec<u64> = logged.iter().map(|(seq, _)| *seq).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "replayed in commit order: {seqs:?}"
+        );
+        (log, logged.into_iter().map(|(_, batch)| batch).collect())
+    }
+
+    fn next() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(1);
+        SEQ.fetch_add(1, Ordering::Relaxed)
     }
 
     #[test]
@@ -376,9 +402,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, batches) = open(dir.path());
         assert!(batches.is_empty());
-        assert!(log.append(&batch("a", "1")).is_err(), "no generation yet");
+        assert!(
+            log.append(next(), &batch("a", "1")).is_err(),
+            "no generation yet"
+        );
         log.reset().unwrap();
-        log.append(&batch("a", "1")).unwrap();
+        log.append(next(), &batch("a", "1")).unwrap();
         log.sync().unwrap();
         drop(log);
         assert_eq!(open(dir.path()).1, vec![batch("a", "1")]);
@@ -390,7 +419,7 @@ mod tests {
         let (mut log, _) = open(dir.path());
         log.reset().unwrap();
         for i in 0..3 {
-            log.append(&batch(&format!("k{i}"), "v")).unwrap();
+            log.append(next(), &batch(&format!("k{i}"), "v")).unwrap();
         }
         log.sync().unwrap();
         // A record header promising 100 bytes, and only some of them, where the next record goes.
@@ -411,10 +440,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = open(dir.path());
         log.reset().unwrap();
-        log.append(&batch("a", "1")).unwrap();
+        log.append(next(), &batch("a", "1")).unwrap();
         let second = log.segments[log.active].position;
-        log.append(&batch("b", "2")).unwrap();
-        log.append(&batch("c", "3")).unwrap();
+        log.append(next(), &batch("b", "2")).unwrap();
+        log.append(next(), &batch("c", "3")).unwrap();
         log.sync().unwrap();
         let segment = &mut log.segments[log.active];
         segment
@@ -431,13 +460,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = open(dir.path());
         log.reset().unwrap();
-        log.append(&batch("old-long-key-one", "x".repeat(50).as_str()))
+        log.append(next(), &batch("old-long-key-one", "x".repeat(50).as_str()))
             .unwrap();
-        log.append(&batch("old-long-key-two", "y".repeat(50).as_str()))
+        log.append(next(), &batch("old-long-key-two", "y".repeat(50).as_str()))
             .unwrap();
         log.sync().unwrap();
         log.reset().unwrap();
-        log.append(&batch("n", "1")).unwrap();
+        log.append(next(), &batch("n", "1")).unwrap();
         log.sync().unwrap();
         drop(log);
         assert_eq!(open(dir.path()).1, vec![batch("n", "1")]);
@@ -448,17 +477,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = open(dir.path());
         log.reset().unwrap();
-        log.append(&batch("a", "1")).unwrap();
+        log.append(next(), &batch("a", "1")).unwrap();
         let left = log.switch().unwrap();
         assert_eq!(log.inactive_generation(), Some(left));
-        log.append(&batch("a", "2")).unwrap();
+        log.append(next(), &batch("a", "2")).unwrap();
         log.sync().unwrap();
         drop(log);
         let (mut log, batches) = open(dir.path());
         assert_eq!(batches, vec![batch("a", "1"), batch("a", "2")]);
         // Switching back reuses the first segment under a newer generation.
         log.switch().unwrap();
-        log.append(&batch("a", "3")).unwrap();
+        log.append(next(), &batch("a", "3")).unwrap();
         log.sync().unwrap();
         drop(log);
         assert_eq!(open(dir.path()).1, vec![batch("a", "2"), batch("a", "3")]);

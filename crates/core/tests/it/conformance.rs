@@ -88,7 +88,7 @@ mod checks {
 
     use super::*;
 
-    async fn put(store: &Store, ks: &'static str, k: &str, v: &str) {
+    async fn try_put(store: &Store, ks: &'static str, k: &str, v: &str) -> Result<(), Error> {
         let (k, v) = (b(k), b(v));
         store
             .write(Durability::Durable, move |t| {
@@ -96,7 +96,10 @@ mod checks {
                 Ok::<_, Error>(())
             })
             .await
-            .unwrap();
+    }
+
+    async fn put(store: &Store, ks: &'static str, k: &str, v: &str) {
+        try_put(store, ks, k, v).await.unwrap();
     }
 
     async fn fill(store: &Store, ks: &'static str, keys: &[&str]) {
@@ -616,23 +619,11 @@ mod checks {
         let s = faulty.store();
         put(&s, "t", "before", "1").await;
         faulty.fail_after(0);
-        let err = s
-            .write(Durability::Durable, |t| {
-                t.put("t", "during", "1");
-                Ok::<_, Error>(())
-            })
-            .await
-            .unwrap_err();
+        let err = try_put(&s, "t", "during", "1").await.unwrap_err();
         assert!(matches!(err, Error::Storage(_)), "{err}");
         assert!(s.is_poisoned());
         faulty.heal();
-        let err = s
-            .write(Durability::Durable, |t| {
-                t.put("t", "after", "1");
-                Ok::<_, Error>(())
-            })
-            .await
-            .unwrap_err();
+        let err = try_put(&s, "t", "after", "1").await.unwrap_err();
         assert!(matches!(err, Error::Poisoned(_)), "{err}");
         let snap = s.snapshot().unwrap();
         assert_eq!(snap.get("t", b"before").unwrap(), Some(b("1")));
@@ -647,21 +638,9 @@ mod checks {
             inner: MemoryEngine::new(),
             blocks,
         });
-        let err = s
-            .write(Durability::Durable, |t| {
-                t.put("t", "k", "v");
-                Ok::<_, Error>(())
-            })
-            .await
-            .unwrap_err();
+        let err = try_put(&s, "t", "k", "v").await.unwrap_err();
         assert!(matches!(err, Error::Storage(_)), "{err}");
-        let err = s
-            .write(Durability::Durable, |t| {
-                t.put("t", "k", "v");
-                Ok::<_, Error>(())
-            })
-            .await
-            .unwrap_err();
+        let err = try_put(&s, "t", "k", "v").await.unwrap_err();
         assert!(matches!(err, Error::Poisoned(_)), "{err}");
     }
 

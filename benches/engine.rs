@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use cloudlet::engine::{Engine, MemoryEngine, RedbEngine, WriteBatch};
-use cloudlet::{Bytes, Durability, Error, ReadView, Store};
+use cloudlet::{Bytes, Durability, Error, Store};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// What the disk can do: 1 KiB appended and fsync'd (fdatasync) per operation.
@@ -114,7 +114,7 @@ fn memory_put_get(c: &mut Criterion) {
     let mut group = c.benchmark_group("memory_put_get");
     group.throughput(Throughput::Elements(1));
 
-    // Through the Store: a one-put transaction (run inline, no thread hop) and a snapshot read.
+    // Through the Store: a one-put transaction (run inline, no thread hop) and a point read.
     let store = Store::memory();
     group.bench_function("store", |b| {
         let mut i = 0u64;
@@ -128,14 +128,13 @@ fn memory_put_get(c: &mut Criterion) {
                     Ok::<_, Error>(())
                 }))
                 .unwrap();
-                let got = store.snapshot().unwrap().get("bench", &key).unwrap();
-                assert!(got.is_some());
+                assert!(store.get("bench", &key).unwrap().is_some());
             }
             start.elapsed()
         });
     });
 
-    // The engine alone: a one-put batch commit and a snapshot read.
+    // The engine alone: a one-put batch commit and a point read.
     let engine = MemoryEngine::new();
     group.bench_function("engine", |b| {
         let mut i = 0u64;

@@ -227,6 +227,22 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    fn get_latest(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        let state = self
+            .inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Under the read lock no commit is being applied, so the newest version is the latest
+        // committed one.
+        Ok(state
+            .keyspaces
+            .get(keyspace)
+            .and_then(|ks| ks.get(key))
+            .and_then(|chain| chain.last())
+            .and_then(|(_, value)| value.clone()))
+    }
+
     fn commit_blocks(&self) -> bool {
         false
     }

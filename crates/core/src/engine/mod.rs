@@ -258,6 +258,12 @@ pub trait Engine: Send + Sync + Debug + 'static {
     /// every earlier commit durable.
     fn commit(&self, batch: WriteBatch, durability: Durability) -> Result<()>;
 
+    /// The latest committed value of `key`: a point read without a snapshot. Engines whose
+    /// snapshots cost something override it.
+    fn get_latest(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        self.snapshot()?.get(keyspace, key)
+    }
+
     /// Whether `commit` may block on I/O. An engine that answers `false` (memory) has its
     /// commits run inline on the committing task; others get a dedicated writer thread.
     fn commit_blocks(&self) -> bool {

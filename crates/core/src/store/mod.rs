@@ -200,6 +200,15 @@ impl Store {
         })
     }
 
+    /// The latest committed value of `key`: a point read, cheaper than taking a
+    /// [`snapshot`](Self::snapshot) for one key.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the engine fails to read.
+    pub fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        self.inner.shared.engine.get_latest(keyspace, key)
+    }
+
     /// Runs `f` as a serializable transaction and commits its writes with `durability`.
     ///
     /// `f` runs on the store's writer, after every transaction submitted before it, and must

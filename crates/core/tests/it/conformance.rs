@@ -131,6 +131,16 @@ mod checks {
         let snap = s.snapshot().unwrap();
         assert_eq!(snap.get("t", b"a").unwrap(), None);
         assert!(collect(&snap, "t", &KeyRange::all(), Direction::Forward).is_empty());
+        // Point reads see the latest commit without a snapshot.
+        assert_eq!(s.get("t", b"a").unwrap(), None);
+        assert_eq!(s.get("nope", b"a").unwrap(), None);
+        put(s, "t", "a", "3").await;
+        assert_eq!(s.get("t", b"a").unwrap(), Some(b("3")));
+        assert_eq!(
+            snap.get("t", b"a").unwrap(),
+            None,
+            "the older snapshot is unchanged"
+        );
         // Empty keys and values are ordinary.
         put(s, "t", "", "").await;
         assert_eq!(

@@ -113,6 +113,9 @@ struct Queue {
     jobs: Vec<Job>,
     /// An inline leader is draining the queue (engines whose commits don't block).
     leading: bool,
+    /// The writer thread sleeps on the condvar (so a submit must wake it; otherwise it will
+    /// find the job when its current group is done, and the wake-up syscall is saved).
+    writer_waiting: bool,
     shutdown: bool,
 }
 
@@ -326,8 +329,11 @@ impl Store {
         let mut queue = lock(&shared.queue);
         queue.jobs.push(Job { durability, run });
         if self.inner.writer.is_some() {
+            let waiting = queue.writer_waiting;
             drop(queue);
-            shared.wake.notify_one();
+            if waiting {
+                shared.wake.notify_one();
+            }
         } else if !queue.leading {
             // Inline mode: the first caller to find no leader drains the queue itself.
             queue.leading = true;
@@ -382,10 +388,12 @@ impl Shared {
             let jobs = {
                 let mut queue = lock(&self.queue);
                 while queue.jobs.is_empty() && !queue.shutdown {
+                    queue.writer_waiting = true;
                     queue = self
                         .wake
                         .wait(queue)
                         .unwrap_or_else(PoisonError::into_inner);
+                    queue.writer_waiting = false;
                 }
                 if queue.jobs.is_empty() {
                     return;

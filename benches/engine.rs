@@ -110,54 +110,50 @@ fn durable_commits(c: &mut Criterion) {
     group.finish();
 }
 
+/// One put (a one-key transaction) and one point read of that key, repeated over `keys`
+/// distinct keys: 1,000 keys stay in cache, 100,000 do not.
 fn memory_put_get(c: &mut Criterion) {
     let mut group = c.benchmark_group("memory_put_get");
     group.throughput(Throughput::Elements(1));
-
-    // Through the Store: a one-put transaction (run inline, no thread hop) and a point read.
-    let store = Store::memory();
-    group.bench_function("store", |b| {
-        let mut i = 0u64;
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let key = (i % 100_000).to_be_bytes();
-                i += 1;
-                futures::executor::block_on(store.write(Durability::Durable, move |t| {
-                    t.put("bench", key.to_vec(), Bytes::from_static(b"value"));
-                    Ok::<_, Error>(())
-                }))
-                .unwrap();
-                assert!(store.get("bench", &key).unwrap().is_some());
-            }
-            start.elapsed()
+    for keys in [1_000u64, 100_000] {
+        // Through the Store: the transaction runs inline on the caller, no thread hop.
+        let store = Store::memory();
+        group.bench_with_input(BenchmarkId::new("store", keys), &keys, |b, &keys| {
+            let mut i = 0u64;
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let key = (i % keys).to_be_bytes();
+                    i += 1;
+                    futures::executor::block_on(store.write(Durability::Durable, move |t| {
+                        t.put("bench", key.to_vec(), Bytes::from_static(b"value"));
+                        Ok::<_, Error>(())
+                    }))
+                    .unwrap();
+                    assert!(store.get("bench", &key).unwrap().is_some());
+                }
+                start.elapsed()
+            });
         });
-    });
 
-    // The engine alone: a one-put batch commit and a point read.
-    let engine = MemoryEngine::new();
-    group.bench_function("engine", |b| {
-        let mut i = 0u64;
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let key = Bytes::copy_from_slice(&(i % 100_000).to_be_bytes());
-                i += 1;
-                let mut batch = WriteBatch::new();
-                batch.put("bench", key.clone(), Bytes::from_static(b"value"));
-                engine.commit(batch, Durability::Durable).unwrap();
-                assert!(
-                    engine
-                        .snapshot()
-                        .unwrap()
-                        .get("bench", &key)
-                        .unwrap()
-                        .is_some()
-                );
-            }
-            start.elapsed()
+        // The engine alone: a one-put batch commit and a point read.
+        let engine = MemoryEngine::new();
+        group.bench_with_input(BenchmarkId::new("engine", keys), &keys, |b, &keys| {
+            let mut i = 0u64;
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let key = Bytes::copy_from_slice(&(i % keys).to_be_bytes());
+                    i += 1;
+                    let mut batch = WriteBatch::new();
+                    batch.put("bench", key.clone(), Bytes::from_static(b"value"));
+                    engine.commit(batch, Durability::Durable).unwrap();
+                    assert!(engine.get_latest("bench", &key).unwrap().is_some());
+                }
+                start.elapsed()
+            });
         });
-    });
+    }
     group.finish();
 }
 

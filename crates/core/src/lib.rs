@@ -44,6 +44,8 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
 pub use engine::{Direction, Durability, KeyRange};
 pub use error::{BoxError, Error, Result};
 pub use ids::IdGenerator;
-pub use message::{AttributeValue, ChannelSink, DeliveryError, Message, MessageAttribute, Sink};
+pub use message::{
+    AttributeValue, ChannelSink, DeliveryError, FnSink, Message, MessageAttribute, Sink, sink_fn,
+};
 pub use store::{ReadView, Snapshot, Store, StoreStats, WriteTxn};
 pub use task::{BackgroundTask, ShutdownSignal};

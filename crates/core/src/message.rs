@@ -297,6 +297,53 @@ pub trait Sink: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// A sink made of an async closure: the way to subscribe a user's own code.
+///
+/// ```
+/// use cloudlet_core::{DeliveryError, Message, Sink};
+/// use cloudlet_core::message::sink_fn;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let sink = sink_fn(|message: Message| async move {
+///     if message.body.is_empty() {
+///         return Err(DeliveryError::rejected("empty body"));
+///     }
+///     Ok(())
+/// });
+/// assert!(sink.deliver(Message::new("hello")).await.is_ok());
+/// # }
+/// ```
+pub fn sink_fn<F, Fut>(handler: F) -> FnSink<F>
+where
+    F: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), DeliveryError>> + Send + 'static,
+{
+    FnSink { handler }
+}
+
+/// The sink [`sink_fn`] makes.
+pub struct FnSink<F> {
+    handler: F,
+}
+
+impl<F> fmt::Debug for FnSink<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnSink").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<F, Fut> Sink for FnSink<F>
+where
+    F: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), DeliveryError>> + Send + 'static,
+{
+    async fn deliver(&self, message: Message) -> Result<(), DeliveryError> {
+        (self.handler)(message).await
+    }
+}
+
 /// A sink that forwards messages into a tokio channel; the simplest way to observe deliveries
 /// in a test. Reports [`DeliveryError::Unavailable`] once the receiver is gone.
 #[derive(Debug, Clone)]

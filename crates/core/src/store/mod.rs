@@ -268,6 +268,32 @@ impl Store {
         self.inner.shared.signals.get(name)
     }
 
+    /// Closes the store if this is its last handle: waits, without blocking the async runtime,
+    /// for the writer to finish what is queued and for the engine to shut down, so the data
+    /// directory can be reopened at once. With other handles alive it only drops this one.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped, closing finishes in the background.
+    pub async fn close(self) {
+        let Ok(mut inner) = Arc::try_unwrap(self.inner) else {
+            return;
+        };
+        lock(&inner.shared.queue).shutdown = true;
+        inner.shared.wake.notify_all();
+        let writer = inner.writer.take();
+        let shared = Arc::clone(&inner.shared);
+        drop(inner);
+        // Joining the writer, then dropping the last reference to the engine, may wait for a
+        // commit or a B-tree write: off the runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(writer) = writer {
+                let _ = writer.join();
+            }
+            drop(shared);
+        })
+        .await;
+    }
+
     /// Commit counters since the store was opened.
     pub fn stats(&self) -> StoreStats {
         let shared = &self.inner.shared;

@@ -811,3 +811,24 @@ async fn redb_replay_skips_commits_the_btree_already_holds() {
     assert_eq!(snap.get("t", b"x").unwrap(), Some(crate::support::b("2")));
     assert_eq!(snap.get("t", b"y").unwrap(), Some(crate::support::b("2")));
 }
+
+/// `close` shuts the last handle down without blocking the runtime; the directory reopens at
+/// once. With another handle alive it leaves the store open.
+#[tokio::test]
+async fn redb_close_then_reopen() {
+    let h = Harness::redb();
+    let path = h.path().unwrap();
+    let other = h.store.clone();
+    h.store
+        .write(Durability::Durable, |t| {
+            t.put("t", "k", "v");
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    h.store.close().await;
+    assert_eq!(other.get("t", b"k").unwrap(), Some(crate::support::b("v")));
+    other.close().await;
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.get("t", b"k").unwrap(), Some(crate::support::b("v")));
+}

@@ -180,7 +180,11 @@ fn contents(store: &Store) -> Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // 48 cases in CI; PROPTEST_CASES=2000 for a deeper run by hand.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn redb_and_memory_agree_with_the_model(txns in prop::collection::vec(txn(), 1..24)) {

@@ -26,3 +26,5 @@ pub use cloudlet_core::{
     KeyRange, ManualClock, Message, MessageAttribute, ReadView, SharedClock, Sink, Snapshot, Store,
     SystemClock, Timestamp, WriteTxn, clock, engine, ids, keys, message, outbox, task,
 };
+#[cfg(feature = "queue")]
+pub use cloudlet_queue as queue;

@@ -1,0 +1,48 @@
+//! cloudlet-queue: SQS semantics as a library, over cloudlet's storage and clock.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use cloudlet_core::{ManualClock, Store};
+//! use cloudlet_queue::{QueueService, Queues, ReceiveMessage, SendMessage};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), cloudlet_queue::Error> {
+//! let clock = ManualClock::default();
+//! let sqs = QueueService::new(Store::memory(), clock.shared());
+//! let url = sqs.create_queue("orders", BTreeMap::new(), BTreeMap::new()).await?;
+//! sqs.send_message(&url, SendMessage::new("order 1")).await?;
+//!
+//! let received = sqs.receive_message(&url, ReceiveMessage::max(10)).await?;
+//! assert_eq!(received[0].body, "order 1");
+//! // Not deleted: after the 30-second visibility timeout it is delivered again.
+//! clock.advance(std::time::Duration::from_secs(30));
+//! let again = sqs.receive_message(&url, ReceiveMessage::max(10)).await?;
+//! sqs.delete_message(&url, &again[0].receipt_handle).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Status against SQS
+//!
+//! | feature | status |
+//! |---|---|
+//! | queue names, attributes with SQS's defaults and ranges, create (idempotent), URL, list, delete, tags, purge (60 s rule) | yes |
+//! | send, send batch (per-entry results), receive (1-10, visibility timeout, long polling woken by sends and by the clock), delete, change visibility (12-hour cap) | yes |
+//! | per-message and queue delays, retention expiry, counters, MD5 digests, system attributes | yes |
+//! | a stale receipt handle: delete accepted, nothing deleted (standard queues) | yes |
+//! | FIFO queues (ordering, groups, deduplication), dead-letter queues and redrive, fair queues, delete/visibility batches, `Sink` | not yet: FIFO sends answer `UnsupportedOperation` |
+
+mod api;
+pub mod attributes;
+mod error;
+pub mod md5;
+pub mod names;
+mod record;
+mod service;
+
+pub use api::{
+    BatchResultErrorEntry, Queues, ReceiveMessage, ReceivedMessage, SendMessage,
+    SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
+};
+pub use attributes::{DeduplicationScope, FifoThroughputLimit, QueueAttributes, RedrivePolicy};
+pub use error::{Error, Result};
+pub use service::QueueService;

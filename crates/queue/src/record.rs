@@ -1,0 +1,158 @@
+//! How queues and messages are stored.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use cloudlet_core::keys::Tuple;
+use cloudlet_core::{Message, Timestamp};
+
+use crate::attributes::QueueAttributes;
+use crate::{Error, Result};
+
+/// Queue records by name.
+pub(crate) const KS_QUEUES: &str = "queue.queues";
+/// Message records by (queue id, sequence number).
+pub(crate) const KS_MESSAGES: &str = "queue.messages";
+/// Every message of a queue by (queue id, visible-at, sequence number): receives scan the part
+/// up to now, and the first entry after now says when the next message becomes visible.
+pub(crate) const KS_READY: &str = "queue.ready";
+/// Counters: queue ids, message sequence numbers.
+pub(crate) const KS_META: &str = "queue.meta";
+
+/// A queue as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct QueueRecord {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) attributes: QueueAttributes,
+    /// Seconds since the epoch.
+    pub(crate) created: u64,
+    pub(crate) last_modified: u64,
+    pub(crate) tags: std::collections::BTreeMap<String, String>,
+    /// When the last purge ran (milliseconds), for the 60-second rule.
+    pub(crate) last_purge_ms: Option<u64>,
+}
+
+impl QueueRecord {
+    pub(crate) fn encode(&self) -> Result<Bytes> {
+        serde_json::to_vec(self)
+            .map(Bytes::from)
+            .map_err(|e| Error::Storage(cloudlet_core::Error::corrupt(KS_QUEUES, e.to_string())))
+    }
+
+    pub(crate) fn decode(raw: &[u8]) -> Result<Self> {
+        serde_json::from_slice(raw)
+            .map_err(|e| Error::Storage(cloudlet_core::Error::corrupt(KS_QUEUES, e.to_string())))
+    }
+}
+
+const MESSAGE_FORMAT: u8 = 1;
+
+/// A message as stored, with its delivery state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MessageRecord {
+    pub(crate) message_id: String,
+    pub(crate) sent: Timestamp,
+    /// When the message is (again) receivable.
+    pub(crate) visible_at: Timestamp,
+    pub(crate) receive_count: u32,
+    pub(crate) first_receive: Option<Timestamp>,
+    /// Bumped by every receive: only the latest receipt handle is valid.
+    pub(crate) receipt: u64,
+    pub(crate) message: Message,
+}
+
+impl MessageRecord {
+    pub(crate) fn encode(&self) -> Bytes {
+        let message = self.message.encode();
+        let mut out = BytesMut::with_capacity(48 + self.message_id.len() + message.len());
+        out.put_u8(MESSAGE_FORMAT);
+        out.put_u64(self.sent.as_nanos());
+        out.put_u64(self.visible_at.as_nanos());
+        out.put_u32(self.receive_count);
+        out.put_u64(self.first_receive.map_or(0, Timestamp::as_nanos));
+        out.put_u64(self.receipt);
+        out.put_u16(self.message_id.len() as u16);
+        out.put_slice(self.message_id.as_bytes());
+        out.put_slice(&message);
+        out.freeze()
+    }
+
+    pub(crate) fn decode(mut raw: Bytes) -> Result<Self> {
+        let corrupt = || {
+            Error::Storage(cloudlet_core::Error::corrupt(
+                KS_MESSAGES,
+                "bad message record",
+            ))
+        };
+        if raw.len() < 39 || raw.get_u8() != MESSAGE_FORMAT {
+            return Err(corrupt());
+        }
+        let sent = Timestamp::from_nanos(raw.get_u64());
+        let visible_at = Timestamp::from_nanos(raw.get_u64());
+        let receive_count = raw.get_u32();
+        let first_receive = Some(raw.get_u64())
+            .filter(|n| *n != 0)
+            .map(Timestamp::from_nanos);
+        let receipt = raw.get_u64();
+        let id_len = usize::from(raw.get_u16());
+        if raw.len() < id_len {
+            return Err(corrupt());
+        }
+        let message_id = String::from_utf8(raw.split_to(id_len).to_vec()).map_err(|_| corrupt())?;
+        Ok(Self {
+            message_id,
+            sent,
+            visible_at,
+            receive_count,
+            first_receive,
+            receipt,
+            message: Message::decode(raw)?,
+        })
+    }
+}
+
+pub(crate) fn message_key(queue: u64, seq: u64) -> Bytes {
+    Tuple::new().u64(queue).u64(seq).build()
+}
+
+pub(crate) fn ready_key(queue: u64, visible_at: Timestamp, seq: u64) -> Bytes {
+    Tuple::new()
+        .u64(queue)
+        .u64(visible_at.as_nanos())
+        .u64(seq)
+        .build()
+}
+
+pub(crate) fn queue_prefix(queue: u64) -> Bytes {
+    Tuple::new().u64(queue).build()
+}
+
+/// A receipt handle: which message, and which receive of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Receipt {
+    pub(crate) queue: u64,
+    pub(crate) seq: u64,
+    pub(crate) receipt: u64,
+}
+
+impl Receipt {
+    pub(crate) fn encode(&self) -> String {
+        format!("{:016x}{:016x}{:016x}", self.queue, self.seq, self.receipt)
+    }
+
+    pub(crate) fn parse(handle: &str) -> Result<Self> {
+        let invalid = || Error::ReceiptHandleIsInvalid {
+            reason: format!("`{handle}` is not a receipt handle of this service"),
+        };
+        if handle.len() != 48 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid());
+        }
+        let part = |i: usize| {
+            u64::from_str_radix(&handle[i * 16..(i + 1) * 16], 16).map_err(|_| invalid())
+        };
+        Ok(Self {
+            queue: part(0)?,
+            seq: part(1)?,
+            receipt: part(2)?,
+        })
+    }
+}

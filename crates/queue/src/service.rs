@@ -1,0 +1,841 @@
+//! [`QueueService`]: the queue API over a [`Store`] and a [`Clock`](cloudlet_core::Clock).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cloudlet_core::keys::{Tuple, TupleReader};
+use cloudlet_core::{
+    Direction, Durability, IdGenerator, Message, MessageAttribute, ReadView, SharedClock, Store,
+    Timestamp, WriteTxn,
+};
+
+use crate::api::{
+    BatchResultErrorEntry, Queues, ReceiveMessage, ReceivedMessage, SendMessage,
+    SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
+};
+use crate::attributes::{MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
+use crate::md5::{md5_of_attributes, md5_of_body};
+use crate::names::{validate_attribute_name, validate_batch_entry_id, validate_queue_name};
+use crate::record::{
+    KS_MESSAGES, KS_META, KS_QUEUES, KS_READY, MessageRecord, QueueRecord, Receipt, message_key,
+    queue_prefix, ready_key,
+};
+use crate::{Error, Result};
+
+/// The most message attributes a message may carry.
+const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+/// The most entries in a batch.
+const MAX_BATCH: usize = 10;
+/// PurgeQueue's cool-down.
+const PURGE_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// SQS semantics over cloudlet storage: every queue of one account and region.
+#[derive(Clone)]
+pub struct QueueService {
+    store: Store,
+    clock: SharedClock,
+    ids: std::sync::Arc<IdGenerator>,
+    region: String,
+    account: String,
+}
+
+impl fmt::Debug for QueueService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueService")
+            .field("region", &self.region)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+fn signal_name(queue: u64) -> String {
+    format!("{KS_QUEUES}/{queue}")
+}
+
+impl QueueService {
+    /// The service over `store`, in region `us-east-1`, account `000000000000`.
+    pub fn new(store: Store, clock: SharedClock) -> Self {
+        Self {
+            ids: std::sync::Arc::new(IdGenerator::new(clock.clone())),
+            store,
+            clock,
+            region: "us-east-1".to_owned(),
+            account: "000000000000".to_owned(),
+        }
+    }
+
+    /// The same service answering as another region and account (they appear in URLs and
+    /// ARNs, nothing else).
+    pub fn with_account(mut self, region: impl Into<String>, account: impl Into<String>) -> Self {
+        self.region = region.into();
+        self.account = account.into();
+        self
+    }
+
+    /// The URL SQS gives the queue `name`.
+    pub fn queue_url(&self, name: &str) -> String {
+        format!(
+            "https://sqs.{}.amazonaws.com/{}/{name}",
+            self.region, self.account
+        )
+    }
+
+    /// The ARN of the queue `name`.
+    pub fn queue_arn(&self, name: &str) -> String {
+        format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account)
+    }
+
+    fn load_queue(view: &impl ReadView, queue: &str) -> Result<QueueRecord> {
+        // A URL names the queue by its last path segment.
+        let name = queue.rsplit('/').next().unwrap_or(queue);
+        match view.get(KS_QUEUES, name.as_bytes())? {
+            Some(raw) => QueueRecord::decode(&raw),
+            None => Err(Error::QueueDoesNotExist {
+                queue: queue.to_owned(),
+            }),
+        }
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.store.write(Durability::Durable, f).await
+    }
+
+    async fn update_queue(
+        &self,
+        queue: &str,
+        change: impl FnOnce(&mut QueueRecord) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let queue = queue.to_owned();
+        let now = self.clock.now();
+        self.write(move |txn| {
+            let mut record = Self::load_queue(txn, &queue)?;
+            change(&mut record)?;
+            record.last_modified = now.as_secs();
+            txn.put(KS_QUEUES, record.name.clone(), record.encode()?);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Validates a message for `queue`: size, attributes, delay, group.
+    fn check_message(attributes: &QueueAttributes, message: &SendMessage) -> Result<()> {
+        if message.body.is_empty() {
+            return Err(Error::MissingParameter {
+                field: "MessageBody".to_owned(),
+                reason: ": the body must not be empty".to_owned(),
+            });
+        }
+        if message.attributes.len() > MAX_MESSAGE_ATTRIBUTES {
+            return Err(Error::invalid(
+                "MessageAttributes",
+                format!(
+                    "{} attributes, the maximum is {MAX_MESSAGE_ATTRIBUTES}",
+                    message.attributes.len()
+                ),
+            ));
+        }
+        for (name, attribute) in &message.attributes {
+            validate_attribute_name(name)?;
+            check_attribute_value(name, attribute)?;
+        }
+        let size = message_size(message);
+        if size > attributes.maximum_message_size as usize {
+            return Err(Error::invalid(
+                "MessageBody",
+                format!(
+                    "the message is {size} bytes with its attributes, the queue's MaximumMessageSize is {}",
+                    attributes.maximum_message_size
+                ),
+            ));
+        }
+        if let Some(delay) = message.delay_seconds
+            && delay > 900
+        {
+            return Err(Error::invalid(
+                "DelaySeconds",
+                format!("{delay} is not from 0 to 900"),
+            ));
+        }
+        if attributes.fifo_queue {
+            return Err(Error::UnsupportedOperation {
+                operation: "sending to a FIFO queue".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `message` into `queue` within `txn`.
+    fn enqueue(
+        &self,
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        message: SendMessage,
+        now: Timestamp,
+    ) -> Result<SendMessageResult> {
+        let seq = txn.next_sequence(KS_META, &Tuple::new().str("seq").u64(queue.id).build())?;
+        let delay = message
+            .delay_seconds
+            .unwrap_or(queue.attributes.delay_seconds);
+        let visible_at = now + Duration::from_secs(delay.into());
+        let message_id = self.ids.next_id().to_string();
+        let result = SendMessageResult {
+            message_id: message_id.clone(),
+            md5_of_message_body: md5_of_body(&message.body),
+            md5_of_message_attributes: md5_of_attributes(&message.attributes),
+            sequence_number: None,
+        };
+        let record = MessageRecord {
+            message_id,
+            sent: now,
+            visible_at,
+            receive_count: 0,
+            first_receive: None,
+            receipt: 0,
+            message: Message {
+                body: message.body,
+                attributes: message.attributes,
+                group_id: message.group_id,
+                dedup_id: message.dedup_id,
+            },
+        };
+        txn.put(KS_MESSAGES, message_key(queue.id, seq), record.encode());
+        txn.put(KS_READY, ready_key(queue.id, visible_at, seq), Bytes::new());
+        txn.notify_on_commit(&signal_name(queue.id));
+        Ok(result)
+    }
+
+    /// Takes up to `max` visible messages; returns them, and when the next message becomes
+    /// visible if none was.
+    fn take(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        request: &ReceiveMessage,
+        now: Timestamp,
+    ) -> Result<(Vec<ReceivedMessage>, Option<Timestamp>)> {
+        let visibility = request
+            .visibility_timeout
+            .unwrap_or(queue.attributes.visibility_timeout);
+        let retention = Duration::from_secs(queue.attributes.message_retention_period.into());
+        let prefix = queue_prefix(queue.id);
+        let max = request.max_number_of_messages as usize;
+        let mut taken = Vec::new();
+        loop {
+            // A bounded look at the due entries; expired messages among them make us look again.
+            let mut due = Vec::new();
+            let mut next = None;
+            for entry in txn.prefix(KS_READY, &prefix, Direction::Forward)? {
+                let (key, _) = entry?;
+                let mut reader = TupleReader::new(&key);
+                reader.u64()?;
+                let at = Timestamp::from_nanos(reader.u64()?);
+                let seq = reader.u64()?;
+                if at > now {
+                    next = Some(at);
+                    break;
+                }
+                due.push((key, seq));
+                if due.len() >= max * 4 {
+                    break;
+                }
+            }
+            let looked = due.len();
+            for (ready, seq) in due {
+                if taken.len() >= max {
+                    break;
+                }
+                let key = message_key(queue.id, seq);
+                txn.delete(KS_READY, ready);
+                let Some(raw) = txn.get(KS_MESSAGES, &key)? else {
+                    continue;
+                };
+                let mut record = MessageRecord::decode(raw)?;
+                if record.sent + retention <= now {
+                    // Past the retention period: gone, as SQS drops it.
+                    txn.delete(KS_MESSAGES, key);
+                    continue;
+                }
+                record.receive_count += 1;
+                record.first_receive.get_or_insert(now);
+                record.receipt += 1;
+                record.visible_at = now + Duration::from_secs(visibility.into());
+                txn.put(
+                    KS_READY,
+                    ready_key(queue.id, record.visible_at, seq),
+                    Bytes::new(),
+                );
+                let handle = Receipt {
+                    queue: queue.id,
+                    seq,
+                    receipt: record.receipt,
+                };
+                taken.push(received(&record, handle, request));
+                txn.put(KS_MESSAGES, key, record.encode());
+            }
+            if taken.len() >= max || looked < max * 4 {
+                return Ok((taken, next));
+            }
+        }
+    }
+
+    /// The counters of GetQueueAttributes: visible, in flight, delayed.
+    fn counters(view: &impl ReadView, queue: &QueueRecord, now: Timestamp) -> Result<[u64; 3]> {
+        let retention = Duration::from_secs(queue.attributes.message_retention_period.into());
+        let mut counts = [0u64; 3];
+        for entry in view.prefix(KS_MESSAGES, &queue_prefix(queue.id), Direction::Forward)? {
+            let (_, raw) = entry?;
+            let record = MessageRecord::decode(raw)?;
+            if record.sent + retention <= now {
+                continue;
+            }
+            let slot = if record.visible_at <= now {
+                0
+            } else if record.receive_count > 0 {
+                1
+            } else {
+                2
+            };
+            counts[slot] += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Deletes every message of `queue` within `txn`.
+    fn remove_messages(txn: &mut WriteTxn<'_>, queue: u64) -> Result<()> {
+        let prefix = queue_prefix(queue);
+        for keyspace in [KS_MESSAGES, KS_READY] {
+            let keys: Vec<Bytes> = txn
+                .prefix(keyspace, &prefix, Direction::Forward)?
+                .map(|entry| entry.map(|(key, _)| key))
+                .collect::<std::result::Result<_, _>>()?;
+            for key in keys {
+                txn.delete(keyspace, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the message a receipt handle names, if the handle is the latest for it.
+    fn load_receipt(
+        txn: &WriteTxn<'_>,
+        queue: &QueueRecord,
+        handle: &str,
+    ) -> Result<Option<(Receipt, MessageRecord)>> {
+        let receipt = Receipt::parse(handle)?;
+        if receipt.queue != queue.id {
+            return Err(Error::ReceiptHandleIsInvalid {
+                reason: "the receipt handle belongs to another queue".to_owned(),
+            });
+        }
+        let Some(raw) = txn.get(KS_MESSAGES, &message_key(queue.id, receipt.seq))? else {
+            return Ok(None);
+        };
+        let record = MessageRecord::decode(raw)?;
+        Ok((record.receipt == receipt.receipt).then_some((receipt, record)))
+    }
+}
+
+/// The size SQS counts against `MaximumMessageSize`: the body, and each attribute's name, data
+/// type and value.
+fn message_size(message: &SendMessage) -> usize {
+    let attributes: usize = message
+        .attributes
+        .iter()
+        .map(|(name, attribute)| {
+            let value = match &attribute.value {
+                cloudlet_core::AttributeValue::String(s)
+                | cloudlet_core::AttributeValue::Number(s) => s.len(),
+                cloudlet_core::AttributeValue::Binary(b) => b.len(),
+                _ => 0,
+            };
+            name.len() + attribute.data_type().len() + value
+        })
+        .sum();
+    message.body.len() + attributes
+}
+
+fn check_attribute_value(name: &str, attribute: &MessageAttribute) -> Result<()> {
+    let field = format!("MessageAttribute.{name}");
+    if attribute.data_type().len() > 256 {
+        return Err(Error::invalid(
+            field,
+            "the data type is longer than 256 characters",
+        ));
+    }
+    match &attribute.value {
+        cloudlet_core::AttributeValue::String(s) if s.is_empty() => Err(Error::invalid(
+            field,
+            "a String attribute must not be empty",
+        )),
+        cloudlet_core::AttributeValue::Number(n) => {
+            let decimal = cloudlet_core::keys::Decimal::parse(n)
+                .map_err(|_| Error::invalid(field.clone(), format!("`{n}` is not a number")))?;
+            if decimal.significant_digits() > 38 || decimal.exponent().abs() > 126 {
+                return Err(Error::invalid(
+                    field,
+                    "a Number has at most 38 digits, from 1E-128 to 1E+126",
+                ));
+            }
+            Ok(())
+        }
+        cloudlet_core::AttributeValue::Binary(b) if b.is_empty() => Err(Error::invalid(
+            field,
+            "a Binary attribute must not be empty",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn wants(names: &[String], name: &str) -> bool {
+    names.iter().any(|n| {
+        n == "All"
+            || n == ".*"
+            || n == name
+            || n.strip_suffix(".*")
+                .is_some_and(|prefix| name.starts_with(&format!("{prefix}.")))
+    })
+}
+
+fn received(record: &MessageRecord, handle: Receipt, request: &ReceiveMessage) -> ReceivedMessage {
+    let mut attributes = BTreeMap::new();
+    let mut system = |name: &str, value: String| {
+        if wants(&request.attribute_names, name) {
+            attributes.insert(name.to_owned(), value);
+        }
+    };
+    system("SenderId", "AIDACLOUDLETSENDER".to_owned());
+    system("SentTimestamp", record.sent.as_millis().to_string());
+    system("ApproximateReceiveCount", record.receive_count.to_string());
+    if let Some(first) = record.first_receive {
+        system(
+            "ApproximateFirstReceiveTimestamp",
+            first.as_millis().to_string(),
+        );
+    }
+    if let Some(group) = &record.message.group_id {
+        system("MessageGroupId", group.clone());
+    }
+    let message_attributes: BTreeMap<String, MessageAttribute> = record
+        .message
+        .attributes
+        .iter()
+        .filter(|(name, _)| wants(&request.message_attribute_names, name))
+        .map(|(name, attribute)| (name.clone(), attribute.clone()))
+        .collect();
+    ReceivedMessage {
+        message_id: record.message_id.clone(),
+        receipt_handle: handle.encode(),
+        body: record.message.body.clone(),
+        md5_of_body: md5_of_body(&record.message.body),
+        md5_of_message_attributes: md5_of_attributes(&message_attributes),
+        attributes,
+        message_attributes,
+    }
+}
+
+#[async_trait]
+impl Queues for QueueService {
+    async fn create_queue(
+        &self,
+        name: &str,
+        attributes: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<String> {
+        let fifo = attributes.get("FifoQueue").is_some_and(|v| v == "true");
+        validate_queue_name(name, fifo)?;
+        if !fifo && name.ends_with(".fifo") {
+            return Err(Error::invalid(
+                "QueueName",
+                "a queue whose name ends in .fifo needs FifoQueue=true",
+            ));
+        }
+        let mut wanted = QueueAttributes::new(fifo);
+        wanted.apply(&attributes, true)?;
+        let now = self.clock.now();
+        let name = name.to_owned();
+        let record_name = name.clone();
+        self.write(move |txn| {
+            if let Some(raw) = txn.get(KS_QUEUES, record_name.as_bytes())? {
+                let existing = QueueRecord::decode(&raw)?;
+                // Idempotent when every attribute given matches the existing queue's.
+                for attribute in attributes.keys() {
+                    if existing.attributes.get(attribute) != wanted.get(attribute) {
+                        return Err(Error::QueueNameExists {
+                            name: record_name,
+                            attribute: attribute.clone(),
+                        });
+                    }
+                }
+                return Ok(());
+            }
+            let id = txn.next_sequence(KS_META, &Tuple::new().str("queue").build())?;
+            let record = QueueRecord {
+                id,
+                name: record_name.clone(),
+                attributes: wanted,
+                created: now.as_secs(),
+                last_modified: now.as_secs(),
+                tags,
+                last_purge_ms: None,
+            };
+            txn.put(KS_QUEUES, record_name, record.encode()?);
+            Ok(())
+        })
+        .await?;
+        Ok(self.queue_url(&name))
+    }
+
+    async fn get_queue_url(&self, name: &str) -> Result<String> {
+        let record = Self::load_queue(&self.store.snapshot()?, name)?;
+        Ok(self.queue_url(&record.name))
+    }
+
+    async fn list_queues(&self, prefix: Option<&str>) -> Result<Vec<String>> {
+        let snapshot = self.store.snapshot()?;
+        let mut urls = Vec::new();
+        for entry in snapshot.prefix(
+            KS_QUEUES,
+            prefix.unwrap_or("").as_bytes(),
+            Direction::Forward,
+        )? {
+            let (name, _) = entry?;
+            urls.push(self.queue_url(&String::from_utf8_lossy(&name)));
+        }
+        Ok(urls)
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<()> {
+        let queue = queue.to_owned();
+        self.write(move |txn| {
+            let record = Self::load_queue(txn, &queue)?;
+            Self::remove_messages(txn, record.id)?;
+            txn.delete(KS_QUEUES, record.name);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_queue_attributes(
+        &self,
+        queue: &str,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, String>> {
+        let snapshot = self.store.snapshot()?;
+        let record = Self::load_queue(&snapshot, queue)?;
+        let now = self.clock.now();
+        let all = names.contains(&"All");
+        const COMPUTED: [&str; 7] = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+            "CreatedTimestamp",
+            "LastModifiedTimestamp",
+            "QueueArn",
+            "All",
+        ];
+        for name in names {
+            if !SETTABLE.contains(name) && !COMPUTED.contains(name) {
+                return Err(Error::InvalidAttributeName {
+                    name: (*name).to_owned(),
+                });
+            }
+        }
+        let mut out = BTreeMap::new();
+        for name in SETTABLE {
+            if (all || names.contains(&name))
+                && let Some(value) = record.attributes.get(name)
+            {
+                out.insert(name.to_owned(), value);
+            }
+        }
+        let wanted = |name: &str| all || names.contains(&name);
+        if [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        .iter()
+        .any(|n| wanted(n))
+        {
+            let [visible, in_flight, delayed] = Self::counters(&snapshot, &record, now)?;
+            for (name, value) in [
+                ("ApproximateNumberOfMessages", visible),
+                ("ApproximateNumberOfMessagesNotVisible", in_flight),
+                ("ApproximateNumberOfMessagesDelayed", delayed),
+            ] {
+                if wanted(name) {
+                    out.insert(name.to_owned(), value.to_string());
+                }
+            }
+        }
+        if wanted("CreatedTimestamp") {
+            out.insert("CreatedTimestamp".to_owned(), record.created.to_string());
+        }
+        if wanted("LastModifiedTimestamp") {
+            out.insert(
+                "LastModifiedTimestamp".to_owned(),
+                record.last_modified.to_string(),
+            );
+        }
+        if wanted("QueueArn") {
+            out.insert("QueueArn".to_owned(), self.queue_arn(&record.name));
+        }
+        Ok(out)
+    }
+
+    async fn set_queue_attributes(
+        &self,
+        queue: &str,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.update_queue(queue, move |record| {
+            let mut changed = record.attributes.clone();
+            changed.apply(&attributes, false)?;
+            record.attributes = changed;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tag_queue(&self, queue: &str, tags: BTreeMap<String, String>) -> Result<()> {
+        for (key, value) in &tags {
+            if key.is_empty() || key.len() > 128 || value.len() > 256 {
+                return Err(Error::invalid(
+                    "Tags",
+                    "tag keys are 1-128 characters, values up to 256",
+                ));
+            }
+        }
+        self.update_queue(queue, move |record| {
+            record.tags.extend(tags);
+            if record.tags.len() > 50 {
+                return Err(Error::invalid("Tags", "a queue has at most 50 tags"));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn untag_queue(&self, queue: &str, keys: &[&str]) -> Result<()> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.update_queue(queue, move |record| {
+            for key in keys {
+                record.tags.remove(&key);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_queue_tags(&self, queue: &str) -> Result<BTreeMap<String, String>> {
+        Ok(Self::load_queue(&self.store.snapshot()?, queue)?.tags)
+    }
+
+    async fn purge_queue(&self, queue: &str) -> Result<()> {
+        let queue = queue.to_owned();
+        let now = self.clock.now();
+        self.write(move |txn| {
+            let mut record = Self::load_queue(txn, &queue)?;
+            if let Some(last) = record.last_purge_ms
+                && now < Timestamp::from_millis(last) + PURGE_COOLDOWN
+            {
+                return Err(Error::PurgeQueueInProgress);
+            }
+            Self::remove_messages(txn, record.id)?;
+            record.last_purge_ms = Some(now.as_millis());
+            txn.put(KS_QUEUES, record.name.clone(), record.encode()?);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn send_message(&self, queue: &str, message: SendMessage) -> Result<SendMessageResult> {
+        let queue = queue.to_owned();
+        let now = self.clock.now();
+        let service = self.clone();
+        self.write(move |txn| {
+            let record = Self::load_queue(txn, &queue)?;
+            Self::check_message(&record.attributes, &message)?;
+            service.enqueue(txn, &record, message, now)
+        })
+        .await
+    }
+
+    async fn send_message_batch(
+        &self,
+        queue: &str,
+        entries: Vec<SendMessageBatchEntry>,
+    ) -> Result<SendMessageBatchResult> {
+        if entries.is_empty() {
+            return Err(Error::EmptyBatchRequest);
+        }
+        if entries.len() > MAX_BATCH {
+            return Err(Error::TooManyEntriesInBatchRequest {
+                count: entries.len(),
+            });
+        }
+        let mut seen = HashSet::new();
+        for entry in &entries {
+            validate_batch_entry_id(&entry.id)?;
+            if !seen.insert(entry.id.clone()) {
+                return Err(Error::BatchEntryIdsNotDistinct {
+                    id: entry.id.clone(),
+                });
+            }
+        }
+        let queue = queue.to_owned();
+        let now = self.clock.now();
+        let service = self.clone();
+        self.write(move |txn| {
+            let record = Self::load_queue(txn, &queue)?;
+            let limit = record.attributes.maximum_message_size as usize;
+            let size: usize = entries.iter().map(|e| message_size(&e.message)).sum();
+            if size > limit {
+                return Err(Error::BatchRequestTooLong { size, limit });
+            }
+            let mut result = SendMessageBatchResult::default();
+            for entry in entries {
+                match Self::check_message(&record.attributes, &entry.message) {
+                    Ok(()) => {
+                        let sent = service.enqueue(txn, &record, entry.message, now)?;
+                        result.successful.push((entry.id, sent));
+                    }
+                    Err(error) => result.failed.push(BatchResultErrorEntry {
+                        id: entry.id,
+                        code: error.code().to_owned(),
+                        message: error.to_string(),
+                        sender_fault: true,
+                    }),
+                }
+            }
+            Ok(result)
+        })
+        .await
+    }
+
+    async fn receive_message(
+        &self,
+        queue: &str,
+        request: ReceiveMessage,
+    ) -> Result<Vec<ReceivedMessage>> {
+        if !(1..=10).contains(&request.max_number_of_messages) {
+            return Err(Error::invalid(
+                "MaxNumberOfMessages",
+                format!("{} is not from 1 to 10", request.max_number_of_messages),
+            ));
+        }
+        if let Some(timeout) = request.visibility_timeout
+            && timeout > MAX_VISIBILITY_TIMEOUT
+        {
+            return Err(Error::invalid(
+                "VisibilityTimeout",
+                format!("{timeout} is not from 0 to {MAX_VISIBILITY_TIMEOUT}"),
+            ));
+        }
+        if let Some(wait) = request.wait_time_seconds
+            && wait > 20
+        {
+            return Err(Error::invalid(
+                "WaitTimeSeconds",
+                format!("{wait} is not from 0 to 20"),
+            ));
+        }
+        let record = Self::load_queue(&self.store.snapshot()?, queue)?;
+        let wait = request
+            .wait_time_seconds
+            .unwrap_or(record.attributes.receive_message_wait_time_seconds);
+        let deadline = self.clock.now() + Duration::from_secs(wait.into());
+        let signal = self.store.signal(&signal_name(record.id));
+        loop {
+            // Registered before looking, so a send committed after the look still wakes us.
+            let sent = signal.notified();
+            tokio::pin!(sent);
+            sent.as_mut().enable();
+            let now = self.clock.now();
+            let (queue, request_copy) = (queue.to_owned(), request.clone());
+            let (taken, next) = self
+                .write(move |txn| {
+                    let record = Self::load_queue(txn, &queue)?;
+                    Self::take(txn, &record, &request_copy, now)
+                })
+                .await?;
+            if !taken.is_empty() || now >= deadline {
+                return Ok(taken);
+            }
+            let wake = next.map_or(deadline, |next| next.min(deadline));
+            tokio::select! {
+                () = &mut sent => {}
+                () = self.clock.sleep_until(wake) => {}
+            }
+        }
+    }
+
+    async fn delete_message(&self, queue: &str, receipt_handle: &str) -> Result<()> {
+        let (queue, handle) = (queue.to_owned(), receipt_handle.to_owned());
+        self.write(move |txn| {
+            let record = Self::load_queue(txn, &queue)?;
+            // A handle that is not the latest is accepted and deletes nothing, as SQS documents
+            // for standard queues: someone else holds the message now.
+            if let Some((receipt, message)) = Self::load_receipt(txn, &record, &handle)? {
+                txn.delete(KS_MESSAGES, message_key(record.id, receipt.seq));
+                txn.delete(
+                    KS_READY,
+                    ready_key(record.id, message.visible_at, receipt.seq),
+                );
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change_message_visibility(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        timeout: u32,
+    ) -> Result<()> {
+        if timeout > MAX_VISIBILITY_TIMEOUT {
+            return Err(Error::invalid(
+                "VisibilityTimeout",
+                format!("{timeout} is not from 0 to {MAX_VISIBILITY_TIMEOUT}"),
+            ));
+        }
+        let (queue, handle) = (queue.to_owned(), receipt_handle.to_owned());
+        let now = self.clock.now();
+        self.write(move |txn| {
+            let record = Self::load_queue(txn, &queue)?;
+            let Some((receipt, mut message)) = Self::load_receipt(txn, &record, &handle)? else {
+                return Err(Error::MessageNotInflight);
+            };
+            if message.visible_at <= now {
+                return Err(Error::MessageNotInflight);
+            }
+            let first = message.first_receive.unwrap_or(now);
+            let until = now + Duration::from_secs(timeout.into());
+            let cap = first + Duration::from_secs(MAX_VISIBILITY_TIMEOUT.into());
+            if until > cap {
+                return Err(Error::invalid(
+                    "VisibilityTimeout",
+                    format!(
+                        "a message can stay invisible at most 12 hours after its first receive; {} s remain",
+                        cap.saturating_duration_since(now).as_secs()
+                    ),
+                ));
+            }
+            txn.delete(KS_READY, ready_key(record.id, message.visible_at, receipt.seq));
+            message.visible_at = until;
+            txn.put(KS_READY, ready_key(record.id, until, receipt.seq), Bytes::new());
+            txn.put(KS_MESSAGES, message_key(record.id, receipt.seq), message.encode());
+            if timeout == 0 {
+                txn.notify_on_commit(&signal_name(record.id));
+            }
+            Ok(())
+        })
+        .await
+    }
+}

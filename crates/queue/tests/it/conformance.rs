@@ -1,0 +1,887 @@
+//! The queue conformance suite: each check runs on every engine through `Arc<dyn Queues>`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudlet_core::engine::RedbEngine;
+use cloudlet_core::{ManualClock, MessageAttribute, Store};
+use cloudlet_queue::{
+    Error, QueueService, Queues, ReceiveMessage, SendMessage, SendMessageBatchEntry,
+};
+use tempfile::TempDir;
+
+/// A queue service under test, on a manual clock.
+pub struct Harness {
+    pub sqs: Arc<dyn Queues>,
+    pub clock: ManualClock,
+    _dir: Option<TempDir>,
+}
+
+impl Harness {
+    fn memory() -> Self {
+        let clock = ManualClock::default();
+        Self {
+            sqs: Arc::new(QueueService::new(Store::memory(), clock.shared())),
+            clock,
+            _dir: None,
+        }
+    }
+
+    fn redb() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::default();
+        let store = Store::new(RedbEngine::open(dir.path()).unwrap());
+        Self {
+            sqs: Arc::new(QueueService::new(store, clock.shared())),
+            clock,
+            _dir: Some(dir),
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($engine:ident, $open:expr) => {
+        mod $engine {
+            use super::*;
+            conformance!(@tests $open;
+                create_is_idempotent_only_with_matching_attributes, names_are_validated,
+                attributes_have_sqs_defaults_and_ranges, list_get_url_and_delete, tags,
+                send_receive_delete, visibility_timeout_redelivers, stale_receipt_handle_deletes_nothing,
+                change_visibility, delays, retention_expiry, long_poll_wakes_on_send,
+                long_poll_times_out_on_the_clock, long_poll_wakes_when_a_delayed_message_is_due,
+                batch_send, purge, rejected_sends_change_nothing, attribute_selection_on_receive,
+                fifo_sends_are_not_supported_yet,
+            );
+        }
+    };
+    (@tests $open:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                checks::$check($open).await
+            }
+        )*
+    };
+}
+
+conformance!(memory, Harness::memory());
+conformance!(redb, Harness::redb());
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+mod checks {
+    use super::*;
+
+    async fn queue(h: &Harness, name: &str, attributes: &[(&str, &str)]) -> String {
+        h.sqs
+            .create_queue(name, map(attributes), BTreeMap::new())
+            .await
+            .unwrap()
+    }
+
+    async fn attribute(h: &Harness, url: &str, name: &str) -> String {
+        h.sqs
+            .get_queue_attributes(url, &[name])
+            .await
+            .unwrap()
+            .remove(name)
+            .unwrap()
+    }
+
+    pub async fn create_is_idempotent_only_with_matching_attributes(h: Harness) {
+        let url = queue(&h, "orders", &[("VisibilityTimeout", "60")]).await;
+        assert_eq!(
+            url,
+            "https://sqs.us-east-1.amazonaws.com/000000000000/orders"
+        );
+        assert_eq!(
+            queue(&h, "orders", &[("VisibilityTimeout", "60")]).await,
+            url
+        );
+        assert_eq!(
+            queue(&h, "orders", &[]).await,
+            url,
+            "no attributes given: nothing to differ"
+        );
+        let err = h
+            .sqs
+            .create_queue(
+                "orders",
+                map(&[("VisibilityTimeout", "30")]),
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::QueueNameExists { ref attribute, .. } if attribute == "VisibilityTimeout"),
+            "{err}"
+        );
+        assert_eq!(err.code(), "QueueAlreadyExists");
+        assert_eq!(attribute(&h, &url, "VisibilityTimeout").await, "60");
+    }
+
+    pub async fn names_are_validated(h: Harness) {
+        for bad in ["", "has space", "dot.name", &"x".repeat(81), "ünïcode"] {
+            let err = h
+                .sqs
+                .create_queue(bad, BTreeMap::new(), BTreeMap::new())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidParameterValue { ref field, .. } if field == "QueueName"),
+                "{bad:?}: {err}"
+            );
+        }
+        queue(&h, &"x".repeat(80), &[]).await;
+        queue(&h, "with-dash_and_underscore", &[]).await;
+        // .fifo needs FifoQueue=true, and FifoQueue=true needs .fifo.
+        assert!(
+            h.sqs
+                .create_queue("a.fifo", BTreeMap::new(), BTreeMap::new())
+                .await
+                .is_err()
+        );
+        assert!(
+            h.sqs
+                .create_queue("a", map(&[("FifoQueue", "true")]), BTreeMap::new())
+                .await
+                .is_err()
+        );
+        queue(
+            &h,
+            &format!("{}.fifo", "f".repeat(75)),
+            &[("FifoQueue", "true")],
+        )
+        .await;
+        assert!(
+            h.sqs
+                .create_queue(
+                    &format!("{}.fifo", "f".repeat(76)),
+                    map(&[("FifoQueue", "true")]),
+                    BTreeMap::new()
+                )
+                .await
+                .is_err()
+        );
+        let err = h.sqs.get_queue_url("nope").await.unwrap_err();
+        assert_eq!(err.code(), "AWS.SimpleQueueService.NonExistentQueue");
+    }
+
+    pub async fn attributes_have_sqs_defaults_and_ranges(h: Harness) {
+        let url = queue(&h, "q", &[]).await;
+        let all = h.sqs.get_queue_attributes(&url, &["All"]).await.unwrap();
+        for (name, value) in [
+            ("VisibilityTimeout", "30"),
+            ("DelaySeconds", "0"),
+            ("MessageRetentionPeriod", "345600"),
+            ("MaximumMessageSize", "262144"),
+            ("ReceiveMessageWaitTimeSeconds", "0"),
+            ("ApproximateNumberOfMessages", "0"),
+            ("ApproximateNumberOfMessagesNotVisible", "0"),
+            ("ApproximateNumberOfMessagesDelayed", "0"),
+            ("QueueArn", "arn:aws:sqs:us-east-1:000000000000:q"),
+        ] {
+            assert_eq!(all.get(name).map(String::as_str), Some(value), "{name}");
+        }
+        assert!(!all.contains_key("FifoQueue") && !all.contains_key("ContentBasedDeduplication"));
+        for (name, value) in [
+            ("VisibilityTimeout", "43201"),
+            ("DelaySeconds", "901"),
+            ("MessageRetentionPeriod", "59"),
+            ("MessageRetentionPeriod", "1209601"),
+            ("MaximumMessageSize", "1023"),
+            ("MaximumMessageSize", "1048577"),
+            ("ReceiveMessageWaitTimeSeconds", "21"),
+            ("VisibilityTimeout", "-1"),
+            (
+                "RedrivePolicy",
+                r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":1001}"#,
+            ),
+            ("RedrivePolicy", "not json"),
+        ] {
+            let err = h
+                .sqs
+                .set_queue_attributes(&url, map(&[(name, value)]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidAttributeValue { .. }),
+                "{name}={value}: {err}"
+            );
+        }
+        let err = h
+            .sqs
+            .set_queue_attributes(&url, map(&[("ContentBasedDeduplication", "true")]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidAttributeName { .. }),
+            "FIFO-only on a standard queue: {err}"
+        );
+        let err = h
+            .sqs
+            .set_queue_attributes(&url, map(&[("Bogus", "1")]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidAttributeName { .. }));
+        // A rejected change changes nothing, even when other attributes in it were valid.
+        let err = h
+            .sqs
+            .set_queue_attributes(
+                &url,
+                map(&[("DelaySeconds", "5"), ("VisibilityTimeout", "99999")]),
+            )
+            .await;
+        assert!(err.is_err());
+        assert_eq!(attribute(&h, &url, "DelaySeconds").await, "0");
+        h.sqs
+            .set_queue_attributes(
+                &url,
+                map(&[
+                    ("VisibilityTimeout", "43200"),
+                    ("MaximumMessageSize", "1048576"),
+                    ("RedrivePolicy", r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"5"}"#),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(attribute(&h, &url, "VisibilityTimeout").await, "43200");
+        assert_eq!(
+            attribute(&h, &url, "RedrivePolicy").await,
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":5}"#
+        );
+        let fifo = queue(&h, "f.fifo", &[("FifoQueue", "true")]).await;
+        assert_eq!(attribute(&h, &fifo, "FifoQueue").await, "true");
+        assert_eq!(attribute(&h, &fifo, "DeduplicationScope").await, "queue");
+        assert!(
+            h.sqs
+                .set_queue_attributes(&fifo, map(&[("FifoThroughputLimit", "perMessageGroupId")]))
+                .await
+                .is_err()
+        );
+        h.sqs
+            .set_queue_attributes(
+                &fifo,
+                map(&[
+                    ("DeduplicationScope", "messageGroup"),
+                    ("FifoThroughputLimit", "perMessageGroupId"),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert!(
+            h.sqs
+                .set_queue_attributes(&fifo, map(&[("FifoQueue", "true")]))
+                .await
+                .is_err(),
+            "fixed at creation"
+        );
+        let err = h
+            .sqs
+            .get_queue_attributes(&url, &["Nope"])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidAttributeName { .. }));
+    }
+
+    pub async fn list_get_url_and_delete(h: Harness) {
+        for name in ["beta", "alpha-1", "alpha-2"] {
+            queue(&h, name, &[]).await;
+        }
+        let names = |urls: Vec<String>| {
+            urls.into_iter()
+                .map(|u| u.rsplit('/').next().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(h.sqs.list_queues(None).await.unwrap()),
+            ["alpha-1", "alpha-2", "beta"]
+        );
+        assert_eq!(
+            names(h.sqs.list_queues(Some("alpha")).await.unwrap()),
+            ["alpha-1", "alpha-2"]
+        );
+        let url = h.sqs.get_queue_url("beta").await.unwrap();
+        h.sqs
+            .send_message(&url, SendMessage::new("m"))
+            .await
+            .unwrap();
+        h.sqs.delete_queue(&url).await.unwrap();
+        assert!(matches!(
+            h.sqs.get_queue_url("beta").await.unwrap_err(),
+            Error::QueueDoesNotExist { .. }
+        ));
+        assert!(matches!(
+            h.sqs
+                .send_message(&url, SendMessage::new("m"))
+                .await
+                .unwrap_err(),
+            Error::QueueDoesNotExist { .. }
+        ));
+        // A new queue of the same name starts empty.
+        let url = queue(&h, "beta", &[]).await;
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn tags(h: Harness) {
+        let url = h
+            .sqs
+            .create_queue("t", BTreeMap::new(), map(&[("team", "a")]))
+            .await
+            .unwrap();
+        h.sqs
+            .tag_queue(&url, map(&[("env", "test")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.sqs.list_queue_tags(&url).await.unwrap(),
+            map(&[("env", "test"), ("team", "a")])
+        );
+        h.sqs.untag_queue(&url, &["team"]).await.unwrap();
+        assert_eq!(
+            h.sqs.list_queue_tags(&url).await.unwrap(),
+            map(&[("env", "test")])
+        );
+    }
+
+    pub async fn send_receive_delete(h: Harness) {
+        let url = queue(&h, "q", &[]).await;
+        let sent = h
+            .sqs
+            .send_message(
+                &url,
+                SendMessage::new("hello")
+                    .with_attribute("City", MessageAttribute::string("Any City")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent.md5_of_message_body, "5d41402abc4b2a76b9719d911017c592");
+        assert_eq!(
+            sent.md5_of_message_attributes.as_deref(),
+            Some("0c32cb5c844c01fbd5b6b434b52cf670")
+        );
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(10).with_all_attributes())
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        let m = &got[0];
+        assert_eq!(
+            (m.message_id.as_str(), m.body.as_ref()),
+            (sent.message_id.as_str(), &b"hello"[..])
+        );
+        assert_eq!(m.md5_of_body, sent.md5_of_message_body);
+        assert_eq!(m.md5_of_message_attributes, sent.md5_of_message_attributes);
+        assert_eq!(m.attributes["ApproximateReceiveCount"], "1");
+        assert_eq!(m.attributes["SentTimestamp"], h.clock_millis());
+        assert_eq!(
+            m.attributes["ApproximateFirstReceiveTimestamp"],
+            h.clock_millis()
+        );
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessagesNotVisible").await,
+            "1"
+        );
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(10))
+                .await
+                .unwrap()
+                .is_empty(),
+            "in flight"
+        );
+        h.sqs.delete_message(&url, &m.receipt_handle).await.unwrap();
+        h.sqs.delete_message(&url, &m.receipt_handle).await.unwrap();
+        h.clock.advance(Duration::from_secs(3600));
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(10))
+                .await
+                .unwrap()
+                .is_empty(),
+            "deleted for good"
+        );
+        let err = h.sqs.delete_message(&url, "garbage").await.unwrap_err();
+        assert!(matches!(err, Error::ReceiptHandleIsInvalid { .. }));
+    }
+
+    pub async fn visibility_timeout_redelivers(h: Harness) {
+        let url = queue(&h, "q", &[("VisibilityTimeout", "30")]).await;
+        h.sqs
+            .send_message(&url, SendMessage::new("m"))
+            .await
+            .unwrap();
+        let first = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(29));
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        h.clock.advance(Duration::from_secs(1));
+        let second = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1).with_all_attributes())
+            .await
+            .unwrap();
+        assert_eq!(second[0].message_id, first[0].message_id);
+        assert_eq!(second[0].attributes["ApproximateReceiveCount"], "2");
+        assert_ne!(second[0].receipt_handle, first[0].receipt_handle);
+        // A per-receive visibility timeout overrides the queue's.
+        h.clock.advance(Duration::from_secs(30));
+        h.sqs
+            .receive_message(&url, ReceiveMessage::max(1).with_visibility_timeout(5))
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(5));
+        assert_eq!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(1))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    pub async fn stale_receipt_handle_deletes_nothing(h: Harness) {
+        let url = queue(&h, "q", &[]).await;
+        h.sqs
+            .send_message(&url, SendMessage::new("m"))
+            .await
+            .unwrap();
+        let old = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(30));
+        let new = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        h.sqs
+            .delete_message(&url, &old[0].receipt_handle)
+            .await
+            .unwrap();
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessagesNotVisible").await,
+            "1",
+            "still there"
+        );
+        h.sqs
+            .delete_message(&url, &new[0].receipt_handle)
+            .await
+            .unwrap();
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessagesNotVisible").await,
+            "0"
+        );
+    }
+
+    pub async fn change_visibility(h: Harness) {
+        let url = queue(&h, "q", &[]).await;
+        h.sqs
+            .send_message(&url, SendMessage::new("m"))
+            .await
+            .unwrap();
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        let handle = &got[0].receipt_handle;
+        h.sqs
+            .change_message_visibility(&url, handle, 120)
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(100));
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        h.sqs
+            .change_message_visibility(&url, handle, 0)
+            .await
+            .unwrap();
+        let again = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        // The old handle is no longer the message's.
+        assert!(matches!(
+            h.sqs.change_message_visibility(&url, handle, 10).await,
+            Err(Error::MessageNotInflight)
+        ));
+        // 12 hours from the first receive, at most.
+        let handle = &again[0].receipt_handle;
+        let err = h
+            .sqs
+            .change_message_visibility(&url, handle, 43_200)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidParameterValue { .. }), "{err}");
+        h.sqs
+            .change_message_visibility(&url, handle, 43_100)
+            .await
+            .unwrap();
+        assert!(
+            h.sqs
+                .change_message_visibility(&url, handle, 43_201)
+                .await
+                .is_err()
+        );
+        // A visible message is not in flight.
+        h.clock.advance(Duration::from_secs(43_100));
+        assert!(matches!(
+            h.sqs.change_message_visibility(&url, handle, 10).await,
+            Err(Error::MessageNotInflight)
+        ));
+    }
+
+    pub async fn delays(h: Harness) {
+        let url = queue(&h, "q", &[("DelaySeconds", "10")]).await;
+        h.sqs
+            .send_message(&url, SendMessage::new("queue-delay"))
+            .await
+            .unwrap();
+        h.sqs
+            .send_message(&url, SendMessage::new("own-delay").with_delay_seconds(0))
+            .await
+            .unwrap();
+        h.sqs
+            .send_message(&url, SendMessage::new("long").with_delay_seconds(900))
+            .await
+            .unwrap();
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessagesDelayed").await,
+            "2"
+        );
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "1"
+        );
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.body.as_ref()).collect::<Vec<_>>(),
+            [&b"own-delay"[..]]
+        );
+        h.clock.advance(Duration::from_secs(10));
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.body.as_ref()).collect::<Vec<_>>(),
+            [&b"queue-delay"[..]]
+        );
+        assert!(
+            h.sqs
+                .send_message(&url, SendMessage::new("x").with_delay_seconds(901))
+                .await
+                .is_err()
+        );
+    }
+
+    pub async fn retention_expiry(h: Harness) {
+        let url = queue(&h, "q", &[("MessageRetentionPeriod", "60")]).await;
+        h.sqs
+            .send_message(&url, SendMessage::new("old"))
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(59));
+        h.sqs
+            .send_message(&url, SendMessage::new("new"))
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "1"
+        );
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.body.as_ref()).collect::<Vec<_>>(),
+            [&b"new"[..]]
+        );
+    }
+
+    pub async fn long_poll_wakes_on_send(h: Harness) {
+        let url = queue(&h, "q", &[]).await;
+        let (sqs, u) = (h.sqs.clone(), url.clone());
+        let waiting = tokio::spawn(async move {
+            sqs.receive_message(&u, ReceiveMessage::max(1).with_wait_time_seconds(20))
+                .await
+        });
+        h.clock.wait_for_timers(1).await;
+        h.sqs
+            .send_message(&url, SendMessage::new("wake"))
+            .await
+            .unwrap();
+        let got = waiting.await.unwrap().unwrap();
+        assert_eq!(got[0].body, "wake");
+    }
+
+    pub async fn long_poll_times_out_on_the_clock(h: Harness) {
+        let url = queue(&h, "q", &[("ReceiveMessageWaitTimeSeconds", "20")]).await;
+        let (sqs, u) = (h.sqs.clone(), url.clone());
+        let waiting =
+            tokio::spawn(async move { sqs.receive_message(&u, ReceiveMessage::max(1)).await });
+        h.clock.wait_for_timers(1).await;
+        h.clock.advance(Duration::from_secs(19));
+        assert!(!waiting.is_finished());
+        h.clock.advance(Duration::from_secs(1));
+        assert!(waiting.await.unwrap().unwrap().is_empty());
+    }
+
+    pub async fn long_poll_wakes_when_a_delayed_message_is_due(h: Harness) {
+        let url = queue(&h, "q", &[]).await;
+        h.sqs
+            .send_message(&url, SendMessage::new("later").with_delay_seconds(5))
+            .await
+            .unwrap();
+        let (sqs, u) = (h.sqs.clone(), url.clone());
+        let waiting = tokio::spawn(async move {
+            sqs.receive_message(&u, ReceiveMessage::max(1).with_wait_time_seconds(20))
+                .await
+        });
+        h.clock.wait_for_timers(1).await;
+        assert_eq!(
+            h.clock.next_deadline(),
+            Some(h.clock_now() + Duration::from_secs(5))
+        );
+        h.clock.advance(Duration::from_secs(5));
+        assert_eq!(waiting.await.unwrap().unwrap()[0].body, "later");
+    }
+
+    pub async fn batch_send(h: Harness) {
+        let url = queue(&h, "q", &[("MaximumMessageSize", "1024")]).await;
+        let entry = |id: &str, body: &str| {
+            SendMessageBatchEntry::new(id, SendMessage::new(body.to_owned()))
+        };
+        let result = h
+            .sqs
+            .send_message_batch(
+                &url,
+                vec![entry("a", "one"), entry("b", ""), entry("c", "three")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            result
+                .successful
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        assert_eq!(result.failed.len(), 1);
+        assert_eq!(result.failed[0].id, "b");
+        assert!(result.failed[0].sender_fault);
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "2"
+        );
+        let eleven = (0..11).map(|i| entry(&format!("e{i}"), "x")).collect();
+        assert!(matches!(
+            h.sqs.send_message_batch(&url, eleven).await,
+            Err(Error::TooManyEntriesInBatchRequest { count: 11 })
+        ));
+        assert!(matches!(
+            h.sqs.send_message_batch(&url, vec![]).await,
+            Err(Error::EmptyBatchRequest)
+        ));
+        assert!(matches!(
+            h.sqs
+                .send_message_batch(&url, vec![entry("d", "x"), entry("d", "y")])
+                .await,
+            Err(Error::BatchEntryIdsNotDistinct { .. })
+        ));
+        assert!(matches!(
+            h.sqs
+                .send_message_batch(&url, vec![entry("bad id", "x")])
+                .await,
+            Err(Error::InvalidBatchEntryId { .. })
+        ));
+        let big = vec![entry("p", &"x".repeat(600)), entry("q", &"y".repeat(600))];
+        assert!(matches!(
+            h.sqs.send_message_batch(&url, big).await,
+            Err(Error::BatchRequestTooLong {
+                size: 1200,
+                limit: 1024
+            })
+        ));
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "2",
+            "rejected batches sent nothing"
+        );
+    }
+
+    pub async fn purge(h: Harness) {
+        let url = queue(&h, "q", &[]).await;
+        for i in 0..5 {
+            h.sqs
+                .send_message(&url, SendMessage::new(format!("m{i}")))
+                .await
+                .unwrap();
+        }
+        h.sqs
+            .receive_message(&url, ReceiveMessage::max(2))
+            .await
+            .unwrap();
+        h.sqs.purge_queue(&url).await.unwrap();
+        assert!(matches!(
+            h.sqs.purge_queue(&url).await,
+            Err(Error::PurgeQueueInProgress)
+        ));
+        h.clock.advance(Duration::from_secs(60));
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        h.sqs.purge_queue(&url).await.unwrap();
+    }
+
+    pub async fn rejected_sends_change_nothing(h: Harness) {
+        let url = queue(&h, "q", &[("MaximumMessageSize", "1024")]).await;
+        let too_big = h
+            .sqs
+            .send_message(&url, SendMessage::new("x".repeat(1025)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(too_big, Error::InvalidParameterValue { ref field, .. } if field == "MessageBody"),
+            "{too_big}"
+        );
+        let mut eleven = SendMessage::new("x");
+        for i in 0..11 {
+            eleven = eleven.with_attribute(format!("a{i}"), MessageAttribute::string("v"));
+        }
+        assert!(h.sqs.send_message(&url, eleven).await.is_err());
+        for bad in ["AWS.x", ".x", "x.", "a..b", "sp ace"] {
+            let m = SendMessage::new("x").with_attribute(bad, MessageAttribute::string("v"));
+            assert!(h.sqs.send_message(&url, m).await.is_err(), "{bad}");
+        }
+        let nan = SendMessage::new("x").with_attribute("n", MessageAttribute::number("twelve"));
+        assert!(h.sqs.send_message(&url, nan).await.is_err());
+        assert!(
+            h.sqs
+                .send_message(&url, SendMessage::new(""))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "0"
+        );
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(11))
+                .await
+                .is_err()
+        );
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(0))
+                .await
+                .is_err()
+        );
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(1).with_wait_time_seconds(21))
+                .await
+                .is_err()
+        );
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(1).with_visibility_timeout(43_201))
+                .await
+                .is_err()
+        );
+    }
+
+    pub async fn attribute_selection_on_receive(h: Harness) {
+        let url = queue(&h, "q", &[]).await;
+        let m = SendMessage::new("x")
+            .with_attribute("trace.id", MessageAttribute::string("1"))
+            .with_attribute("trace.span", MessageAttribute::string("2"))
+            .with_attribute("other", MessageAttribute::number("3"));
+        h.sqs.send_message(&url, m).await.unwrap();
+        let mut request = ReceiveMessage::max(1);
+        request.message_attribute_names = vec!["trace.*".to_owned()];
+        request.attribute_names = vec!["SentTimestamp".to_owned()];
+        let got = h.sqs.receive_message(&url, request).await.unwrap();
+        assert_eq!(
+            got[0].message_attributes.keys().collect::<Vec<_>>(),
+            ["trace.id", "trace.span"]
+        );
+        assert_eq!(
+            got[0].attributes.keys().collect::<Vec<_>>(),
+            ["SentTimestamp"]
+        );
+        let expected = cloudlet_queue::md5::md5_of_attributes(&got[0].message_attributes);
+        assert_eq!(
+            got[0].md5_of_message_attributes, expected,
+            "the digest covers what is returned"
+        );
+    }
+
+    pub async fn fifo_sends_are_not_supported_yet(h: Harness) {
+        let url = queue(&h, "f.fifo", &[("FifoQueue", "true")]).await;
+        let err = h
+            .sqs
+            .send_message(&url, SendMessage::new("x").with_group_id("g"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "AWS.SimpleQueueService.UnsupportedOperation");
+    }
+}
+
+impl Harness {
+    fn clock_now(&self) -> cloudlet_core::Timestamp {
+        use cloudlet_core::Clock;
+        self.clock.now()
+    }
+
+    fn clock_millis(&self) -> String {
+        self.clock_now().as_millis().to_string()
+    }
+}

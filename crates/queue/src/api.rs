@@ -118,6 +118,43 @@ pub struct SendMessageBatchResult {
     pub failed: Vec<BatchResultErrorEntry>,
 }
 
+/// The result of a delete or change-visibility batch: ids that succeeded, entries that failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchResult {
+    /// The ids of the entries that succeeded.
+    pub successful: Vec<String>,
+    /// The entries that failed.
+    pub failed: Vec<BatchResultErrorEntry>,
+}
+
+/// One entry of ChangeMessageVisibilityBatch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChangeVisibilityEntry {
+    /// The entry's id.
+    pub id: String,
+    /// The receipt handle.
+    pub receipt_handle: String,
+    /// Seconds from now, 0-43,200.
+    pub visibility_timeout: u32,
+}
+
+impl ChangeVisibilityEntry {
+    /// An entry.
+    pub fn new(
+        id: impl Into<String>,
+        receipt_handle: impl Into<String>,
+        visibility_timeout: u32,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            receipt_handle: receipt_handle.into(),
+            visibility_timeout,
+        }
+    }
+}
+
 /// ReceiveMessage's input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -262,4 +299,16 @@ pub trait Queues: Send + Sync + Debug + 'static {
         receipt_handle: &str,
         timeout: u32,
     ) -> Result<()>;
+    /// DeleteMessageBatch: entries are (id, receipt handle); each succeeds or fails on its own.
+    async fn delete_message_batch(
+        &self,
+        queue: &str,
+        entries: Vec<(String, String)>,
+    ) -> Result<BatchResult>;
+    /// ChangeMessageVisibilityBatch.
+    async fn change_message_visibility_batch(
+        &self,
+        queue: &str,
+        entries: Vec<ChangeVisibilityEntry>,
+    ) -> Result<BatchResult>;
 }

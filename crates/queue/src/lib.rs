@@ -29,7 +29,8 @@
 //! | send, send batch (per-entry results), receive (1-10, visibility timeout, long polling woken by sends and by the clock), delete, change visibility (12-hour cap) | yes |
 //! | per-message and queue delays, retention expiry, counters, MD5 digests, system attributes | yes |
 //! | a stale receipt handle: delete accepted, nothing deleted (standard queues) | yes |
-//! | FIFO queues (ordering, groups, deduplication), dead-letter queues and redrive, fair queues, delete/visibility batches, `Sink` | not yet: FIFO sends answer `UnsupportedOperation` |
+//! | delete and change-visibility batches; dead-letter queues (`RedrivePolicy`: a message received `maxReceiveCount` times moves on the next receive); `QueueSink` | yes |
+//! | FIFO queues (ordering, groups, deduplication), redrive (message-move tasks), fair queues | not yet: FIFO sends answer `UnsupportedOperation` |
 
 mod api;
 pub mod attributes;
@@ -40,9 +41,9 @@ mod record;
 mod service;
 
 pub use api::{
-    BatchResultErrorEntry, Queues, ReceiveMessage, ReceivedMessage, SendMessage,
-    SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
+    BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, Queues, ReceiveMessage,
+    ReceivedMessage, SendMessage, SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
 };
 pub use attributes::{DeduplicationScope, FifoThroughputLimit, QueueAttributes, RedrivePolicy};
 pub use error::{Error, Result};
-pub use service::QueueService;
+pub use service::{QueueService, QueueSink};

@@ -13,8 +13,8 @@ use cloudlet_core::{
 };
 
 use crate::api::{
-    BatchResultErrorEntry, Queues, ReceiveMessage, ReceivedMessage, SendMessage,
-    SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
+    BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, Queues, ReceiveMessage,
+    ReceivedMessage, SendMessage, SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
 };
 use crate::attributes::{MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
 use crate::md5::{md5_of_attributes, md5_of_body};
@@ -260,6 +260,10 @@ impl QueueService {
                     txn.delete(KS_MESSAGES, key);
                     continue;
                 }
+                if Self::dead_letter(txn, queue, &record, now)? {
+                    txn.delete(KS_MESSAGES, key);
+                    continue;
+                }
                 record.receive_count += 1;
                 record.first_receive.get_or_insert(now);
                 record.receipt += 1;
@@ -338,6 +342,107 @@ impl QueueService {
         let record = MessageRecord::decode(raw)?;
         Ok((record.receipt == receipt.receipt).then_some((receipt, record)))
     }
+
+    /// Moves a message received `maxReceiveCount` times to the queue's dead-letter queue, as
+    /// SQS does on the next receive. Returns whether it moved (a missing dead-letter queue
+    /// leaves it where it is). It keeps its id, sent time (retention counts from the original
+    /// enqueue) and receive count.
+    fn dead_letter(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        record: &MessageRecord,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let Some(policy) = &queue.attributes.redrive_policy else {
+            return Ok(false);
+        };
+        if record.receive_count < policy.max_receive_count {
+            return Ok(false);
+        }
+        let name = policy
+            .dead_letter_target_arn
+            .rsplit(':')
+            .next()
+            .unwrap_or_default();
+        let Ok(target) = Self::load_queue(txn, name) else {
+            return Ok(false);
+        };
+        let seq = txn.next_sequence(KS_META, &Tuple::new().str("seq").u64(target.id).build())?;
+        let moved = MessageRecord {
+            visible_at: now,
+            receipt: 0,
+            ..record.clone()
+        };
+        txn.put(KS_MESSAGES, message_key(target.id, seq), moved.encode());
+        txn.put(KS_READY, ready_key(target.id, now, seq), Bytes::new());
+        txn.notify_on_commit(&signal_name(target.id));
+        Ok(true)
+    }
+
+    fn delete_in(txn: &mut WriteTxn<'_>, queue: &QueueRecord, handle: &str) -> Result<()> {
+        // A handle that is not the latest is accepted and deletes nothing, as SQS documents for
+        // standard queues: someone else holds the message now.
+        if let Some((receipt, message)) = Self::load_receipt(txn, queue, handle)? {
+            txn.delete(KS_MESSAGES, message_key(queue.id, receipt.seq));
+            txn.delete(
+                KS_READY,
+                ready_key(queue.id, message.visible_at, receipt.seq),
+            );
+        }
+        Ok(())
+    }
+
+    fn change_visibility_in(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        handle: &str,
+        timeout: u32,
+        now: Timestamp,
+    ) -> Result<()> {
+        if timeout > MAX_VISIBILITY_TIMEOUT {
+            return Err(Error::invalid(
+                "VisibilityTimeout",
+                format!("{timeout} is not from 0 to {MAX_VISIBILITY_TIMEOUT}"),
+            ));
+        }
+        let Some((receipt, mut message)) = Self::load_receipt(txn, queue, handle)? else {
+            return Err(Error::MessageNotInflight);
+        };
+        if message.visible_at <= now {
+            return Err(Error::MessageNotInflight);
+        }
+        let first = message.first_receive.unwrap_or(now);
+        let until = now + Duration::from_secs(timeout.into());
+        let cap = first + Duration::from_secs(MAX_VISIBILITY_TIMEOUT.into());
+        if until > cap {
+            return Err(Error::invalid(
+                "VisibilityTimeout",
+                format!(
+                    "a message can stay invisible at most 12 hours after its first receive; {} s remain",
+                    cap.saturating_duration_since(now).as_secs()
+                ),
+            ));
+        }
+        txn.delete(
+            KS_READY,
+            ready_key(queue.id, message.visible_at, receipt.seq),
+        );
+        message.visible_at = until;
+        txn.put(
+            KS_READY,
+            ready_key(queue.id, until, receipt.seq),
+            Bytes::new(),
+        );
+        txn.put(
+            KS_MESSAGES,
+            message_key(queue.id, receipt.seq),
+            message.encode(),
+        );
+        if timeout == 0 {
+            txn.notify_on_commit(&signal_name(queue.id));
+        }
+        Ok(())
+    }
 }
 
 /// The size SQS counts against `MaximumMessageSize`: the body, and each attribute's name, data
@@ -388,6 +493,32 @@ fn check_attribute_value(name: &str, attribute: &MessageAttribute) -> Result<()>
             "a Binary attribute must not be empty",
         )),
         _ => Ok(()),
+    }
+}
+
+/// Checks a batch's entry ids: 1-10 entries, valid and distinct ids.
+fn check_batch_ids<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Result<()> {
+    match ids.len() {
+        0 => return Err(Error::EmptyBatchRequest),
+        count if count > MAX_BATCH => return Err(Error::TooManyEntriesInBatchRequest { count }),
+        _ => {}
+    }
+    let mut seen = HashSet::new();
+    for id in ids {
+        validate_batch_entry_id(id)?;
+        if !seen.insert(id) {
+            return Err(Error::BatchEntryIdsNotDistinct { id: id.to_owned() });
+        }
+    }
+    Ok(())
+}
+
+fn failure(id: String, error: &Error) -> BatchResultErrorEntry {
+    BatchResultErrorEntry {
+        id,
+        code: error.code().to_owned(),
+        message: error.to_string(),
+        sender_fault: !matches!(error, Error::Storage(_)),
     }
 }
 
@@ -671,23 +802,7 @@ impl Queues for QueueService {
         queue: &str,
         entries: Vec<SendMessageBatchEntry>,
     ) -> Result<SendMessageBatchResult> {
-        if entries.is_empty() {
-            return Err(Error::EmptyBatchRequest);
-        }
-        if entries.len() > MAX_BATCH {
-            return Err(Error::TooManyEntriesInBatchRequest {
-                count: entries.len(),
-            });
-        }
-        let mut seen = HashSet::new();
-        for entry in &entries {
-            validate_batch_entry_id(&entry.id)?;
-            if !seen.insert(entry.id.clone()) {
-                return Err(Error::BatchEntryIdsNotDistinct {
-                    id: entry.id.clone(),
-                });
-            }
-        }
+        check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
         let queue = queue.to_owned();
         let now = self.clock.now();
         let service = self.clone();
@@ -705,12 +820,7 @@ impl Queues for QueueService {
                         let sent = service.enqueue(txn, &record, entry.message, now)?;
                         result.successful.push((entry.id, sent));
                     }
-                    Err(error) => result.failed.push(BatchResultErrorEntry {
-                        id: entry.id,
-                        code: error.code().to_owned(),
-                        message: error.to_string(),
-                        sender_fault: true,
-                    }),
+                    Err(error) => result.failed.push(failure(entry.id, &error)),
                 }
             }
             Ok(result)
@@ -779,16 +889,7 @@ impl Queues for QueueService {
         let (queue, handle) = (queue.to_owned(), receipt_handle.to_owned());
         self.write(move |txn| {
             let record = Self::load_queue(txn, &queue)?;
-            // A handle that is not the latest is accepted and deletes nothing, as SQS documents
-            // for standard queues: someone else holds the message now.
-            if let Some((receipt, message)) = Self::load_receipt(txn, &record, &handle)? {
-                txn.delete(KS_MESSAGES, message_key(record.id, receipt.seq));
-                txn.delete(
-                    KS_READY,
-                    ready_key(record.id, message.visible_at, receipt.seq),
-                );
-            }
-            Ok(())
+            Self::delete_in(txn, &record, &handle)
         })
         .await
     }
@@ -799,43 +900,102 @@ impl Queues for QueueService {
         receipt_handle: &str,
         timeout: u32,
     ) -> Result<()> {
-        if timeout > MAX_VISIBILITY_TIMEOUT {
-            return Err(Error::invalid(
-                "VisibilityTimeout",
-                format!("{timeout} is not from 0 to {MAX_VISIBILITY_TIMEOUT}"),
-            ));
-        }
         let (queue, handle) = (queue.to_owned(), receipt_handle.to_owned());
         let now = self.clock.now();
         self.write(move |txn| {
             let record = Self::load_queue(txn, &queue)?;
-            let Some((receipt, mut message)) = Self::load_receipt(txn, &record, &handle)? else {
-                return Err(Error::MessageNotInflight);
-            };
-            if message.visible_at <= now {
-                return Err(Error::MessageNotInflight);
-            }
-            let first = message.first_receive.unwrap_or(now);
-            let until = now + Duration::from_secs(timeout.into());
-            let cap = first + Duration::from_secs(MAX_VISIBILITY_TIMEOUT.into());
-            if until > cap {
-                return Err(Error::invalid(
-                    "VisibilityTimeout",
-                    format!(
-                        "a message can stay invisible at most 12 hours after its first receive; {} s remain",
-                        cap.saturating_duration_since(now).as_secs()
-                    ),
-                ));
-            }
-            txn.delete(KS_READY, ready_key(record.id, message.visible_at, receipt.seq));
-            message.visible_at = until;
-            txn.put(KS_READY, ready_key(record.id, until, receipt.seq), Bytes::new());
-            txn.put(KS_MESSAGES, message_key(record.id, receipt.seq), message.encode());
-            if timeout == 0 {
-                txn.notify_on_commit(&signal_name(record.id));
-            }
-            Ok(())
+            Self::change_visibility_in(txn, &record, &handle, timeout, now)
         })
         .await
+    }
+
+    async fn delete_message_batch(
+        &self,
+        queue: &str,
+        entries: Vec<(String, String)>,
+    ) -> Result<BatchResult> {
+        check_batch_ids(entries.iter().map(|(id, _)| id.as_str()))?;
+        let queue = queue.to_owned();
+        self.write(move |txn| {
+            let record = Self::load_queue(txn, &queue)?;
+            let mut result = BatchResult::default();
+            for (id, handle) in entries {
+                match Self::delete_in(txn, &record, &handle) {
+                    Ok(()) => result.successful.push(id),
+                    Err(error) => result.failed.push(failure(id, &error)),
+                }
+            }
+            Ok(result)
+        })
+        .await
+    }
+
+    async fn change_message_visibility_batch(
+        &self,
+        queue: &str,
+        entries: Vec<ChangeVisibilityEntry>,
+    ) -> Result<BatchResult> {
+        check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
+        let queue = queue.to_owned();
+        let now = self.clock.now();
+        self.write(move |txn| {
+            let record = Self::load_queue(txn, &queue)?;
+            let mut result = BatchResult::default();
+            for entry in entries {
+                match Self::change_visibility_in(
+                    txn,
+                    &record,
+                    &entry.receipt_handle,
+                    entry.visibility_timeout,
+                    now,
+                ) {
+                    Ok(()) => result.successful.push(entry.id),
+                    Err(error) => result.failed.push(failure(entry.id, &error)),
+                }
+            }
+            Ok(result)
+        })
+        .await
+    }
+}
+
+/// A queue as a [`Sink`](cloudlet_core::Sink): topics, object events and outboxes deliver into
+/// it as SendMessage would.
+#[derive(Debug, Clone)]
+pub struct QueueSink {
+    service: QueueService,
+    queue: String,
+}
+
+impl QueueSink {
+    /// The sink sending into `queue` (a URL or a name).
+    pub fn new(service: QueueService, queue: impl Into<String>) -> Self {
+        Self {
+            service,
+            queue: queue.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl cloudlet_core::Sink for QueueSink {
+    async fn deliver(
+        &self,
+        message: Message,
+    ) -> std::result::Result<(), cloudlet_core::DeliveryError> {
+        let send = SendMessage {
+            body: message.body,
+            delay_seconds: None,
+            attributes: message.attributes,
+            group_id: message.group_id,
+            dedup_id: message.dedup_id,
+        };
+        match self.service.send_message(&self.queue, send).await {
+            Ok(_) => Ok(()),
+            Err(error @ Error::Storage(_)) => {
+                Err(cloudlet_core::DeliveryError::unavailable(error.to_string()))
+            }
+            Err(error) => Err(cloudlet_core::DeliveryError::rejected(error.to_string())),
+        }
     }
 }

@@ -14,29 +14,31 @@ use tempfile::TempDir;
 /// A queue service under test, on a manual clock.
 pub struct Harness {
     pub sqs: Arc<dyn Queues>,
+    pub service: QueueService,
     pub clock: ManualClock,
     _dir: Option<TempDir>,
 }
 
 impl Harness {
     fn memory() -> Self {
+        Self::over(Store::memory(), None)
+    }
+
+    fn over(store: Store, dir: Option<TempDir>) -> Self {
         let clock = ManualClock::default();
+        let service = QueueService::new(store, clock.shared());
         Self {
-            sqs: Arc::new(QueueService::new(Store::memory(), clock.shared())),
+            sqs: Arc::new(service.clone()),
+            service,
             clock,
-            _dir: None,
+            _dir: dir,
         }
     }
 
     fn redb() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::default();
         let store = Store::new(RedbEngine::open(dir.path()).unwrap());
-        Self {
-            sqs: Arc::new(QueueService::new(store, clock.shared())),
-            clock,
-            _dir: Some(dir),
-        }
+        Self::over(store, Some(dir))
     }
 }
 
@@ -51,7 +53,8 @@ macro_rules! conformance {
                 change_visibility, delays, retention_expiry, long_poll_wakes_on_send,
                 long_poll_times_out_on_the_clock, long_poll_wakes_when_a_delayed_message_is_due,
                 batch_send, purge, rejected_sends_change_nothing, attribute_selection_on_receive,
-                fifo_sends_are_not_supported_yet,
+                fifo_sends_are_not_supported_yet, dead_letter_queue_after_max_receives,
+                delete_and_visibility_batches, queue_is_a_sink,
             );
         }
     };
@@ -861,6 +864,122 @@ mod checks {
         assert_eq!(
             got[0].md5_of_message_attributes, expected,
             "the digest covers what is returned"
+        );
+    }
+
+    pub async fn dead_letter_queue_after_max_receives(h: Harness) {
+        let dlq = queue(&h, "dlq", &[]).await;
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":2}"#;
+        let url = queue(
+            &h,
+            "work",
+            &[("RedrivePolicy", policy), ("VisibilityTimeout", "10")],
+        )
+        .await;
+        let sent = h
+            .sqs
+            .send_message(&url, SendMessage::new("poison"))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                h.sqs
+                    .receive_message(&url, ReceiveMessage::max(1))
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
+            h.clock.advance(Duration::from_secs(10));
+        }
+        // The third receive finds it received twice already: it moves instead.
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let dead = h
+            .sqs
+            .receive_message(&dlq, ReceiveMessage::max(1).with_all_attributes())
+            .await
+            .unwrap();
+        assert_eq!(dead[0].message_id, sent.message_id);
+        assert_eq!(dead[0].body, "poison");
+        assert_eq!(dead[0].attributes["ApproximateReceiveCount"], "3");
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "0"
+        );
+    }
+
+    pub async fn delete_and_visibility_batches(h: Harness) {
+        let url = queue(&h, "q", &[]).await;
+        for i in 0..3 {
+            h.sqs
+                .send_message(&url, SendMessage::new(format!("m{i}")))
+                .await
+                .unwrap();
+        }
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(3))
+            .await
+            .unwrap();
+        let entries = vec![
+            cloudlet_queue::ChangeVisibilityEntry::new("a", got[0].receipt_handle.clone(), 0),
+            cloudlet_queue::ChangeVisibilityEntry::new("b", "not-a-handle", 0),
+        ];
+        let result = h
+            .sqs
+            .change_message_visibility_batch(&url, entries)
+            .await
+            .unwrap();
+        assert_eq!(result.successful, ["a"]);
+        assert_eq!(result.failed[0].id, "b");
+        assert_eq!(result.failed[0].code, "ReceiptHandleIsInvalid");
+        let entries = got[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("d{i}"), m.receipt_handle.clone()))
+            .collect();
+        let result = h.sqs.delete_message_batch(&url, entries).await.unwrap();
+        assert_eq!(result.successful, ["d0", "d1"]);
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "1"
+        );
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessagesNotVisible").await,
+            "0"
+        );
+        assert!(matches!(
+            h.sqs.delete_message_batch(&url, vec![]).await,
+            Err(Error::EmptyBatchRequest)
+        ));
+    }
+
+    pub async fn queue_is_a_sink(h: Harness) {
+        use cloudlet_core::Sink;
+        let url = queue(&h, "events", &[]).await;
+        let sink = cloudlet_queue::QueueSink::new(h.service.clone(), url.clone());
+        sink.deliver(cloudlet_core::Message::new("from a topic"))
+            .await
+            .unwrap();
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        assert_eq!(got[0].body, "from a topic");
+        let err = sink
+            .deliver(cloudlet_core::Message::new(""))
+            .await
+            .unwrap_err();
+        assert!(
+            !err.is_retryable(),
+            "an invalid message is rejected, not retried"
         );
     }
 

@@ -16,6 +16,11 @@ pub(crate) const KS_MESSAGES: &str = "queue.messages";
 pub(crate) const KS_READY: &str = "queue.ready";
 /// Counters: queue ids, message sequence numbers.
 pub(crate) const KS_META: &str = "queue.meta";
+/// FIFO queues: each group's messages in order, by (queue id, group id, sequence number).
+pub(crate) const KS_GROUPS: &str = "queue.groups";
+/// FIFO queues: deduplication ids seen in the last five minutes, by (queue id, scope, id);
+/// they outlive the messages.
+pub(crate) const KS_DEDUP: &str = "queue.dedup";
 
 /// A queue as stored.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -120,6 +125,41 @@ pub(crate) fn ready_key(queue: u64, visible_at: Timestamp, seq: u64) -> Bytes {
         .u64(visible_at.as_nanos())
         .u64(seq)
         .build()
+}
+
+pub(crate) fn group_key(queue: u64, group: &str, seq: u64) -> Bytes {
+    Tuple::new().u64(queue).str(group).u64(seq).build()
+}
+
+pub(crate) fn group_prefix(queue: u64, group: &str) -> Bytes {
+    Tuple::new().u64(queue).str(group).build()
+}
+
+pub(crate) fn dedup_key(queue: u64, scope: &str, id: &str) -> Bytes {
+    Tuple::new().u64(queue).str(scope).str(id).build()
+}
+
+/// A remembered deduplication id: until when, and the message it first came with.
+pub(crate) fn encode_dedup(until: Timestamp, seq: u64, message_id: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(16 + message_id.len());
+    out.put_u64(until.as_nanos());
+    out.put_u64(seq);
+    out.put_slice(message_id.as_bytes());
+    out.freeze()
+}
+
+pub(crate) fn decode_dedup(mut raw: Bytes) -> Result<(Timestamp, u64, String)> {
+    if raw.len() < 16 {
+        return Err(Error::Storage(cloudlet_core::Error::corrupt(
+            KS_DEDUP,
+            "bad dedup record",
+        )));
+    }
+    let until = Timestamp::from_nanos(raw.get_u64());
+    let seq = raw.get_u64();
+    let id = String::from_utf8(raw.to_vec())
+        .map_err(|_| Error::Storage(cloudlet_core::Error::corrupt(KS_DEDUP, "bad dedup record")))?;
+    Ok((until, seq, id))
 }
 
 pub(crate) fn queue_prefix(queue: u64) -> Bytes {

@@ -16,11 +16,12 @@ use crate::api::{
     BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, Queues, ReceiveMessage,
     ReceivedMessage, SendMessage, SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
 };
-use crate::attributes::{MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
+use crate::attributes::{DeduplicationScope, MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
 use crate::md5::{md5_of_attributes, md5_of_body};
 use crate::names::{validate_attribute_name, validate_batch_entry_id, validate_queue_name};
 use crate::record::{
-    KS_MESSAGES, KS_META, KS_QUEUES, KS_READY, MessageRecord, QueueRecord, Receipt, message_key,
+    KS_DEDUP, KS_GROUPS, KS_MESSAGES, KS_META, KS_QUEUES, KS_READY, MessageRecord, QueueRecord,
+    Receipt, decode_dedup, dedup_key, encode_dedup, group_key, group_prefix, message_key,
     queue_prefix, ready_key,
 };
 use crate::{Error, Result};
@@ -162,10 +163,38 @@ impl QueueService {
                 format!("{delay} is not from 0 to 900"),
             ));
         }
-        if attributes.fifo_queue {
-            return Err(Error::UnsupportedOperation {
-                operation: "sending to a FIFO queue".to_owned(),
+        if let Some(group) = &message.group_id {
+            validate_fifo_id("MessageGroupId", group)?;
+        }
+        if let Some(dedup) = &message.dedup_id {
+            validate_fifo_id("MessageDeduplicationId", dedup)?;
+        }
+        if !attributes.fifo_queue {
+            if message.dedup_id.is_some() {
+                return Err(Error::invalid(
+                    "MessageDeduplicationId",
+                    "is only for FIFO queues",
+                ));
+            }
+            return Ok(());
+        }
+        if message.group_id.is_none() {
+            return Err(Error::MissingParameter {
+                field: "MessageGroupId".to_owned(),
+                reason: ": a FIFO queue requires it".to_owned(),
             });
+        }
+        if message.delay_seconds.is_some() {
+            return Err(Error::invalid(
+                "DelaySeconds",
+                "a FIFO queue takes only its own DelaySeconds, not a per-message delay",
+            ));
+        }
+        if message.dedup_id.is_none() && !attributes.content_based_deduplication {
+            return Err(Error::invalid(
+                "MessageDeduplicationId",
+                "the queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+            ));
         }
         Ok(())
     }
@@ -178,6 +207,33 @@ impl QueueService {
         message: SendMessage,
         now: Timestamp,
     ) -> Result<SendMessageResult> {
+        let fifo = queue.attributes.fifo_queue;
+        let dedup = if fifo {
+            let id = message
+                .dedup_id
+                .clone()
+                .unwrap_or_else(|| sha256_hex(&message.body));
+            let scope = match queue.attributes.deduplication_scope {
+                DeduplicationScope::MessageGroup => message.group_id.clone().unwrap_or_default(),
+                DeduplicationScope::Queue => String::new(),
+            };
+            let key = dedup_key(queue.id, &scope, &id);
+            if let Some(raw) = txn.get(KS_DEDUP, &key)? {
+                let (until, seq, message_id) = decode_dedup(raw)?;
+                if until > now {
+                    // A duplicate within five minutes: accepted, not enqueued again.
+                    return Ok(SendMessageResult {
+                        message_id,
+                        md5_of_message_body: md5_of_body(&message.body),
+                        md5_of_message_attributes: md5_of_attributes(&message.attributes),
+                        sequence_number: Some(sequence_number(seq)),
+                    });
+                }
+            }
+            Some(key)
+        } else {
+            None
+        };
         let seq = txn.next_sequence(KS_META, &Tuple::new().str("seq").u64(queue.id).build())?;
         let delay = message
             .delay_seconds
@@ -188,8 +244,18 @@ impl QueueService {
             message_id: message_id.clone(),
             md5_of_message_body: md5_of_body(&message.body),
             md5_of_message_attributes: md5_of_attributes(&message.attributes),
-            sequence_number: None,
+            sequence_number: fifo.then(|| sequence_number(seq)),
         };
+        if let Some(key) = dedup {
+            txn.put(
+                KS_DEDUP,
+                key,
+                encode_dedup(now + DEDUP_WINDOW, seq, &message_id),
+            );
+        }
+        if fifo && let Some(group) = &message.group_id {
+            txn.put(KS_GROUPS, group_key(queue.id, group, seq), Bytes::new());
+        }
         let record = MessageRecord {
             message_id,
             sent: now,
@@ -224,6 +290,13 @@ impl QueueService {
         let retention = Duration::from_secs(queue.attributes.message_retention_period.into());
         let prefix = queue_prefix(queue.id);
         let max = request.max_number_of_messages as usize;
+        // FIFO receives look once at up to 1,000 due messages (blocked groups are skipped, not
+        // retried); standard receives look at a few per message wanted, again if all expired.
+        let scan_limit = if queue.attributes.fifo_queue {
+            1_000
+        } else {
+            max * 4
+        };
         let mut taken = Vec::new();
         loop {
             // A bounded look at the due entries; expired messages among them make us look again.
@@ -240,11 +313,15 @@ impl QueueService {
                     break;
                 }
                 due.push((key, seq));
-                if due.len() >= max * 4 {
+                if due.len() >= scan_limit {
                     break;
                 }
             }
             let looked = due.len();
+            if queue.attributes.fifo_queue {
+                Self::take_fifo(txn, queue, request, now, due, &mut taken)?;
+                return Ok((taken, next));
+            }
             for (ready, seq) in due {
                 if taken.len() >= max {
                     break;
@@ -281,9 +358,109 @@ impl QueueService {
                 taken.push(received(&record, handle, request));
                 txn.put(KS_MESSAGES, key, record.encode());
             }
-            if taken.len() >= max || looked < max * 4 {
+            if taken.len() >= max || looked < scan_limit {
                 return Ok((taken, next));
             }
+        }
+    }
+
+    /// Receives from a FIFO queue: a group whose oldest message is visible gives that message
+    /// and the visible ones right after it, in order; a group whose oldest message is in flight
+    /// (or delayed) gives nothing, and other groups go on.
+    fn take_fifo(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        request: &ReceiveMessage,
+        now: Timestamp,
+        due: Vec<(Bytes, u64)>,
+        taken: &mut Vec<ReceivedMessage>,
+    ) -> Result<()> {
+        let max = request.max_number_of_messages as usize;
+        let visibility = request
+            .visibility_timeout
+            .unwrap_or(queue.attributes.visibility_timeout);
+        let retention = Duration::from_secs(queue.attributes.message_retention_period.into());
+        let mut groups_seen = HashSet::new();
+        for (_, seq) in due {
+            if taken.len() >= max {
+                break;
+            }
+            let Some(raw) = txn.get(KS_MESSAGES, &message_key(queue.id, seq))? else {
+                continue;
+            };
+            let group = MessageRecord::decode(raw)?
+                .message
+                .group_id
+                .unwrap_or_default();
+            if !groups_seen.insert(group.clone()) {
+                continue;
+            }
+            let members: Vec<u64> = txn
+                .prefix(
+                    KS_GROUPS,
+                    &group_prefix(queue.id, &group),
+                    Direction::Forward,
+                )?
+                .map(|entry| {
+                    let (key, _) = entry?;
+                    let mut reader = TupleReader::new(&key);
+                    reader.u64()?;
+                    reader.str()?;
+                    Ok(reader.u64()?)
+                })
+                .collect::<Result<_>>()?;
+            for member in members {
+                if taken.len() >= max {
+                    break;
+                }
+                let key = message_key(queue.id, member);
+                let Some(raw) = txn.get(KS_MESSAGES, &key)? else {
+                    txn.delete(KS_GROUPS, group_key(queue.id, &group, member));
+                    continue;
+                };
+                let mut record = MessageRecord::decode(raw)?;
+                if record.sent + retention <= now {
+                    Self::forget(txn, queue, member, &record);
+                    continue;
+                }
+                if record.visible_at > now {
+                    // In flight or delayed: it holds back the rest of its group.
+                    break;
+                }
+                if Self::dead_letter(txn, queue, &record, now)? {
+                    Self::forget(txn, queue, member, &record);
+                    continue;
+                }
+                txn.delete(KS_READY, ready_key(queue.id, record.visible_at, member));
+                record.receive_count += 1;
+                record.first_receive.get_or_insert(now);
+                record.receipt += 1;
+                record.visible_at = now + Duration::from_secs(visibility.into());
+                txn.put(
+                    KS_READY,
+                    ready_key(queue.id, record.visible_at, member),
+                    Bytes::new(),
+                );
+                let handle = Receipt {
+                    queue: queue.id,
+                    seq: member,
+                    receipt: record.receipt,
+                };
+                taken.push(received(&record, handle, request));
+                txn.put(KS_MESSAGES, key, record.encode());
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a message and its index entries.
+    fn forget(txn: &mut WriteTxn<'_>, queue: &QueueRecord, seq: u64, record: &MessageRecord) {
+        txn.delete(KS_MESSAGES, message_key(queue.id, seq));
+        txn.delete(KS_READY, ready_key(queue.id, record.visible_at, seq));
+        if let Some(group) = &record.message.group_id
+            && queue.attributes.fifo_queue
+        {
+            txn.delete(KS_GROUPS, group_key(queue.id, group, seq));
         }
     }
 
@@ -312,7 +489,7 @@ impl QueueService {
     /// Deletes every message of `queue` within `txn`.
     fn remove_messages(txn: &mut WriteTxn<'_>, queue: u64) -> Result<()> {
         let prefix = queue_prefix(queue);
-        for keyspace in [KS_MESSAGES, KS_READY] {
+        for keyspace in [KS_MESSAGES, KS_READY, KS_GROUPS] {
             let keys: Vec<Bytes> = txn
                 .prefix(keyspace, &prefix, Direction::Forward)?
                 .map(|entry| entry.map(|(key, _)| key))
@@ -329,6 +506,7 @@ impl QueueService {
         txn: &WriteTxn<'_>,
         queue: &QueueRecord,
         handle: &str,
+        now: Timestamp,
     ) -> Result<Option<(Receipt, MessageRecord)>> {
         let receipt = Receipt::parse(handle)?;
         if receipt.queue != queue.id {
@@ -340,7 +518,14 @@ impl QueueService {
             return Ok(None);
         };
         let record = MessageRecord::decode(raw)?;
-        Ok((record.receipt == receipt.receipt).then_some((receipt, record)))
+        let current = record.receipt == receipt.receipt;
+        if queue.attributes.fifo_queue && (!current || record.visible_at <= now) {
+            // FIFO queues refuse a handle once its visibility timeout has passed.
+            return Err(Error::ReceiptHandleIsInvalid {
+                reason: "the receipt handle has expired".to_owned(),
+            });
+        }
+        Ok(current.then_some((receipt, record)))
     }
 
     /// Moves a message received `maxReceiveCount` times to the queue's dead-letter queue, as
@@ -375,14 +560,24 @@ impl QueueService {
         };
         txn.put(KS_MESSAGES, message_key(target.id, seq), moved.encode());
         txn.put(KS_READY, ready_key(target.id, now, seq), Bytes::new());
+        if target.attributes.fifo_queue
+            && let Some(group) = &moved.message.group_id
+        {
+            txn.put(KS_GROUPS, group_key(target.id, group, seq), Bytes::new());
+        }
         txn.notify_on_commit(&signal_name(target.id));
         Ok(true)
     }
 
-    fn delete_in(txn: &mut WriteTxn<'_>, queue: &QueueRecord, handle: &str) -> Result<()> {
+    fn delete_in(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        handle: &str,
+        now: Timestamp,
+    ) -> Result<()> {
         // A handle that is not the latest is accepted and deletes nothing, as SQS documents for
         // standard queues: someone else holds the message now.
-        if let Some((receipt, message)) = Self::load_receipt(txn, queue, handle)? {
+        if let Some((receipt, message)) = Self::load_receipt(txn, queue, handle, now)? {
             txn.delete(KS_MESSAGES, message_key(queue.id, receipt.seq));
             txn.delete(
                 KS_READY,
@@ -405,7 +600,7 @@ impl QueueService {
                 format!("{timeout} is not from 0 to {MAX_VISIBILITY_TIMEOUT}"),
             ));
         }
-        let Some((receipt, mut message)) = Self::load_receipt(txn, queue, handle)? else {
+        let Some((receipt, mut message)) = Self::load_receipt(txn, queue, handle, now)? else {
             return Err(Error::MessageNotInflight);
         };
         if message.visible_at <= now {
@@ -494,6 +689,38 @@ fn check_attribute_value(name: &str, attribute: &MessageAttribute) -> Result<()>
         )),
         _ => Ok(()),
     }
+}
+
+/// How long a FIFO queue remembers a deduplication id.
+const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+
+/// A FIFO sequence number as SQS writes it: a decimal string that grows with each message.
+fn sequence_number(seq: u64) -> String {
+    format!("{:020}", seq)
+}
+
+fn sha256_hex(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Group and deduplication ids: 1-128 characters, letters, digits and ASCII punctuation.
+fn validate_fifo_id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c.is_ascii_punctuation())
+    {
+        return Err(Error::invalid(
+            field,
+            format!("`{id}` is not 1-128 letters, digits and punctuation"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a batch's entry ids: 1-10 entries, valid and distinct ids.
@@ -887,9 +1114,10 @@ impl Queues for QueueService {
 
     async fn delete_message(&self, queue: &str, receipt_handle: &str) -> Result<()> {
         let (queue, handle) = (queue.to_owned(), receipt_handle.to_owned());
+        let now = self.clock.now();
         self.write(move |txn| {
             let record = Self::load_queue(txn, &queue)?;
-            Self::delete_in(txn, &record, &handle)
+            Self::delete_in(txn, &record, &handle, now)
         })
         .await
     }
@@ -916,11 +1144,12 @@ impl Queues for QueueService {
     ) -> Result<BatchResult> {
         check_batch_ids(entries.iter().map(|(id, _)| id.as_str()))?;
         let queue = queue.to_owned();
+        let now = self.clock.now();
         self.write(move |txn| {
             let record = Self::load_queue(txn, &queue)?;
             let mut result = BatchResult::default();
             for (id, handle) in entries {
-                match Self::delete_in(txn, &record, &handle) {
+                match Self::delete_in(txn, &record, &handle, now) {
                     Ok(()) => result.successful.push(id),
                     Err(error) => result.failed.push(failure(id, &error)),
                 }

@@ -53,7 +53,10 @@ macro_rules! conformance {
                 change_visibility, delays, retention_expiry, long_poll_wakes_on_send,
                 long_poll_times_out_on_the_clock, long_poll_wakes_when_a_delayed_message_is_due,
                 batch_send, purge, rejected_sends_change_nothing, attribute_selection_on_receive,
-                fifo_sends_are_not_supported_yet, dead_letter_queue_after_max_receives,
+                fifo_needs_group_and_deduplication, fifo_group_in_flight_blocks_only_itself,
+                fifo_order_holds_after_a_visibility_timeout, fifo_dedup_survives_delete,
+                fifo_content_based_and_group_scoped_dedup, fifo_expired_receipt_is_rejected,
+                dead_letter_queue_after_max_receives,
                 delete_and_visibility_batches, queue_is_a_sink,
             );
         }
@@ -983,14 +986,243 @@ mod checks {
         );
     }
 
-    pub async fn fifo_sends_are_not_supported_yet(h: Harness) {
-        let url = queue(&h, "f.fifo", &[("FifoQueue", "true")]).await;
+    async fn fifo(h: &Harness, attributes: &[(&str, &str)]) -> String {
+        let mut all = vec![("FifoQueue", "true")];
+        all.extend_from_slice(attributes);
+        queue(h, "jobs.fifo", &all).await
+    }
+
+    fn in_group(body: &str, group: &str) -> SendMessage {
+        SendMessage::new(body.to_owned())
+            .with_group_id(group)
+            .with_dedup_id(body)
+    }
+
+    fn bodies(messages: &[cloudlet_queue::ReceivedMessage]) -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| String::from_utf8(m.body.to_vec()).unwrap())
+            .collect()
+    }
+
+    pub async fn fifo_needs_group_and_deduplication(h: Harness) {
+        let url = fifo(&h, &[]).await;
+        let err = h
+            .sqs
+            .send_message(&url, SendMessage::new("x").with_dedup_id("d"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::MissingParameter { ref field, .. } if field == "MessageGroupId"),
+            "{err}"
+        );
         let err = h
             .sqs
             .send_message(&url, SendMessage::new("x").with_group_id("g"))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), "AWS.SimpleQueueService.UnsupportedOperation");
+        assert!(
+            matches!(err, Error::InvalidParameterValue { ref field, .. } if field == "MessageDeduplicationId"),
+            "{err}"
+        );
+        let err = h
+            .sqs
+            .send_message(&url, in_group("x", "g").with_delay_seconds(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidParameterValue { ref field, .. } if field == "DelaySeconds"),
+            "{err}"
+        );
+        assert!(
+            h.sqs
+                .send_message(&url, in_group("x", &"g".repeat(129)))
+                .await
+                .is_err()
+        );
+        let standard = queue(&h, "std", &[]).await;
+        assert!(
+            h.sqs
+                .send_message(&standard, SendMessage::new("x").with_dedup_id("d"))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "0"
+        );
+        let first = h.sqs.send_message(&url, in_group("a", "g")).await.unwrap();
+        let second = h.sqs.send_message(&url, in_group("b", "g")).await.unwrap();
+        let (first, second) = (
+            first.sequence_number.unwrap(),
+            second.sequence_number.unwrap(),
+        );
+        assert!(second > first, "sequence numbers grow: {first} < {second}");
+    }
+
+    pub async fn fifo_group_in_flight_blocks_only_itself(h: Harness) {
+        let url = fifo(&h, &[]).await;
+        for (body, group) in [("a1", "a"), ("b1", "b"), ("a2", "a"), ("a3", "a")] {
+            h.sqs
+                .send_message(&url, in_group(body, group))
+                .await
+                .unwrap();
+        }
+        let one = |h: &Harness| {
+            let (sqs, url) = (h.sqs.clone(), url.clone());
+            async move {
+                sqs.receive_message(&url, ReceiveMessage::max(1))
+                    .await
+                    .unwrap()
+            }
+        };
+        let a1 = one(&h).await;
+        assert_eq!(bodies(&a1), ["a1"]);
+        assert_eq!(
+            bodies(&one(&h).await),
+            ["b1"],
+            "group a is blocked, b is not"
+        );
+        assert!(
+            one(&h).await.is_empty(),
+            "both groups have a message in flight"
+        );
+        h.sqs
+            .delete_message(&url, &a1[0].receipt_handle)
+            .await
+            .unwrap();
+        // One receive takes as many consecutive messages of a group as it can.
+        let rest = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(10))
+            .await
+            .unwrap();
+        assert_eq!(bodies(&rest), ["a2", "a3"]);
+    }
+
+    pub async fn fifo_order_holds_after_a_visibility_timeout(h: Harness) {
+        let url = fifo(&h, &[("VisibilityTimeout", "30")]).await;
+        for body in ["m1", "m2", "m3"] {
+            h.sqs.send_message(&url, in_group(body, "g")).await.unwrap();
+        }
+        assert_eq!(
+            bodies(
+                &h.sqs
+                    .receive_message(&url, ReceiveMessage::max(2))
+                    .await
+                    .unwrap()
+            ),
+            ["m1", "m2"]
+        );
+        h.clock.advance(Duration::from_secs(30));
+        // The timed-out messages come back first, in order, before m3.
+        assert_eq!(
+            bodies(
+                &h.sqs
+                    .receive_message(&url, ReceiveMessage::max(10))
+                    .await
+                    .unwrap()
+            ),
+            ["m1", "m2", "m3"]
+        );
+    }
+
+    pub async fn fifo_dedup_survives_delete(h: Harness) {
+        let url = fifo(&h, &[]).await;
+        let first = h
+            .sqs
+            .send_message(&url, in_group("once", "g"))
+            .await
+            .unwrap();
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        h.sqs
+            .delete_message(&url, &got[0].receipt_handle)
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(299));
+        let again = h
+            .sqs
+            .send_message(&url, in_group("once", "g"))
+            .await
+            .unwrap();
+        assert_eq!(
+            again.message_id, first.message_id,
+            "a duplicate answers with the original"
+        );
+        assert!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        h.clock.advance(Duration::from_secs(1));
+        let later = h
+            .sqs
+            .send_message(&url, in_group("once", "g"))
+            .await
+            .unwrap();
+        assert_ne!(
+            later.message_id, first.message_id,
+            "five minutes on, it is new"
+        );
+        assert_eq!(
+            h.sqs
+                .receive_message(&url, ReceiveMessage::max(1))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    pub async fn fifo_content_based_and_group_scoped_dedup(h: Harness) {
+        let url = fifo(
+            &h,
+            &[
+                ("ContentBasedDeduplication", "true"),
+                ("DeduplicationScope", "messageGroup"),
+            ],
+        )
+        .await;
+        let same = |group: &str| SendMessage::new("same body").with_group_id(group);
+        h.sqs.send_message(&url, same("g1")).await.unwrap();
+        h.sqs.send_message(&url, same("g1")).await.unwrap();
+        h.sqs.send_message(&url, same("g2")).await.unwrap();
+        // An explicit id overrides the body's hash.
+        h.sqs
+            .send_message(&url, same("g1").with_dedup_id("explicit"))
+            .await
+            .unwrap();
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "3"
+        );
+    }
+
+    pub async fn fifo_expired_receipt_is_rejected(h: Harness) {
+        let url = fifo(&h, &[("VisibilityTimeout", "30")]).await;
+        h.sqs.send_message(&url, in_group("m", "g")).await.unwrap();
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(30));
+        let err = h
+            .sqs
+            .delete_message(&url, &got[0].receipt_handle)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ReceiptHandleIsInvalid { .. }), "{err}");
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "1"
+        );
     }
 }
 

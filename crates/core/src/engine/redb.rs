@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use redb::{ReadOnlyTable, ReadableDatabase, TableDefinition, TableError};
 
-use super::merge::{Shadow, base_layer, without_deletes};
+use super::merge::{Shadow, base_layer, overlay_range, without_deletes};
 use super::wal::Log;
 use super::{Direction, Durability, Engine, EngineSnapshot, Entries, KeyRange, WriteBatch};
 use crate::{Error, Result};
@@ -23,11 +23,16 @@ const FLUSHED_SEQ: &[u8] = b"flushed_seq";
 /// The write-ahead log segments beside it (`cloudlet.wal.0`, `cloudlet.wal.1`).
 const WAL_NAME: &str = "cloudlet.wal";
 
+/// Held commits past which a commit waits for the background writer to catch up.
+const MAX_UNFLUSHED_COMMITS: usize = 128;
+
 /// Tuning of a [`RedbEngine`]; the defaults suit most uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedbOptions {
-    /// Commits held in memory before they are written into the B-tree together. Default 32.
+    /// Commits held in memory before the background writer is asked to write them into the
+    /// B-tree; it takes everything held when it starts, so batches grow under load by
+    /// themselves. Few held commits keep reads fast (a scan merges each one). Default 4.
     pub flush_commits: usize,
     /// Bytes of keys and values held in memory before that write. Default 4 MiB.
     pub flush_bytes: usize,
@@ -39,7 +44,7 @@ pub struct RedbOptions {
 impl Default for RedbOptions {
     fn default() -> Self {
         Self {
-            flush_commits: 32,
+            flush_commits: 4,
             flush_bytes: 4 << 20,
             checkpoint_bytes: 32 << 20,
         }
@@ -85,8 +90,9 @@ fn definition(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
 /// [`Durability::Durable`] commit `fdatasync`s the log before it becomes visible and returns
 /// (one small sequential sync instead of a B-tree commit), and an [`Durability::Eventual`] one
 /// becomes durable with the next durable commit. A background thread writes the commits held
-/// in memory into the B-tree, 32 commits (or 4 MiB) at a time, in one transaction without a
-/// sync, so a key written and deleted within that window never reaches the B-tree. The log has
+/// in memory into the B-tree, all it finds at once (at least every 4 commits or 4 MiB), in one
+/// transaction without a sync, so a key written and deleted within that window never reaches
+/// the B-tree. The log has
 /// two 32 MiB segments used in turn; when one fills, the same thread makes the B-tree durable
 /// (a checkpoint) so the segment can be reused. Opening replays what the log holds, cutting
 /// off a torn tail.
@@ -540,7 +546,9 @@ impl Engine for RedbEngine {
             lock(&self.shared.flush).flush_requested = true;
             self.shared.wake.notify_all();
         }
-        if commits >= 4 * options.flush_commits || unflushed_bytes >= 4 * options.flush_bytes {
+        if commits >= MAX_UNFLUSHED_COMMITS.max(4 * options.flush_commits)
+            || unflushed_bytes >= 4 * options.flush_bytes
+        {
             // The flusher is far behind: wait for it rather than let memory grow.
             drop(self.shared.wait_until(|s| !s.busy && !s.flush_requested)?);
         }
@@ -654,30 +662,25 @@ impl EngineSnapshot for RedbSnapshot {
     }
 
     fn range(&self, keyspace: &str, range: &KeyRange, direction: Direction) -> Result<Entries<'_>> {
+        let layered = self
+            .view
+            .unflushed
+            .iter()
+            .any(|u| u.batch.writes(keyspace).is_some());
         let base = self.view.base.range(keyspace, range, direction)?;
-        if range.is_empty() {
+        if range.is_empty() || !layered {
             return Ok(base);
         }
-        // The unflushed commits' writes in the range, newest winning.
-        let mut recent: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
+        // The unflushed commits' writes merged lazily over the B-tree's, newest on top: a scan
+        // that stops early (a receive taking the first few due messages) reads only the first
+        // few entries of each.
+        let mut merged = base_layer(base);
         for unflushed in &self.view.unflushed {
             if let Some(writes) = unflushed.batch.writes(keyspace) {
-                for (key, value) in writes.range::<[u8], _>(range.as_slices()) {
-                    recent.insert(key.clone(), value.clone());
-                }
+                let layer = overlay_range(Some(writes), range, direction);
+                merged = Box::new(Shadow::new(layer, merged, direction));
             }
         }
-        if recent.is_empty() {
-            return Ok(base);
-        }
-        let recent: super::merge::Layer<'_> = match direction {
-            Direction::Forward => Box::new(recent.into_iter().map(Ok)),
-            Direction::Reverse => Box::new(recent.into_iter().rev().map(Ok)),
-        };
-        Ok(without_deletes(Box::new(Shadow::new(
-            recent,
-            base_layer(base),
-            direction,
-        ))))
+        Ok(without_deletes(merged))
     }
 }

@@ -5,3 +5,4 @@
 mod conformance;
 mod crash;
 mod md5;
+mod model;

@@ -49,12 +49,16 @@ impl QueueRecord {
     }
 }
 
-const MESSAGE_FORMAT: u8 = 1;
+const MESSAGE_FORMAT: u8 = 2;
+/// Hex MD5 digests are 32 characters.
+const MD5_HEX: usize = 32;
 
 /// A message as stored, with its delivery state.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MessageRecord {
     pub(crate) message_id: String,
+    /// `MD5OfMessageBody`, computed once at send.
+    pub(crate) md5_of_body: String,
     pub(crate) sent: Timestamp,
     /// When the message is (again) receivable.
     pub(crate) visible_at: Timestamp,
@@ -77,6 +81,7 @@ impl MessageRecord {
         out.put_u64(self.receipt);
         out.put_u16(self.message_id.len() as u16);
         out.put_slice(self.message_id.as_bytes());
+        out.put_slice(&self.md5_of_body.as_bytes()[..MD5_HEX.min(self.md5_of_body.len())]);
         out.put_slice(&message);
         out.freeze()
     }
@@ -103,8 +108,14 @@ impl MessageRecord {
             return Err(corrupt());
         }
         let message_id = String::from_utf8(raw.split_to(id_len).to_vec()).map_err(|_| corrupt())?;
+        if raw.len() < MD5_HEX {
+            return Err(corrupt());
+        }
+        let md5_of_body =
+            String::from_utf8(raw.split_to(MD5_HEX).to_vec()).map_err(|_| corrupt())?;
         Ok(Self {
             message_id,
+            md5_of_body,
             sent,
             visible_at,
             receive_count,

@@ -240,9 +240,10 @@ impl QueueService {
             .unwrap_or(queue.attributes.delay_seconds);
         let visible_at = now + Duration::from_secs(delay.into());
         let message_id = self.ids.next_id().to_string();
+        let body_md5 = md5_of_body(&message.body);
         let result = SendMessageResult {
             message_id: message_id.clone(),
-            md5_of_message_body: md5_of_body(&message.body),
+            md5_of_message_body: body_md5.clone(),
             md5_of_message_attributes: md5_of_attributes(&message.attributes),
             sequence_number: fifo.then(|| sequence_number(seq)),
         };
@@ -258,6 +259,7 @@ impl QueueService {
         }
         let record = MessageRecord {
             message_id,
+            md5_of_body: body_md5,
             sent: now,
             visible_at,
             receive_count: 0,
@@ -789,7 +791,7 @@ fn received(record: &MessageRecord, handle: Receipt, request: &ReceiveMessage) -
         message_id: record.message_id.clone(),
         receipt_handle: handle.encode(),
         body: record.message.body.clone(),
-        md5_of_body: md5_of_body(&record.message.body),
+        md5_of_body: record.md5_of_body.clone(),
         md5_of_message_attributes: md5_of_attributes(&message_attributes),
         attributes,
         message_attributes,

@@ -169,6 +169,9 @@ pub struct ReceiveMessage {
     pub attribute_names: Vec<String>,
     /// Message attributes to return (`All`, `.*`, `prefix.*`, or names).
     pub message_attribute_names: Vec<String>,
+    /// `ReceiveRequestAttemptId` (FIFO): a retry with the same id within five minutes returns
+    /// the same messages and receipt handles, while they are still in flight unchanged.
+    pub receive_request_attempt_id: Option<String>,
 }
 
 impl Default for ReceiveMessage {
@@ -179,6 +182,7 @@ impl Default for ReceiveMessage {
             wait_time_seconds: None,
             attribute_names: Vec::new(),
             message_attribute_names: Vec::new(),
+            receive_request_attempt_id: None,
         }
     }
 }
@@ -201,6 +205,12 @@ impl ReceiveMessage {
     /// With long polling.
     pub fn with_wait_time_seconds(mut self, seconds: u32) -> Self {
         self.wait_time_seconds = Some(seconds);
+        self
+    }
+
+    /// With a `ReceiveRequestAttemptId`.
+    pub fn with_receive_request_attempt_id(mut self, id: impl Into<String>) -> Self {
+        self.receive_request_attempt_id = Some(id.into());
         self
     }
 

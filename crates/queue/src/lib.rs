@@ -30,8 +30,8 @@
 //! | per-message and queue delays, retention expiry, counters, MD5 digests, system attributes | yes |
 //! | a stale receipt handle: delete accepted, nothing deleted (standard queues) | yes |
 //! | delete and change-visibility batches; dead-letter queues (`RedrivePolicy`: a message received `maxReceiveCount` times moves on the next receive); `QueueSink` | yes |
-//! | FIFO queues: group id required, strict order within a group, an in-flight message holds back only its group, consecutive messages of a group in one receive, deduplication ids (explicit or SHA-256 of the body) for five minutes past deletion, scope queue or message group, sequence numbers, expired receipt handles refused | yes |
-//! | `ReceiveRequestAttemptId`, redrive (message-move tasks), fair-queue scheduling, FIFO queue delay changes applying to queued messages | not yet |
+//! | FIFO queues: group id required, strict order within a group, an in-flight message holds back only its group, consecutive messages of a group in one receive, deduplication ids (explicit or SHA-256 of the body) for five minutes past deletion, scope queue or message group, sequence numbers, expired receipt handles refused, `ReceiveRequestAttemptId` | yes |
+//! | redrive (message-move tasks), fair-queue scheduling, FIFO queue delay changes applying to queued messages | not yet |
 
 mod api;
 pub mod attributes;

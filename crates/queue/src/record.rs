@@ -21,6 +21,9 @@ pub(crate) const KS_GROUPS: &str = "queue.groups";
 /// FIFO queues: deduplication ids seen in the last five minutes, by (queue id, scope, id);
 /// they outlive the messages.
 pub(crate) const KS_DEDUP: &str = "queue.dedup";
+/// FIFO queues: what a receive with a `ReceiveRequestAttemptId` returned, by (queue id,
+/// attempt id): until when, and each (sequence number, receipt).
+pub(crate) const KS_ATTEMPTS: &str = "queue.attempts";
 
 /// A queue as stored.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -171,6 +174,32 @@ pub(crate) fn decode_dedup(mut raw: Bytes) -> Result<(Timestamp, u64, String)> {
     let id = String::from_utf8(raw.to_vec())
         .map_err(|_| Error::Storage(cloudlet_core::Error::corrupt(KS_DEDUP, "bad dedup record")))?;
     Ok((until, seq, id))
+}
+
+pub(crate) fn attempt_key(queue: u64, attempt: &str) -> Bytes {
+    Tuple::new().u64(queue).str(attempt).build()
+}
+
+pub(crate) fn encode_attempt(until: Timestamp, taken: &[(u64, u64)]) -> Bytes {
+    let mut out = BytesMut::with_capacity(8 + 16 * taken.len());
+    out.put_u64(until.as_nanos());
+    for (seq, receipt) in taken {
+        out.put_u64(*seq);
+        out.put_u64(*receipt);
+    }
+    out.freeze()
+}
+
+pub(crate) fn decode_attempt(mut raw: Bytes) -> Option<(Timestamp, Vec<(u64, u64)>)> {
+    if raw.len() < 8 || !(raw.len() - 8).is_multiple_of(16) {
+        return None;
+    }
+    let until = Timestamp::from_nanos(raw.get_u64());
+    let mut taken = Vec::new();
+    while raw.has_remaining() {
+        taken.push((raw.get_u64(), raw.get_u64()));
+    }
+    Some((until, taken))
 }
 
 pub(crate) fn queue_prefix(queue: u64) -> Bytes {

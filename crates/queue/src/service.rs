@@ -20,9 +20,9 @@ use crate::attributes::{DeduplicationScope, MAX_VISIBILITY_TIMEOUT, QueueAttribu
 use crate::md5::{md5_of_attributes, md5_of_body};
 use crate::names::{validate_attribute_name, validate_batch_entry_id, validate_queue_name};
 use crate::record::{
-    KS_DEDUP, KS_GROUPS, KS_MESSAGES, KS_META, KS_QUEUES, KS_READY, MessageRecord, QueueRecord,
-    Receipt, decode_dedup, dedup_key, encode_dedup, group_key, group_prefix, message_key,
-    queue_prefix, ready_key,
+    KS_ATTEMPTS, KS_DEDUP, KS_GROUPS, KS_MESSAGES, KS_META, KS_QUEUES, KS_READY, MessageRecord,
+    QueueRecord, Receipt, attempt_key, decode_attempt, decode_dedup, dedup_key, encode_attempt,
+    encode_dedup, group_key, group_prefix, message_key, queue_prefix, ready_key,
 };
 use crate::{Error, Result};
 
@@ -453,6 +453,43 @@ impl QueueService {
             }
         }
         Ok(())
+    }
+
+    /// A FIFO receive retried with the same attempt id within five minutes gets the same
+    /// messages and receipt handles, if they are all still in flight, unchanged since.
+    fn retried_attempt(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        attempt: &str,
+        request: &ReceiveMessage,
+        now: Timestamp,
+    ) -> Result<Option<Vec<ReceivedMessage>>> {
+        let Some(raw) = txn.get(KS_ATTEMPTS, &attempt_key(queue.id, attempt))? else {
+            return Ok(None);
+        };
+        let Some((until, taken)) = decode_attempt(raw) else {
+            return Ok(None);
+        };
+        if until <= now {
+            return Ok(None);
+        }
+        let mut again = Vec::with_capacity(taken.len());
+        for (seq, receipt) in taken {
+            let Some(raw) = txn.get(KS_MESSAGES, &message_key(queue.id, seq))? else {
+                return Ok(None);
+            };
+            let record = MessageRecord::decode(raw)?;
+            if record.receipt != receipt || record.visible_at <= now {
+                return Ok(None);
+            }
+            let handle = Receipt {
+                queue: queue.id,
+                seq,
+                receipt,
+            };
+            again.push(received(&record, handle, request));
+        }
+        Ok(Some(again))
     }
 
     /// Removes a message and its index entries.
@@ -1084,6 +1121,9 @@ impl Queues for QueueService {
                 format!("{wait} is not from 0 to 20"),
             ));
         }
+        if let Some(attempt) = &request.receive_request_attempt_id {
+            validate_fifo_id("ReceiveRequestAttemptId", attempt)?;
+        }
         let record = Self::load_queue(&self.store.snapshot()?, queue)?;
         let wait = request
             .wait_time_seconds
@@ -1100,7 +1140,32 @@ impl Queues for QueueService {
             let (taken, next) = self
                 .write(move |txn| {
                     let record = Self::load_queue(txn, &queue)?;
-                    Self::take(txn, &record, &request_copy, now)
+                    let attempt = request_copy
+                        .receive_request_attempt_id
+                        .as_deref()
+                        .filter(|_| record.attributes.fifo_queue);
+                    if let Some(attempt) = attempt
+                        && let Some(again) =
+                            Self::retried_attempt(txn, &record, attempt, &request_copy, now)?
+                    {
+                        return Ok((again, None));
+                    }
+                    let (taken, next) = Self::take(txn, &record, &request_copy, now)?;
+                    if let Some(attempt) = attempt
+                        && !taken.is_empty()
+                    {
+                        let handles: Vec<(u64, u64)> = taken
+                            .iter()
+                            .filter_map(|m| Receipt::parse(&m.receipt_handle).ok())
+                            .map(|r| (r.seq, r.receipt))
+                            .collect();
+                        txn.put(
+                            KS_ATTEMPTS,
+                            attempt_key(record.id, attempt),
+                            encode_attempt(now + DEDUP_WINDOW, &handles),
+                        );
+                    }
+                    Ok((taken, next))
                 })
                 .await?;
             if !taken.is_empty() || now >= deadline {

@@ -56,6 +56,7 @@ macro_rules! conformance {
                 fifo_needs_group_and_deduplication, fifo_group_in_flight_blocks_only_itself,
                 fifo_order_holds_after_a_visibility_timeout, fifo_dedup_survives_delete,
                 fifo_content_based_and_group_scoped_dedup, fifo_expired_receipt_is_rejected,
+                fifo_retried_receive_attempt_gets_the_same_messages,
                 dead_letter_queue_after_max_receives,
                 delete_and_visibility_batches, queue_is_a_sink,
             );
@@ -1201,6 +1202,43 @@ mod checks {
         assert_eq!(
             attribute(&h, &url, "ApproximateNumberOfMessages").await,
             "3"
+        );
+    }
+
+    pub async fn fifo_retried_receive_attempt_gets_the_same_messages(h: Harness) {
+        let url = fifo(&h, &[]).await;
+        for body in ["m1", "m2"] {
+            h.sqs.send_message(&url, in_group(body, "g")).await.unwrap();
+        }
+        let attempt = |id: &str| ReceiveMessage::max(10).with_receive_request_attempt_id(id);
+        let first = h.sqs.receive_message(&url, attempt("try-1")).await.unwrap();
+        assert_eq!(bodies(&first), ["m1", "m2"]);
+        let retried = h.sqs.receive_message(&url, attempt("try-1")).await.unwrap();
+        assert_eq!(retried, first, "same messages, same receipt handles");
+        assert!(
+            h.sqs
+                .receive_message(&url, attempt("try-2"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Once one of them is deleted the attempt no longer repeats.
+        h.sqs
+            .delete_message(&url, &first[0].receipt_handle)
+            .await
+            .unwrap();
+        assert!(
+            h.sqs
+                .receive_message(&url, attempt("try-1"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            h.sqs
+                .receive_message(&url, attempt("bad id "))
+                .await
+                .is_err()
         );
     }
 

@@ -52,7 +52,7 @@ impl QueueRecord {
     }
 }
 
-const MESSAGE_FORMAT: u8 = 2;
+const MESSAGE_FORMAT: u8 = 3;
 /// Hex MD5 digests are 32 characters.
 const MD5_HEX: usize = 32;
 
@@ -69,6 +69,14 @@ pub(crate) struct MessageRecord {
     pub(crate) first_receive: Option<Timestamp>,
     /// Bumped by every receive: only the latest receipt handle is valid.
     pub(crate) receipt: u64,
+    /// The latest receive: the 12-hour visibility cap counts from it.
+    pub(crate) last_receive: Option<Timestamp>,
+    /// When retention starts: the send, or the move into a FIFO dead-letter queue.
+    pub(crate) enqueued: Timestamp,
+    /// The sequence number within the queue (`SequenceNumber` on FIFO queues).
+    pub(crate) seq: u64,
+    /// The queue it was dead-lettered from (`DeadLetterQueueSourceArn`).
+    pub(crate) dead_letter_source: Option<String>,
     pub(crate) message: Message,
 }
 
@@ -85,6 +93,12 @@ impl MessageRecord {
         out.put_u16(self.message_id.len() as u16);
         out.put_slice(self.message_id.as_bytes());
         out.put_slice(&self.md5_of_body.as_bytes()[..MD5_HEX.min(self.md5_of_body.len())]);
+        out.put_u64(self.last_receive.map_or(0, Timestamp::as_nanos));
+        out.put_u64(self.enqueued.as_nanos());
+        out.put_u64(self.seq);
+        let source = self.dead_letter_source.as_deref().unwrap_or("");
+        out.put_u16(source.len() as u16);
+        out.put_slice(source.as_bytes());
         out.put_slice(&message);
         out.freeze()
     }
@@ -116,9 +130,26 @@ impl MessageRecord {
         }
         let md5_of_body =
             String::from_utf8(raw.split_to(MD5_HEX).to_vec()).map_err(|_| corrupt())?;
+        if raw.len() < 26 {
+            return Err(corrupt());
+        }
+        let last_receive = Some(raw.get_u64())
+            .filter(|n| *n != 0)
+            .map(Timestamp::from_nanos);
+        let enqueued = Timestamp::from_nanos(raw.get_u64());
+        let seq = raw.get_u64();
+        let source_len = usize::from(raw.get_u16());
+        if raw.len() < source_len {
+            return Err(corrupt());
+        }
+        let source = String::from_utf8(raw.split_to(source_len).to_vec()).map_err(|_| corrupt())?;
         Ok(Self {
             message_id,
             md5_of_body,
+            last_receive,
+            enqueued,
+            seq,
+            dead_letter_source: (!source.is_empty()).then_some(source),
             sent,
             visible_at,
             receive_count,
@@ -180,24 +211,33 @@ pub(crate) fn attempt_key(queue: u64, attempt: &str) -> Bytes {
     Tuple::new().u64(queue).str(attempt).build()
 }
 
-pub(crate) fn encode_attempt(until: Timestamp, taken: &[(u64, u64)]) -> Bytes {
-    let mut out = BytesMut::with_capacity(8 + 16 * taken.len());
+pub(crate) fn encode_attempt(until: Timestamp, taken: &[(u64, u64, Timestamp)]) -> Bytes {
+    let mut out = BytesMut::with_capacity(8 + 24 * taken.len());
     out.put_u64(until.as_nanos());
-    for (seq, receipt) in taken {
+    for (seq, receipt, visible_at) in taken {
         out.put_u64(*seq);
         out.put_u64(*receipt);
+        out.put_u64(visible_at.as_nanos());
     }
     out.freeze()
 }
 
-pub(crate) fn decode_attempt(mut raw: Bytes) -> Option<(Timestamp, Vec<(u64, u64)>)> {
-    if raw.len() < 8 || !(raw.len() - 8).is_multiple_of(16) {
+/// What an attempt took: until when it may be retried, and each (sequence number, receipt,
+/// visible-at) it left.
+pub(crate) type Attempt = (Timestamp, Vec<(u64, u64, Timestamp)>);
+
+pub(crate) fn decode_attempt(mut raw: Bytes) -> Option<Attempt> {
+    if raw.len() < 8 || !(raw.len() - 8).is_multiple_of(24) {
         return None;
     }
     let until = Timestamp::from_nanos(raw.get_u64());
     let mut taken = Vec::new();
     while raw.has_remaining() {
-        taken.push((raw.get_u64(), raw.get_u64()));
+        taken.push((
+            raw.get_u64(),
+            raw.get_u64(),
+            Timestamp::from_nanos(raw.get_u64()),
+        ));
     }
     Some((until, taken))
 }

@@ -30,6 +30,8 @@ use crate::{Error, Result};
 const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 /// The most entries in a batch.
 const MAX_BATCH: usize = 10;
+/// The most a send batch may hold, bodies and attributes together.
+const MAX_BATCH_BYTES: usize = 1_048_576;
 /// PurgeQueue's cool-down.
 const PURGE_COOLDOWN: Duration = Duration::from_secs(60);
 
@@ -208,11 +210,14 @@ impl QueueService {
         now: Timestamp,
     ) -> Result<SendMessageResult> {
         let fifo = queue.attributes.fifo_queue;
+        let mut message = message;
         let dedup = if fifo {
             let id = message
                 .dedup_id
                 .clone()
                 .unwrap_or_else(|| sha256_hex(&message.body));
+            // Received FIFO messages report the id that deduplicated them.
+            message.dedup_id = Some(id.clone());
             let scope = match queue.attributes.deduplication_scope {
                 DeduplicationScope::MessageGroup => message.group_id.clone().unwrap_or_default(),
                 DeduplicationScope::Queue => String::new(),
@@ -260,6 +265,10 @@ impl QueueService {
         let record = MessageRecord {
             message_id,
             md5_of_body: body_md5,
+            last_receive: None,
+            enqueued: now,
+            seq,
+            dead_letter_source: None,
             sent: now,
             visible_at,
             receive_count: 0,
@@ -295,10 +304,12 @@ impl QueueService {
         // FIFO receives look once at up to 1,000 due messages (blocked groups are skipped, not
         // retried); standard receives look at a few per message wanted, again if all expired.
         let scan_limit = if queue.attributes.fifo_queue {
-            1_000
+            usize::MAX
         } else {
             max * 4
         };
+        // A message taken with a visibility timeout of 0 is due again at once: never twice.
+        let mut handled = HashSet::new();
         let mut taken = Vec::new();
         loop {
             // A bounded look at the due entries; expired messages among them make us look again.
@@ -328,13 +339,16 @@ impl QueueService {
                 if taken.len() >= max {
                     break;
                 }
+                if !handled.insert(seq) {
+                    continue;
+                }
                 let key = message_key(queue.id, seq);
                 txn.delete(KS_READY, ready);
                 let Some(raw) = txn.get(KS_MESSAGES, &key)? else {
                     continue;
                 };
                 let mut record = MessageRecord::decode(raw)?;
-                if record.sent + retention <= now {
+                if record.enqueued + retention <= now {
                     // Past the retention period: gone, as SQS drops it.
                     txn.delete(KS_MESSAGES, key);
                     continue;
@@ -345,6 +359,7 @@ impl QueueService {
                 }
                 record.receive_count += 1;
                 record.first_receive.get_or_insert(now);
+                record.last_receive = Some(now);
                 record.receipt += 1;
                 record.visible_at = now + Duration::from_secs(visibility.into());
                 txn.put(
@@ -421,7 +436,7 @@ impl QueueService {
                     continue;
                 };
                 let mut record = MessageRecord::decode(raw)?;
-                if record.sent + retention <= now {
+                if record.enqueued + retention <= now {
                     Self::forget(txn, queue, member, &record);
                     continue;
                 }
@@ -436,6 +451,7 @@ impl QueueService {
                 txn.delete(KS_READY, ready_key(queue.id, record.visible_at, member));
                 record.receive_count += 1;
                 record.first_receive.get_or_insert(now);
+                record.last_receive = Some(now);
                 record.receipt += 1;
                 record.visible_at = now + Duration::from_secs(visibility.into());
                 txn.put(
@@ -464,7 +480,8 @@ impl QueueService {
         request: &ReceiveMessage,
         now: Timestamp,
     ) -> Result<Option<Vec<ReceivedMessage>>> {
-        let Some(raw) = txn.get(KS_ATTEMPTS, &attempt_key(queue.id, attempt))? else {
+        let key = attempt_key(queue.id, attempt);
+        let Some(raw) = txn.get(KS_ATTEMPTS, &key)? else {
             return Ok(None);
         };
         let Some((until, taken)) = decode_attempt(raw) else {
@@ -473,23 +490,76 @@ impl QueueService {
         if until <= now {
             return Ok(None);
         }
-        let mut again = Vec::with_capacity(taken.len());
-        for (seq, receipt) in taken {
+        let mut records = Vec::with_capacity(taken.len());
+        for (seq, receipt, visible_at) in taken {
             let Some(raw) = txn.get(KS_MESSAGES, &message_key(queue.id, seq))? else {
                 return Ok(None);
             };
             let record = MessageRecord::decode(raw)?;
-            if record.receipt != receipt || record.visible_at <= now {
+            // Deleted, received again, made visible or given another timeout: not a retry.
+            if record.receipt != receipt || record.visible_at != visible_at || visible_at <= now {
                 return Ok(None);
             }
+            records.push(record);
+        }
+        // A retry restarts the visibility timeout, as a fresh receive would.
+        let visibility = request
+            .visibility_timeout
+            .unwrap_or(queue.attributes.visibility_timeout);
+        let visible_at = now + Duration::from_secs(visibility.into());
+        let mut again = Vec::with_capacity(records.len());
+        let mut kept = Vec::with_capacity(records.len());
+        for mut record in records {
+            txn.delete(KS_READY, ready_key(queue.id, record.visible_at, record.seq));
+            record.visible_at = visible_at;
+            txn.put(
+                KS_READY,
+                ready_key(queue.id, visible_at, record.seq),
+                Bytes::new(),
+            );
+            txn.put(
+                KS_MESSAGES,
+                message_key(queue.id, record.seq),
+                record.encode(),
+            );
             let handle = Receipt {
                 queue: queue.id,
-                seq,
-                receipt,
+                seq: record.seq,
+                receipt: record.receipt,
             };
+            kept.push((record.seq, record.receipt, visible_at));
             again.push(received(&record, handle, request));
         }
+        txn.put(KS_ATTEMPTS, key, encode_attempt(until, &kept));
         Ok(Some(again))
+    }
+
+    /// A `RedrivePolicy` must name an existing queue of the same kind, not the queue itself.
+    fn check_dead_letter_target(
+        txn: &WriteTxn<'_>,
+        name: &str,
+        attributes: &QueueAttributes,
+    ) -> Result<()> {
+        let Some(policy) = &attributes.redrive_policy else {
+            return Ok(());
+        };
+        let target = arn_part(&policy.dead_letter_target_arn, 5);
+        let invalid = |reason: &str| {
+            Error::invalid(
+                "RedrivePolicy",
+                format!("dead-letter target `{target}`: {reason}"),
+            )
+        };
+        if target == name {
+            return Err(invalid("a queue cannot be its own dead-letter queue"));
+        }
+        let target = Self::load_queue(txn, target).map_err(|_| invalid("does not exist"))?;
+        if target.attributes.fifo_queue != attributes.fifo_queue {
+            return Err(invalid(
+                "must be the same kind of queue as the source (FIFO to FIFO)",
+            ));
+        }
+        Ok(())
     }
 
     /// Removes a message and its index entries.
@@ -510,7 +580,7 @@ impl QueueService {
         for entry in view.prefix(KS_MESSAGES, &queue_prefix(queue.id), Direction::Forward)? {
             let (_, raw) = entry?;
             let record = MessageRecord::decode(raw)?;
-            if record.sent + retention <= now {
+            if record.enqueued + retention <= now {
                 continue;
             }
             let slot = if record.visible_at <= now {
@@ -592,11 +662,23 @@ impl QueueService {
             return Ok(false);
         };
         let seq = txn.next_sequence(KS_META, &Tuple::new().str("seq").u64(target.id).build())?;
-        let moved = MessageRecord {
+        let mut moved = MessageRecord {
             visible_at: now,
             receipt: 0,
+            seq,
+            dead_letter_source: Some(format!(
+                "arn:aws:sqs:{}:{}:{}",
+                arn_part(&policy.dead_letter_target_arn, 3),
+                arn_part(&policy.dead_letter_target_arn, 4),
+                queue.name
+            )),
             ..record.clone()
         };
+        if target.attributes.fifo_queue {
+            // A FIFO dead-letter queue restarts retention and deduplicates by message id.
+            moved.enqueued = now;
+            moved.message.dedup_id = Some(moved.message_id.clone());
+        }
         txn.put(KS_MESSAGES, message_key(target.id, seq), moved.encode());
         txn.put(KS_READY, ready_key(target.id, now, seq), Bytes::new());
         if target.attributes.fifo_queue
@@ -617,11 +699,11 @@ impl QueueService {
         // A handle that is not the latest is accepted and deletes nothing, as SQS documents for
         // standard queues: someone else holds the message now.
         if let Some((receipt, message)) = Self::load_receipt(txn, queue, handle, now)? {
-            txn.delete(KS_MESSAGES, message_key(queue.id, receipt.seq));
-            txn.delete(
-                KS_READY,
-                ready_key(queue.id, message.visible_at, receipt.seq),
-            );
+            Self::forget(txn, queue, receipt.seq, &message);
+            if queue.attributes.fifo_queue {
+                // The next message of its group may now be receivable.
+                txn.notify_on_commit(&signal_name(queue.id));
+            }
         }
         Ok(())
     }
@@ -645,14 +727,15 @@ impl QueueService {
         if message.visible_at <= now {
             return Err(Error::MessageNotInflight);
         }
-        let first = message.first_receive.unwrap_or(now);
+        // The 12 hours count from the receive that issued this handle; shortening is always fine.
+        let received_at = message.last_receive.unwrap_or(now);
         let until = now + Duration::from_secs(timeout.into());
-        let cap = first + Duration::from_secs(MAX_VISIBILITY_TIMEOUT.into());
-        if until > cap {
+        let cap = received_at + Duration::from_secs(MAX_VISIBILITY_TIMEOUT.into());
+        if until > cap && until > message.visible_at {
             return Err(Error::invalid(
                 "VisibilityTimeout",
                 format!(
-                    "a message can stay invisible at most 12 hours after its first receive; {} s remain",
+                    "a message can stay invisible at most 12 hours after it was received; {} s remain",
                     cap.saturating_duration_since(now).as_secs()
                 ),
             ));
@@ -672,9 +755,8 @@ impl QueueService {
             message_key(queue.id, receipt.seq),
             message.encode(),
         );
-        if timeout == 0 {
-            txn.notify_on_commit(&signal_name(queue.id));
-        }
+        // An earlier visibility time may be what a long poll is waiting for.
+        txn.notify_on_commit(&signal_name(queue.id));
         Ok(())
     }
 }
@@ -714,7 +796,7 @@ fn check_attribute_value(name: &str, attribute: &MessageAttribute) -> Result<()>
         cloudlet_core::AttributeValue::Number(n) => {
             let decimal = cloudlet_core::keys::Decimal::parse(n)
                 .map_err(|_| Error::invalid(field.clone(), format!("`{n}` is not a number")))?;
-            if decimal.significant_digits() > 38 || decimal.exponent().abs() > 126 {
+            if decimal.significant_digits() > 38 || decimal.exponent().abs() > 127 {
                 return Err(Error::invalid(
                     field,
                     "a Number has at most 38 digits, from 1E-128 to 1E+126",
@@ -732,6 +814,11 @@ fn check_attribute_value(name: &str, attribute: &MessageAttribute) -> Result<()>
 
 /// How long a FIFO queue remembers a deduplication id.
 const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+
+/// A field of an ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`), or empty.
+fn arn_part(arn: &str, index: usize) -> &str {
+    arn.split(':').nth(index).unwrap_or_default()
+}
 
 /// A FIFO sequence number as SQS writes it: a decimal string that grows with each message.
 fn sequence_number(seq: u64) -> String {
@@ -817,6 +904,14 @@ fn received(record: &MessageRecord, handle: Receipt, request: &ReceiveMessage) -
     if let Some(group) = &record.message.group_id {
         system("MessageGroupId", group.clone());
     }
+    if let Some(dedup) = &record.message.dedup_id {
+        // Only FIFO messages keep a deduplication id.
+        system("MessageDeduplicationId", dedup.clone());
+        system("SequenceNumber", sequence_number(record.seq));
+    }
+    if let Some(source) = &record.dead_letter_source {
+        system("DeadLetterQueueSourceArn", source.clone());
+    }
     let message_attributes: BTreeMap<String, MessageAttribute> = record
         .message
         .attributes
@@ -870,6 +965,7 @@ impl Queues for QueueService {
                 }
                 return Ok(());
             }
+            Self::check_dead_letter_target(txn, &record_name, &wanted)?;
             let id = txn.next_sequence(KS_META, &Tuple::new().str("queue").build())?;
             let record = QueueRecord {
                 id,
@@ -990,10 +1086,18 @@ impl Queues for QueueService {
         queue: &str,
         attributes: BTreeMap<String, String>,
     ) -> Result<()> {
-        self.update_queue(queue, move |record| {
+        let queue = queue.to_owned();
+        let now = self.clock.now();
+        self.write(move |txn| {
+            let mut record = Self::load_queue(txn, &queue)?;
             let mut changed = record.attributes.clone();
             changed.apply(&attributes, false)?;
+            if attributes.contains_key("RedrivePolicy") {
+                Self::check_dead_letter_target(txn, &record.name, &changed)?;
+            }
             record.attributes = changed;
+            record.last_modified = now.as_secs();
+            txn.put(KS_QUEUES, record.name.clone(), record.encode()?);
             Ok(())
         })
         .await
@@ -1074,7 +1178,8 @@ impl Queues for QueueService {
         let service = self.clone();
         self.write(move |txn| {
             let record = Self::load_queue(txn, &queue)?;
-            let limit = record.attributes.maximum_message_size as usize;
+            // The whole batch may hold 1 MiB, whatever the queue's own maximum.
+            let limit = MAX_BATCH_BYTES;
             let size: usize = entries.iter().map(|e| message_size(&e.message)).sum();
             if size > limit {
                 return Err(Error::BatchRequestTooLong { size, limit });
@@ -1154,10 +1259,14 @@ impl Queues for QueueService {
                     if let Some(attempt) = attempt
                         && !taken.is_empty()
                     {
-                        let handles: Vec<(u64, u64)> = taken
+                        let visibility = request_copy
+                            .visibility_timeout
+                            .unwrap_or(record.attributes.visibility_timeout);
+                        let visible_at = now + Duration::from_secs(visibility.into());
+                        let handles: Vec<(u64, u64, Timestamp)> = taken
                             .iter()
                             .filter_map(|m| Receipt::parse(&m.receipt_handle).ok())
-                            .map(|r| (r.seq, r.receipt))
+                            .map(|r| (r.seq, r.receipt, visible_at))
                             .collect();
                         txn.put(
                             KS_ATTEMPTS,

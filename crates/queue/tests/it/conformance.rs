@@ -57,6 +57,8 @@ macro_rules! conformance {
                 fifo_order_holds_after_a_visibility_timeout, fifo_dedup_survives_delete,
                 fifo_content_based_and_group_scoped_dedup, fifo_expired_receipt_is_rejected,
                 fifo_retried_receive_attempt_gets_the_same_messages,
+                fifo_blocked_group_does_not_starve_others, fifo_delete_wakes_a_long_poll,
+                redrive_policy_needs_a_matching_target, zero_visibility_never_returns_a_message_twice,
                 dead_letter_queue_after_max_receives,
                 delete_and_visibility_batches, queue_is_a_sink,
             );
@@ -182,6 +184,7 @@ mod checks {
 
     pub async fn attributes_have_sqs_defaults_and_ranges(h: Harness) {
         let url = queue(&h, "q", &[]).await;
+        queue(&h, "dlq", &[]).await;
         let all = h.sqs.get_queue_attributes(&url, &["All"]).await.unwrap();
         for (name, value) in [
             ("VisibilityTimeout", "30"),
@@ -545,8 +548,9 @@ mod checks {
             h.sqs.change_message_visibility(&url, handle, 10).await,
             Err(Error::MessageNotInflight)
         ));
-        // 12 hours from the first receive, at most.
+        // At most 12 hours from the receive that issued the handle.
         let handle = &again[0].receipt_handle;
+        h.clock.advance(Duration::from_secs(20));
         let err = h
             .sqs
             .change_message_visibility(&url, handle, 43_200)
@@ -554,15 +558,24 @@ mod checks {
             .unwrap_err();
         assert!(matches!(err, Error::InvalidParameterValue { .. }), "{err}");
         h.sqs
-            .change_message_visibility(&url, handle, 43_100)
+            .change_message_visibility(&url, handle, 43_180)
             .await
             .unwrap();
         assert!(
             h.sqs
-                .change_message_visibility(&url, handle, 43_201)
+                .change_message_visibility(&url, handle, 43_181)
                 .await
                 .is_err()
         );
+        // Shortening is always allowed.
+        h.sqs
+            .change_message_visibility(&url, handle, 10)
+            .await
+            .unwrap();
+        h.sqs
+            .change_message_visibility(&url, handle, 43_100)
+            .await
+            .unwrap();
         // A visible message is not in flight.
         h.clock.advance(Duration::from_secs(43_100));
         assert!(matches!(
@@ -744,18 +757,30 @@ mod checks {
                 .await,
             Err(Error::InvalidBatchEntryId { .. })
         ));
+        // Each entry is checked against the queue's maximum; the batch against 1 MiB.
         let big = vec![entry("p", &"x".repeat(600)), entry("q", &"y".repeat(600))];
+        let result = h.sqs.send_message_batch(&url, big).await.unwrap();
+        assert_eq!(result.successful.len(), 2);
+        let wide = queue(&h, "wide", &[("MaximumMessageSize", "1048576")]).await;
+        let huge = vec![
+            entry("p", &"x".repeat(600_000)),
+            entry("q", &"y".repeat(600_000)),
+        ];
         assert!(matches!(
-            h.sqs.send_message_batch(&url, big).await,
+            h.sqs.send_message_batch(&wide, huge).await,
             Err(Error::BatchRequestTooLong {
-                size: 1200,
-                limit: 1024
+                size: 1_200_000,
+                limit: 1_048_576
             })
         ));
         assert_eq!(
             attribute(&h, &url, "ApproximateNumberOfMessages").await,
-            "2",
+            "4",
             "rejected batches sent nothing"
+        );
+        assert_eq!(
+            attribute(&h, &wide, "ApproximateNumberOfMessages").await,
+            "0"
         );
     }
 
@@ -912,6 +937,10 @@ mod checks {
         assert_eq!(dead[0].message_id, sent.message_id);
         assert_eq!(dead[0].body, "poison");
         assert_eq!(dead[0].attributes["ApproximateReceiveCount"], "3");
+        assert_eq!(
+            dead[0].attributes["DeadLetterQueueSourceArn"],
+            "arn:aws:sqs:us-east-1:000000000000:work"
+        );
         assert_eq!(
             attribute(&h, &url, "ApproximateNumberOfMessages").await,
             "0"
@@ -1213,11 +1242,26 @@ mod checks {
         let attempt = |id: &str| ReceiveMessage::max(10).with_receive_request_attempt_id(id);
         let first = h.sqs.receive_message(&url, attempt("try-1")).await.unwrap();
         assert_eq!(bodies(&first), ["m1", "m2"]);
+        h.clock.advance(Duration::from_secs(20));
         let retried = h.sqs.receive_message(&url, attempt("try-1")).await.unwrap();
         assert_eq!(retried, first, "same messages, same receipt handles");
+        // The retry restarted the 30-second visibility timeout.
+        h.clock.advance(Duration::from_secs(20));
         assert!(
             h.sqs
                 .receive_message(&url, attempt("try-2"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // After a visibility change the attempt no longer repeats.
+        h.sqs
+            .change_message_visibility(&url, &first[1].receipt_handle, 100)
+            .await
+            .unwrap();
+        assert!(
+            h.sqs
+                .receive_message(&url, attempt("try-1"))
                 .await
                 .unwrap()
                 .is_empty()
@@ -1240,6 +1284,127 @@ mod checks {
                 .await
                 .is_err()
         );
+    }
+
+    pub async fn fifo_blocked_group_does_not_starve_others(h: Harness) {
+        let url = fifo(&h, &[]).await;
+        for batch in 0..110 {
+            let entries = (0..10)
+                .map(|i| {
+                    let body = format!("a{batch}-{i}");
+                    SendMessageBatchEntry::new(format!("e{i}"), in_group(&body, "busy"))
+                })
+                .collect();
+            h.sqs.send_message_batch(&url, entries).await.unwrap();
+        }
+        let head = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        assert_eq!(bodies(&head), ["a0-0"]);
+        h.sqs
+            .send_message(&url, in_group("quiet", "other"))
+            .await
+            .unwrap();
+        // 1,099 visible messages of the blocked group come first; the other group is served.
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(10).with_all_attributes())
+            .await
+            .unwrap();
+        assert_eq!(bodies(&got), ["quiet"]);
+        assert_eq!(got[0].attributes["MessageGroupId"], "other");
+        assert_eq!(got[0].attributes["MessageDeduplicationId"], "quiet");
+        assert!(got[0].attributes.contains_key("SequenceNumber"));
+    }
+
+    pub async fn fifo_delete_wakes_a_long_poll(h: Harness) {
+        let url = fifo(&h, &[]).await;
+        for body in ["m1", "m2"] {
+            h.sqs.send_message(&url, in_group(body, "g")).await.unwrap();
+        }
+        let first = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        let (sqs, u) = (h.sqs.clone(), url.clone());
+        let waiting = tokio::spawn(async move {
+            sqs.receive_message(&u, ReceiveMessage::max(1).with_wait_time_seconds(20))
+                .await
+        });
+        h.clock.wait_for_timers(1).await;
+        h.sqs
+            .delete_message(&url, &first[0].receipt_handle)
+            .await
+            .unwrap();
+        assert_eq!(bodies(&waiting.await.unwrap().unwrap()), ["m2"]);
+    }
+
+    pub async fn redrive_policy_needs_a_matching_target(h: Harness) {
+        let policy = |name: &str| {
+            format!(
+                r#"{{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:{name}","maxReceiveCount":3}}"#
+            )
+        };
+        let err = h
+            .sqs
+            .create_queue(
+                "src",
+                map(&[("RedrivePolicy", &policy("missing"))]),
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidParameterValue { ref field, .. } if field == "RedrivePolicy"),
+            "{err}"
+        );
+        assert!(
+            h.sqs.get_queue_url("src").await.is_err(),
+            "a rejected create creates nothing"
+        );
+        fifo(&h, &[]).await;
+        let url = queue(&h, "src", &[]).await;
+        assert!(
+            h.sqs
+                .set_queue_attributes(&url, map(&[("RedrivePolicy", &policy("jobs.fifo"))]))
+                .await
+                .is_err()
+        );
+        assert!(
+            h.sqs
+                .set_queue_attributes(&url, map(&[("RedrivePolicy", &policy("src"))]))
+                .await
+                .is_err()
+        );
+        queue(&h, "dead", &[]).await;
+        h.sqs
+            .set_queue_attributes(&url, map(&[("RedrivePolicy", &policy("dead"))]))
+            .await
+            .unwrap();
+    }
+
+    pub async fn zero_visibility_never_returns_a_message_twice(h: Harness) {
+        let url = queue(&h, "q", &[("MessageRetentionPeriod", "60")]).await;
+        for i in 0..39 {
+            h.sqs
+                .send_message(&url, SendMessage::new(format!("old{i}")))
+                .await
+                .unwrap();
+        }
+        h.clock.advance(Duration::from_secs(60));
+        h.sqs
+            .send_message(&url, SendMessage::new("new"))
+            .await
+            .unwrap();
+        let got = h
+            .sqs
+            .receive_message(&url, ReceiveMessage::max(10).with_visibility_timeout(0))
+            .await
+            .unwrap();
+        assert_eq!(bodies(&got), ["new"]);
     }
 
     pub async fn fifo_expired_receipt_is_rejected(h: Harness) {

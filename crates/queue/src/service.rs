@@ -595,10 +595,16 @@ impl QueueService {
         Ok(counts)
     }
 
-    /// Deletes every message of `queue` within `txn`.
-    fn remove_messages(txn: &mut WriteTxn<'_>, queue: u64) -> Result<()> {
+    /// Deletes every message of `queue` within `txn`; with `everything`, also its remembered
+    /// deduplication ids and receive attempts (when the queue itself goes).
+    fn remove_messages(txn: &mut WriteTxn<'_>, queue: u64, everything: bool) -> Result<()> {
         let prefix = queue_prefix(queue);
-        for keyspace in [KS_MESSAGES, KS_READY, KS_GROUPS] {
+        let keyspaces: &[&str] = if everything {
+            &[KS_MESSAGES, KS_READY, KS_GROUPS, KS_DEDUP, KS_ATTEMPTS]
+        } else {
+            &[KS_MESSAGES, KS_READY, KS_GROUPS]
+        };
+        for &keyspace in keyspaces {
             let keys: Vec<Bytes> = txn
                 .prefix(keyspace, &prefix, Direction::Forward)?
                 .map(|entry| entry.map(|(key, _)| key))
@@ -1006,7 +1012,7 @@ impl Queues for QueueService {
         let queue = queue.to_owned();
         self.write(move |txn| {
             let record = Self::load_queue(txn, &queue)?;
-            Self::remove_messages(txn, record.id)?;
+            Self::remove_messages(txn, record.id, true)?;
             txn.delete(KS_QUEUES, record.name);
             Ok(())
         })
@@ -1147,7 +1153,7 @@ impl Queues for QueueService {
             {
                 return Err(Error::PurgeQueueInProgress);
             }
-            Self::remove_messages(txn, record.id)?;
+            Self::remove_messages(txn, record.id, false)?;
             record.last_purge_ms = Some(now.as_millis());
             txn.put(KS_QUEUES, record.name.clone(), record.encode()?);
             Ok(())

@@ -242,6 +242,30 @@ pub struct ReceivedMessage {
     pub message_attributes: BTreeMap<String, MessageAttribute>,
 }
 
+/// A redrive task, as ListMessageMoveTasks describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MessageMoveTask {
+    /// `TaskHandle`, present while the task runs.
+    pub task_handle: Option<String>,
+    /// `RUNNING`, `COMPLETED`, `CANCELLING`, `CANCELLED` or `FAILED`.
+    pub status: String,
+    /// `SourceArn`: the dead-letter queue.
+    pub source_arn: String,
+    /// `DestinationArn`; `None` sends each message back to the queue it came from.
+    pub destination_arn: Option<String>,
+    /// `MaxNumberOfMessagesPerSecond`.
+    pub max_number_of_messages_per_second: Option<u32>,
+    /// `ApproximateNumberOfMessagesMoved`.
+    pub approximate_number_of_messages_moved: u64,
+    /// `ApproximateNumberOfMessagesToMove`, counted at the start.
+    pub approximate_number_of_messages_to_move: u64,
+    /// `FailureReason`, when it failed.
+    pub failure_reason: Option<String>,
+    /// `StartedTimestamp`, milliseconds since the epoch.
+    pub started_timestamp: u64,
+}
+
 /// SQS's operations on queues and messages.
 ///
 /// Queues are named by URL (as SQS returns them) or by bare name.
@@ -321,4 +345,22 @@ pub trait Queues: Send + Sync + Debug + 'static {
         queue: &str,
         entries: Vec<ChangeVisibilityEntry>,
     ) -> Result<BatchResult>;
+    /// StartMessageMoveTask: moves a dead-letter queue's messages back to the queues they
+    /// came from, or to `destination_arn`, at most `max_per_second` a second. Returns the task
+    /// handle. The task runs in the background of this process.
+    async fn start_message_move_task(
+        &self,
+        source_arn: &str,
+        destination_arn: Option<&str>,
+        max_per_second: Option<u32>,
+    ) -> Result<String>;
+    /// ListMessageMoveTasks: the most recent tasks of a source, newest first, up to
+    /// `max_results` (1-10, default 1).
+    async fn list_message_move_tasks(
+        &self,
+        source_arn: &str,
+        max_results: Option<u32>,
+    ) -> Result<Vec<MessageMoveTask>>;
+    /// CancelMessageMoveTask: stops a running task; returns how many messages it moved.
+    async fn cancel_message_move_task(&self, task_handle: &str) -> Result<u64>;
 }

@@ -31,7 +31,8 @@
 //! | a stale receipt handle: delete accepted, nothing deleted (standard queues) | yes |
 //! | delete and change-visibility batches; dead-letter queues (`RedrivePolicy`: a message received `maxReceiveCount` times moves on the next receive); `QueueSink` | yes |
 //! | FIFO queues: group id required, strict order within a group, an in-flight message holds back only its group, consecutive messages of a group in one receive, deduplication ids (explicit or SHA-256 of the body) for five minutes past deletion, scope queue or message group, sequence numbers, expired receipt handles refused, `ReceiveRequestAttemptId` | yes |
-//! | redrive (message-move tasks), fair-queue scheduling, FIFO queue delay changes applying to queued messages | not yet |
+//! | redrive: message-move tasks back to the source queues or to a destination, rate-limited on the clock, listed and cancelled (in-process: a restart forgets running tasks) | yes |
+//! | fair-queue scheduling, FIFO queue delay changes applying to queued messages | not yet |
 
 mod api;
 pub mod attributes;
@@ -39,11 +40,13 @@ mod error;
 pub mod md5;
 pub mod names;
 mod record;
+mod redrive;
 mod service;
 
 pub use api::{
-    BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, Queues, ReceiveMessage,
-    ReceivedMessage, SendMessage, SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
+    BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, MessageMoveTask, Queues,
+    ReceiveMessage, ReceivedMessage, SendMessage, SendMessageBatchEntry, SendMessageBatchResult,
+    SendMessageResult,
 };
 pub use attributes::{DeduplicationScope, FifoThroughputLimit, QueueAttributes, RedrivePolicy};
 pub use error::{Error, Result};

@@ -43,6 +43,7 @@ pub struct QueueService {
     ids: std::sync::Arc<IdGenerator>,
     region: String,
     account: String,
+    moves: std::sync::Arc<std::sync::Mutex<crate::redrive::MoveTasks>>,
 }
 
 impl fmt::Debug for QueueService {
@@ -54,7 +55,7 @@ impl fmt::Debug for QueueService {
     }
 }
 
-fn signal_name(queue: u64) -> String {
+pub(crate) fn signal_name(queue: u64) -> String {
     format!("{KS_QUEUES}/{queue}")
 }
 
@@ -67,7 +68,28 @@ impl QueueService {
             clock,
             region: "us-east-1".to_owned(),
             account: "000000000000".to_owned(),
+            moves: std::sync::Arc::default(),
         }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn moves(&self) -> &std::sync::Mutex<crate::redrive::MoveTasks> {
+        &self.moves
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn sleep(&self, duration: Duration) -> cloudlet_core::clock::Sleep {
+        self.clock.sleep(duration)
+    }
+
+    pub(crate) fn next_id(&self) -> String {
+        self.ids.next_id().to_string()
     }
 
     /// The same service answering as another region and account (they appear in URLs and
@@ -91,7 +113,7 @@ impl QueueService {
         format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account)
     }
 
-    fn load_queue(view: &impl ReadView, queue: &str) -> Result<QueueRecord> {
+    pub(crate) fn load_queue(view: &impl ReadView, queue: &str) -> Result<QueueRecord> {
         // A URL names the queue by its last path segment.
         let name = queue.rsplit('/').next().unwrap_or(queue);
         match view.get(KS_QUEUES, name.as_bytes())? {
@@ -563,7 +585,12 @@ impl QueueService {
     }
 
     /// Removes a message and its index entries.
-    fn forget(txn: &mut WriteTxn<'_>, queue: &QueueRecord, seq: u64, record: &MessageRecord) {
+    pub(crate) fn forget(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        seq: u64,
+        record: &MessageRecord,
+    ) {
         txn.delete(KS_MESSAGES, message_key(queue.id, seq));
         txn.delete(KS_READY, ready_key(queue.id, record.visible_at, seq));
         if let Some(group) = &record.message.group_id
@@ -822,7 +849,7 @@ fn check_attribute_value(name: &str, attribute: &MessageAttribute) -> Result<()>
 const DEDUP_WINDOW: Duration = Duration::from_secs(300);
 
 /// A field of an ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`), or empty.
-fn arn_part(arn: &str, index: usize) -> &str {
+pub(crate) fn arn_part(arn: &str, index: usize) -> &str {
     arn.split(':').nth(index).unwrap_or_default()
 }
 
@@ -1367,6 +1394,28 @@ impl Queues for QueueService {
             Ok(result)
         })
         .await
+    }
+
+    async fn start_message_move_task(
+        &self,
+        source_arn: &str,
+        destination_arn: Option<&str>,
+        max_per_second: Option<u32>,
+    ) -> Result<String> {
+        self.start_move(source_arn, destination_arn, max_per_second)
+            .await
+    }
+
+    async fn list_message_move_tasks(
+        &self,
+        source_arn: &str,
+        max_results: Option<u32>,
+    ) -> Result<Vec<crate::api::MessageMoveTask>> {
+        self.list_moves(source_arn, max_results)
+    }
+
+    async fn cancel_message_move_task(&self, task_handle: &str) -> Result<u64> {
+        self.cancel_move(task_handle)
     }
 }
 

@@ -60,7 +60,8 @@ macro_rules! conformance {
                 fifo_blocked_group_does_not_starve_others, fifo_delete_wakes_a_long_poll,
                 redrive_policy_needs_a_matching_target, zero_visibility_never_returns_a_message_twice,
                 dead_letter_queue_after_max_receives,
-                delete_and_visibility_batches, queue_is_a_sink,
+                delete_and_visibility_batches, queue_is_a_sink, redrive_moves_messages_back_to_their_sources,
+                redrive_is_rate_limited_on_the_clock_and_cancellable, redrive_start_is_validated,
             );
         }
     };
@@ -1405,6 +1406,175 @@ mod checks {
             .await
             .unwrap();
         assert_eq!(bodies(&got), ["new"]);
+    }
+
+    /// A source queue, its dead-letter queue, and `n` messages moved into the latter.
+    async fn dead_lettered(h: &Harness, n: usize) -> (String, String) {
+        let dlq = queue(h, "dlq", &[]).await;
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":1}"#;
+        let src = queue(
+            h,
+            "src",
+            &[("RedrivePolicy", policy), ("VisibilityTimeout", "10")],
+        )
+        .await;
+        for i in 0..n {
+            h.sqs
+                .send_message(&src, SendMessage::new(format!("m{i}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            h.sqs
+                .receive_message(&src, ReceiveMessage::max(10))
+                .await
+                .unwrap()
+                .len(),
+            n
+        );
+        h.clock.advance(Duration::from_secs(10));
+        assert!(
+            h.sqs
+                .receive_message(&src, ReceiveMessage::max(10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            attribute(h, &dlq, "ApproximateNumberOfMessages").await,
+            n.to_string()
+        );
+        (src, dlq)
+    }
+
+    const DLQ_ARN: &str = "arn:aws:sqs:us-east-1:000000000000:dlq";
+
+    async fn wait_for_status(h: &Harness, status: &str) -> cloudlet_queue::MessageMoveTask {
+        for _ in 0..100_000 {
+            let tasks = h.sqs.list_message_move_tasks(DLQ_ARN, None).await.unwrap();
+            if tasks[0].status == status {
+                return tasks[0].clone();
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the move task never became {status}");
+    }
+
+    pub async fn redrive_moves_messages_back_to_their_sources(h: Harness) {
+        let (src, dlq) = dead_lettered(&h, 3).await;
+        let handle = h
+            .sqs
+            .start_message_move_task(DLQ_ARN, None, None)
+            .await
+            .unwrap();
+        assert!(handle.starts_with("dlq:"));
+        let done = wait_for_status(&h, "COMPLETED").await;
+        assert_eq!(done.approximate_number_of_messages_moved, 3);
+        assert_eq!(done.approximate_number_of_messages_to_move, 3);
+        assert_eq!(done.task_handle, None);
+        assert_eq!(
+            attribute(&h, &dlq, "ApproximateNumberOfMessages").await,
+            "0"
+        );
+        let back = h
+            .sqs
+            .receive_message(&src, ReceiveMessage::max(10).with_all_attributes())
+            .await
+            .unwrap();
+        assert_eq!(bodies(&back).len(), 3);
+        assert_eq!(
+            back[0].attributes["ApproximateReceiveCount"], "1",
+            "counted afresh"
+        );
+    }
+
+    pub async fn redrive_is_rate_limited_on_the_clock_and_cancellable(h: Harness) {
+        let (_src, dlq) = dead_lettered(&h, 3).await;
+        let handle = h
+            .sqs
+            .start_message_move_task(DLQ_ARN, None, Some(1))
+            .await
+            .unwrap();
+        // One message a second: after the first, the task waits on the clock.
+        h.clock.wait_for_timers(1).await;
+        assert_eq!(
+            attribute(&h, &dlq, "ApproximateNumberOfMessages").await,
+            "2"
+        );
+        h.clock.advance(Duration::from_secs(1));
+        h.clock.wait_for_timers(1).await;
+        assert_eq!(
+            attribute(&h, &dlq, "ApproximateNumberOfMessages").await,
+            "1"
+        );
+        assert_eq!(h.sqs.cancel_message_move_task(&handle).await.unwrap(), 2);
+        assert_eq!(
+            h.sqs.list_message_move_tasks(DLQ_ARN, None).await.unwrap()[0].status,
+            "CANCELLING"
+        );
+        h.clock.advance(Duration::from_secs(1));
+        let cancelled = wait_for_status(&h, "CANCELLED").await;
+        assert_eq!(cancelled.approximate_number_of_messages_moved, 2);
+        assert_eq!(
+            attribute(&h, &dlq, "ApproximateNumberOfMessages").await,
+            "1"
+        );
+        assert!(
+            h.sqs.cancel_message_move_task(&handle).await.is_err(),
+            "no longer running"
+        );
+    }
+
+    pub async fn redrive_start_is_validated(h: Harness) {
+        let (src, _dlq) = dead_lettered(&h, 1).await;
+        let src_arn = "arn:aws:sqs:us-east-1:000000000000:src";
+        assert!(
+            h.sqs
+                .start_message_move_task(src_arn, None, None)
+                .await
+                .is_err(),
+            "src is no dead-letter queue"
+        );
+        assert!(
+            h.sqs
+                .start_message_move_task(DLQ_ARN, None, Some(0))
+                .await
+                .is_err()
+        );
+        assert!(
+            h.sqs
+                .start_message_move_task(DLQ_ARN, None, Some(501))
+                .await
+                .is_err()
+        );
+        assert!(
+            h.sqs
+                .start_message_move_task(
+                    DLQ_ARN,
+                    Some("arn:aws:sqs:us-east-1:000000000000:nope"),
+                    None
+                )
+                .await
+                .is_err()
+        );
+        h.sqs
+            .start_message_move_task(DLQ_ARN, Some(src_arn), Some(1))
+            .await
+            .unwrap();
+        assert!(
+            h.sqs
+                .start_message_move_task(DLQ_ARN, None, None)
+                .await
+                .is_err(),
+            "one running task per source"
+        );
+        assert!(
+            h.sqs
+                .list_message_move_tasks(DLQ_ARN, Some(11))
+                .await
+                .is_err()
+        );
+        let _ = src;
     }
 
     pub async fn fifo_expired_receipt_is_rejected(h: Harness) {

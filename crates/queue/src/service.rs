@@ -369,7 +369,7 @@ impl QueueService {
                 let Some(raw) = txn.get(KS_MESSAGES, &key)? else {
                     continue;
                 };
-                let mut record = MessageRecord::decode(raw)?;
+                let record = MessageRecord::decode(raw)?;
                 if record.enqueued + retention <= now {
                     // Past the retention period: gone, as SQS drops it.
                     txn.delete(KS_MESSAGES, key);
@@ -379,28 +379,45 @@ impl QueueService {
                     txn.delete(KS_MESSAGES, key);
                     continue;
                 }
-                record.receive_count += 1;
-                record.first_receive.get_or_insert(now);
-                record.last_receive = Some(now);
-                record.receipt += 1;
-                record.visible_at = now + Duration::from_secs(visibility.into());
-                txn.put(
-                    KS_READY,
-                    ready_key(queue.id, record.visible_at, seq),
-                    Bytes::new(),
-                );
-                let handle = Receipt {
-                    queue: queue.id,
-                    seq,
-                    receipt: record.receipt,
-                };
-                taken.push(received(&record, handle, request));
-                txn.put(KS_MESSAGES, key, record.encode());
+                taken.push(Self::hand_out(
+                    txn, queue, seq, record, visibility, request, now,
+                ));
             }
             if taken.len() >= max || looked < scan_limit {
                 return Ok((taken, next));
             }
         }
+    }
+
+    /// Delivers a message taken off the ready index: counts the receive, issues a new receipt
+    /// and hides it for `visibility` seconds.
+    fn hand_out(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        seq: u64,
+        mut record: MessageRecord,
+        visibility: u32,
+        request: &ReceiveMessage,
+        now: Timestamp,
+    ) -> ReceivedMessage {
+        record.receive_count += 1;
+        record.first_receive.get_or_insert(now);
+        record.last_receive = Some(now);
+        record.receipt += 1;
+        record.visible_at = now + Duration::from_secs(visibility.into());
+        txn.put(
+            KS_READY,
+            ready_key(queue.id, record.visible_at, seq),
+            Bytes::new(),
+        );
+        let handle = Receipt {
+            queue: queue.id,
+            seq,
+            receipt: record.receipt,
+        };
+        let message = received(&record, handle, request);
+        txn.put(KS_MESSAGES, message_key(queue.id, seq), record.encode());
+        message
     }
 
     /// Receives from a FIFO queue: a group whose oldest message is visible gives that message
@@ -457,7 +474,7 @@ impl QueueService {
                     txn.delete(KS_GROUPS, group_key(queue.id, &group, member));
                     continue;
                 };
-                let mut record = MessageRecord::decode(raw)?;
+                let record = MessageRecord::decode(raw)?;
                 if record.enqueued + retention <= now {
                     Self::forget(txn, queue, member, &record);
                     continue;
@@ -471,23 +488,9 @@ impl QueueService {
                     continue;
                 }
                 txn.delete(KS_READY, ready_key(queue.id, record.visible_at, member));
-                record.receive_count += 1;
-                record.first_receive.get_or_insert(now);
-                record.last_receive = Some(now);
-                record.receipt += 1;
-                record.visible_at = now + Duration::from_secs(visibility.into());
-                txn.put(
-                    KS_READY,
-                    ready_key(queue.id, record.visible_at, member),
-                    Bytes::new(),
-                );
-                let handle = Receipt {
-                    queue: queue.id,
-                    seq: member,
-                    receipt: record.receipt,
-                };
-                taken.push(received(&record, handle, request));
-                txn.put(KS_MESSAGES, key, record.encode());
+                taken.push(Self::hand_out(
+                    txn, queue, member, record, visibility, request, now,
+                ));
             }
         }
         Ok(())

@@ -256,7 +256,11 @@ pub(crate) struct Receipt {
 
 impl Receipt {
     pub(crate) fn encode(&self) -> String {
-        format!("{:016x}{:016x}{:016x}", self.queue, self.seq, self.receipt)
+        let mut bytes = [0u8; 24];
+        bytes[..8].copy_from_slice(&self.queue.to_be_bytes());
+        bytes[8..16].copy_from_slice(&self.seq.to_be_bytes());
+        bytes[16..].copy_from_slice(&self.receipt.to_be_bytes());
+        crate::md5::hex(&bytes)
     }
 
     pub(crate) fn parse(handle: &str) -> Result<Self> {

@@ -863,10 +863,7 @@ fn sequence_number(seq: u64) -> String {
 
 fn sha256_hex(body: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::md5::hex(&Sha256::digest(body))
 }
 
 /// Group and deduplication ids: 1-128 characters, letters, digits and ASCII punctuation.

@@ -39,8 +39,10 @@ pub mod attributes;
 mod error;
 pub mod md5;
 pub mod names;
+mod receive;
 mod record;
 mod redrive;
+mod send;
 mod service;
 
 pub use api::{

@@ -6,28 +6,27 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cloudlet_core::keys::{Tuple, TupleReader};
+use cloudlet_core::keys::Tuple;
 use cloudlet_core::{
-    Direction, Durability, IdGenerator, Message, MessageAttribute, ReadView, SharedClock, Store,
-    Timestamp, WriteTxn,
+    Direction, Durability, IdGenerator, Message, ReadView, SharedClock, Store, Timestamp, WriteTxn,
 };
 
 use crate::api::{
     BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, Queues, ReceiveMessage,
     ReceivedMessage, SendMessage, SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
 };
-use crate::attributes::{DeduplicationScope, MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
-use crate::md5::{md5_of_attributes, md5_of_body};
-use crate::names::{validate_attribute_name, validate_batch_entry_id, validate_queue_name};
+use crate::attributes::{MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
+use crate::names::{validate_batch_entry_id, validate_queue_name};
 use crate::record::{
     KS_ATTEMPTS, KS_DEDUP, KS_GROUPS, KS_MESSAGES, KS_META, KS_QUEUES, KS_READY, MessageRecord,
-    QueueRecord, Receipt, attempt_key, decode_attempt, decode_dedup, dedup_key, encode_attempt,
-    encode_dedup, group_key, group_prefix, message_key, queue_prefix, ready_key,
+    QueueRecord, Receipt, attempt_key, encode_attempt, group_key, message_key, queue_prefix,
+    ready_key,
 };
+use crate::send::{message_size, validate_fifo_id};
 use crate::{Error, Result};
 
 /// The most message attributes a message may carry.
-const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+pub(crate) const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 /// The most entries in a batch.
 const MAX_BATCH: usize = 10;
 /// The most a send batch may hold, bodies and attributes together.
@@ -148,417 +147,6 @@ impl QueueService {
         .await
     }
 
-    /// Validates a message for `queue`: size, attributes, delay, group.
-    fn check_message(attributes: &QueueAttributes, message: &SendMessage) -> Result<()> {
-        if message.body.is_empty() {
-            return Err(Error::MissingParameter {
-                field: "MessageBody".to_owned(),
-                reason: ": the body must not be empty".to_owned(),
-            });
-        }
-        if message.attributes.len() > MAX_MESSAGE_ATTRIBUTES {
-            return Err(Error::invalid(
-                "MessageAttributes",
-                format!(
-                    "{} attributes, the maximum is {MAX_MESSAGE_ATTRIBUTES}",
-                    message.attributes.len()
-                ),
-            ));
-        }
-        for (name, attribute) in &message.attributes {
-            validate_attribute_name(name)?;
-            check_attribute_value(name, attribute)?;
-        }
-        let size = message_size(message);
-        if size > attributes.maximum_message_size as usize {
-            return Err(Error::invalid(
-                "MessageBody",
-                format!(
-                    "the message is {size} bytes with its attributes, the queue's MaximumMessageSize is {}",
-                    attributes.maximum_message_size
-                ),
-            ));
-        }
-        if let Some(delay) = message.delay_seconds
-            && delay > 900
-        {
-            return Err(Error::invalid(
-                "DelaySeconds",
-                format!("{delay} is not from 0 to 900"),
-            ));
-        }
-        if let Some(group) = &message.group_id {
-            validate_fifo_id("MessageGroupId", group)?;
-        }
-        if let Some(dedup) = &message.dedup_id {
-            validate_fifo_id("MessageDeduplicationId", dedup)?;
-        }
-        if !attributes.fifo_queue {
-            if message.dedup_id.is_some() {
-                return Err(Error::invalid(
-                    "MessageDeduplicationId",
-                    "is only for FIFO queues",
-                ));
-            }
-            return Ok(());
-        }
-        if message.group_id.is_none() {
-            return Err(Error::MissingParameter {
-                field: "MessageGroupId".to_owned(),
-                reason: ": a FIFO queue requires it".to_owned(),
-            });
-        }
-        if message.delay_seconds.is_some() {
-            return Err(Error::invalid(
-                "DelaySeconds",
-                "a FIFO queue takes only its own DelaySeconds, not a per-message delay",
-            ));
-        }
-        if message.dedup_id.is_none() && !attributes.content_based_deduplication {
-            return Err(Error::invalid(
-                "MessageDeduplicationId",
-                "the queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Writes `message` into `queue` within `txn`.
-    fn enqueue(
-        &self,
-        txn: &mut WriteTxn<'_>,
-        queue: &QueueRecord,
-        message: SendMessage,
-        now: Timestamp,
-    ) -> Result<SendMessageResult> {
-        let fifo = queue.attributes.fifo_queue;
-        let mut message = message;
-        let dedup = if fifo {
-            let id = message
-                .dedup_id
-                .clone()
-                .unwrap_or_else(|| sha256_hex(&message.body));
-            // Received FIFO messages report the id that deduplicated them.
-            message.dedup_id = Some(id.clone());
-            let scope = match queue.attributes.deduplication_scope {
-                DeduplicationScope::MessageGroup => message.group_id.clone().unwrap_or_default(),
-                DeduplicationScope::Queue => String::new(),
-            };
-            let key = dedup_key(queue.id, &scope, &id);
-            if let Some(raw) = txn.get(KS_DEDUP, &key)? {
-                let (until, seq, message_id) = decode_dedup(raw)?;
-                if until > now {
-                    // A duplicate within five minutes: accepted, not enqueued again.
-                    return Ok(SendMessageResult {
-                        message_id,
-                        md5_of_message_body: md5_of_body(&message.body),
-                        md5_of_message_attributes: md5_of_attributes(&message.attributes),
-                        sequence_number: Some(sequence_number(seq)),
-                    });
-                }
-            }
-            Some(key)
-        } else {
-            None
-        };
-        let seq = txn.next_sequence(KS_META, &Tuple::new().str("seq").u64(queue.id).build())?;
-        let delay = message
-            .delay_seconds
-            .unwrap_or(queue.attributes.delay_seconds);
-        let visible_at = now + Duration::from_secs(delay.into());
-        let message_id = self.ids.next_id().to_string();
-        let body_md5 = md5_of_body(&message.body);
-        let result = SendMessageResult {
-            message_id: message_id.clone(),
-            md5_of_message_body: body_md5.clone(),
-            md5_of_message_attributes: md5_of_attributes(&message.attributes),
-            sequence_number: fifo.then(|| sequence_number(seq)),
-        };
-        if let Some(key) = dedup {
-            txn.put(
-                KS_DEDUP,
-                key,
-                encode_dedup(now + DEDUP_WINDOW, seq, &message_id),
-            );
-        }
-        if fifo && let Some(group) = &message.group_id {
-            txn.put(KS_GROUPS, group_key(queue.id, group, seq), Bytes::new());
-        }
-        let record = MessageRecord {
-            message_id,
-            md5_of_body: body_md5,
-            last_receive: None,
-            enqueued: now,
-            seq,
-            dead_letter_source: None,
-            sent: now,
-            visible_at,
-            receive_count: 0,
-            first_receive: None,
-            receipt: 0,
-            message: Message {
-                body: message.body,
-                attributes: message.attributes,
-                group_id: message.group_id,
-                dedup_id: message.dedup_id,
-            },
-        };
-        txn.put(KS_MESSAGES, message_key(queue.id, seq), record.encode());
-        txn.put(KS_READY, ready_key(queue.id, visible_at, seq), Bytes::new());
-        txn.notify_on_commit(&signal_name(queue.id));
-        Ok(result)
-    }
-
-    /// Takes up to `max` visible messages; returns them, and when the next message becomes
-    /// visible if none was.
-    fn take(
-        txn: &mut WriteTxn<'_>,
-        queue: &QueueRecord,
-        request: &ReceiveMessage,
-        now: Timestamp,
-    ) -> Result<(Vec<ReceivedMessage>, Option<Timestamp>)> {
-        let visibility = request
-            .visibility_timeout
-            .unwrap_or(queue.attributes.visibility_timeout);
-        let retention = Duration::from_secs(queue.attributes.message_retention_period.into());
-        let prefix = queue_prefix(queue.id);
-        let max = request.max_number_of_messages as usize;
-        // FIFO receives look once at up to 1,000 due messages (blocked groups are skipped, not
-        // retried); standard receives look at a few per message wanted, again if all expired.
-        let scan_limit = if queue.attributes.fifo_queue {
-            usize::MAX
-        } else {
-            max * 4
-        };
-        // A message taken with a visibility timeout of 0 is due again at once: never twice.
-        let mut handled = HashSet::new();
-        let mut taken = Vec::new();
-        loop {
-            // A bounded look at the due entries; expired messages among them make us look again.
-            let mut due = Vec::new();
-            let mut next = None;
-            for entry in txn.prefix(KS_READY, &prefix, Direction::Forward)? {
-                let (key, _) = entry?;
-                let mut reader = TupleReader::new(&key);
-                reader.u64()?;
-                let at = Timestamp::from_nanos(reader.u64()?);
-                let seq = reader.u64()?;
-                if at > now {
-                    next = Some(at);
-                    break;
-                }
-                due.push((key, seq));
-                if due.len() >= scan_limit {
-                    break;
-                }
-            }
-            let looked = due.len();
-            if queue.attributes.fifo_queue {
-                Self::take_fifo(txn, queue, request, now, due, &mut taken)?;
-                return Ok((taken, next));
-            }
-            for (ready, seq) in due {
-                if taken.len() >= max {
-                    break;
-                }
-                if !handled.insert(seq) {
-                    continue;
-                }
-                let key = message_key(queue.id, seq);
-                txn.delete(KS_READY, ready);
-                let Some(raw) = txn.get(KS_MESSAGES, &key)? else {
-                    continue;
-                };
-                let record = MessageRecord::decode(raw)?;
-                if record.enqueued + retention <= now {
-                    // Past the retention period: gone, as SQS drops it.
-                    txn.delete(KS_MESSAGES, key);
-                    continue;
-                }
-                if Self::dead_letter(txn, queue, &record, now)? {
-                    txn.delete(KS_MESSAGES, key);
-                    continue;
-                }
-                taken.push(Self::hand_out(
-                    txn, queue, seq, record, visibility, request, now,
-                ));
-            }
-            if taken.len() >= max || looked < scan_limit {
-                return Ok((taken, next));
-            }
-        }
-    }
-
-    /// Delivers a message taken off the ready index: counts the receive, issues a new receipt
-    /// and hides it for `visibility` seconds.
-    fn hand_out(
-        txn: &mut WriteTxn<'_>,
-        queue: &QueueRecord,
-        seq: u64,
-        mut record: MessageRecord,
-        visibility: u32,
-        request: &ReceiveMessage,
-        now: Timestamp,
-    ) -> ReceivedMessage {
-        record.receive_count += 1;
-        record.first_receive.get_or_insert(now);
-        record.last_receive = Some(now);
-        record.receipt += 1;
-        record.visible_at = now + Duration::from_secs(visibility.into());
-        txn.put(
-            KS_READY,
-            ready_key(queue.id, record.visible_at, seq),
-            Bytes::new(),
-        );
-        let handle = Receipt {
-            queue: queue.id,
-            seq,
-            receipt: record.receipt,
-        };
-        let message = received(&record, handle, request);
-        txn.put(KS_MESSAGES, message_key(queue.id, seq), record.encode());
-        message
-    }
-
-    /// Receives from a FIFO queue: a group whose oldest message is visible gives that message
-    /// and the visible ones right after it, in order; a group whose oldest message is in flight
-    /// (or delayed) gives nothing, and other groups go on.
-    fn take_fifo(
-        txn: &mut WriteTxn<'_>,
-        queue: &QueueRecord,
-        request: &ReceiveMessage,
-        now: Timestamp,
-        due: Vec<(Bytes, u64)>,
-        taken: &mut Vec<ReceivedMessage>,
-    ) -> Result<()> {
-        let max = request.max_number_of_messages as usize;
-        let visibility = request
-            .visibility_timeout
-            .unwrap_or(queue.attributes.visibility_timeout);
-        let retention = Duration::from_secs(queue.attributes.message_retention_period.into());
-        let mut groups_seen = HashSet::new();
-        for (_, seq) in due {
-            if taken.len() >= max {
-                break;
-            }
-            let Some(raw) = txn.get(KS_MESSAGES, &message_key(queue.id, seq))? else {
-                continue;
-            };
-            let group = MessageRecord::decode(raw)?
-                .message
-                .group_id
-                .unwrap_or_default();
-            if !groups_seen.insert(group.clone()) {
-                continue;
-            }
-            let members: Vec<u64> = txn
-                .prefix(
-                    KS_GROUPS,
-                    &group_prefix(queue.id, &group),
-                    Direction::Forward,
-                )?
-                .map(|entry| {
-                    let (key, _) = entry?;
-                    let mut reader = TupleReader::new(&key);
-                    reader.u64()?;
-                    reader.str()?;
-                    Ok(reader.u64()?)
-                })
-                .collect::<Result<_>>()?;
-            for member in members {
-                if taken.len() >= max {
-                    break;
-                }
-                let key = message_key(queue.id, member);
-                let Some(raw) = txn.get(KS_MESSAGES, &key)? else {
-                    txn.delete(KS_GROUPS, group_key(queue.id, &group, member));
-                    continue;
-                };
-                let record = MessageRecord::decode(raw)?;
-                if record.enqueued + retention <= now {
-                    Self::forget(txn, queue, member, &record);
-                    continue;
-                }
-                if record.visible_at > now {
-                    // In flight or delayed: it holds back the rest of its group.
-                    break;
-                }
-                if Self::dead_letter(txn, queue, &record, now)? {
-                    Self::forget(txn, queue, member, &record);
-                    continue;
-                }
-                txn.delete(KS_READY, ready_key(queue.id, record.visible_at, member));
-                taken.push(Self::hand_out(
-                    txn, queue, member, record, visibility, request, now,
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// A FIFO receive retried with the same attempt id within five minutes gets the same
-    /// messages and receipt handles, if they are all still in flight, unchanged since.
-    fn retried_attempt(
-        txn: &mut WriteTxn<'_>,
-        queue: &QueueRecord,
-        attempt: &str,
-        request: &ReceiveMessage,
-        now: Timestamp,
-    ) -> Result<Option<Vec<ReceivedMessage>>> {
-        let key = attempt_key(queue.id, attempt);
-        let Some(raw) = txn.get(KS_ATTEMPTS, &key)? else {
-            return Ok(None);
-        };
-        let Some((until, taken)) = decode_attempt(raw) else {
-            return Ok(None);
-        };
-        if until <= now {
-            return Ok(None);
-        }
-        let mut records = Vec::with_capacity(taken.len());
-        for (seq, receipt, visible_at) in taken {
-            let Some(raw) = txn.get(KS_MESSAGES, &message_key(queue.id, seq))? else {
-                return Ok(None);
-            };
-            let record = MessageRecord::decode(raw)?;
-            // Deleted, received again, made visible or given another timeout: not a retry.
-            if record.receipt != receipt || record.visible_at != visible_at || visible_at <= now {
-                return Ok(None);
-            }
-            records.push(record);
-        }
-        // A retry restarts the visibility timeout, as a fresh receive would.
-        let visibility = request
-            .visibility_timeout
-            .unwrap_or(queue.attributes.visibility_timeout);
-        let visible_at = now + Duration::from_secs(visibility.into());
-        let mut again = Vec::with_capacity(records.len());
-        let mut kept = Vec::with_capacity(records.len());
-        for mut record in records {
-            txn.delete(KS_READY, ready_key(queue.id, record.visible_at, record.seq));
-            record.visible_at = visible_at;
-            txn.put(
-                KS_READY,
-                ready_key(queue.id, visible_at, record.seq),
-                Bytes::new(),
-            );
-            txn.put(
-                KS_MESSAGES,
-                message_key(queue.id, record.seq),
-                record.encode(),
-            );
-            let handle = Receipt {
-                queue: queue.id,
-                seq: record.seq,
-                receipt: record.receipt,
-            };
-            kept.push((record.seq, record.receipt, visible_at));
-            again.push(received(&record, handle, request));
-        }
-        txn.put(KS_ATTEMPTS, key, encode_attempt(until, &kept));
-        Ok(Some(again))
-    }
-
     /// A `RedrivePolicy` must name an existing queue of the same kind, not the queue itself.
     fn check_dead_letter_target(
         txn: &WriteTxn<'_>,
@@ -677,7 +265,7 @@ impl QueueService {
     /// SQS does on the next receive. Returns whether it moved (a missing dead-letter queue
     /// leaves it where it is). It keeps its id, sent time (retention counts from the original
     /// enqueue) and receive count.
-    fn dead_letter(
+    pub(crate) fn dead_letter(
         txn: &mut WriteTxn<'_>,
         queue: &QueueRecord,
         record: &MessageRecord,
@@ -796,90 +384,12 @@ impl QueueService {
         Ok(())
     }
 }
-
-/// The size SQS counts against `MaximumMessageSize`: the body, and each attribute's name, data
-/// type and value.
-fn message_size(message: &SendMessage) -> usize {
-    let attributes: usize = message
-        .attributes
-        .iter()
-        .map(|(name, attribute)| {
-            let value = match &attribute.value {
-                cloudlet_core::AttributeValue::String(s)
-                | cloudlet_core::AttributeValue::Number(s) => s.len(),
-                cloudlet_core::AttributeValue::Binary(b) => b.len(),
-                _ => 0,
-            };
-            name.len() + attribute.data_type().len() + value
-        })
-        .sum();
-    message.body.len() + attributes
-}
-
-fn check_attribute_value(name: &str, attribute: &MessageAttribute) -> Result<()> {
-    let field = format!("MessageAttribute.{name}");
-    if attribute.data_type().len() > 256 {
-        return Err(Error::invalid(
-            field,
-            "the data type is longer than 256 characters",
-        ));
-    }
-    match &attribute.value {
-        cloudlet_core::AttributeValue::String(s) if s.is_empty() => Err(Error::invalid(
-            field,
-            "a String attribute must not be empty",
-        )),
-        cloudlet_core::AttributeValue::Number(n) => {
-            let decimal = cloudlet_core::keys::Decimal::parse(n)
-                .map_err(|_| Error::invalid(field.clone(), format!("`{n}` is not a number")))?;
-            if decimal.significant_digits() > 38 || decimal.exponent().abs() > 127 {
-                return Err(Error::invalid(
-                    field,
-                    "a Number has at most 38 digits, from 1E-128 to 1E+126",
-                ));
-            }
-            Ok(())
-        }
-        cloudlet_core::AttributeValue::Binary(b) if b.is_empty() => Err(Error::invalid(
-            field,
-            "a Binary attribute must not be empty",
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// How long a FIFO queue remembers a deduplication id.
-const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+pub(crate) const DEDUP_WINDOW: Duration = Duration::from_secs(300);
 
 /// A field of an ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`), or empty.
 pub(crate) fn arn_part(arn: &str, index: usize) -> &str {
     arn.split(':').nth(index).unwrap_or_default()
-}
-
-/// A FIFO sequence number as SQS writes it: a decimal string that grows with each message.
-fn sequence_number(seq: u64) -> String {
-    format!("{:020}", seq)
-}
-
-fn sha256_hex(body: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    crate::md5::hex(&Sha256::digest(body))
-}
-
-/// Group and deduplication ids: 1-128 characters, letters, digits and ASCII punctuation.
-fn validate_fifo_id(field: &str, id: &str) -> Result<()> {
-    if id.is_empty()
-        || id.len() > 128
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c.is_ascii_punctuation())
-    {
-        return Err(Error::invalid(
-            field,
-            format!("`{id}` is not 1-128 letters, digits and punctuation"),
-        ));
-    }
-    Ok(())
 }
 
 /// Checks a batch's entry ids: 1-10 entries, valid and distinct ids.
@@ -907,62 +417,6 @@ fn failure(id: String, error: &Error) -> BatchResultErrorEntry {
         sender_fault: !matches!(error, Error::Storage(_)),
     }
 }
-
-fn wants(names: &[String], name: &str) -> bool {
-    names.iter().any(|n| {
-        n == "All"
-            || n == ".*"
-            || n == name
-            || n.strip_suffix(".*")
-                .is_some_and(|prefix| name.starts_with(&format!("{prefix}.")))
-    })
-}
-
-fn received(record: &MessageRecord, handle: Receipt, request: &ReceiveMessage) -> ReceivedMessage {
-    let mut attributes = BTreeMap::new();
-    let mut system = |name: &str, value: String| {
-        if wants(&request.attribute_names, name) {
-            attributes.insert(name.to_owned(), value);
-        }
-    };
-    system("SenderId", "AIDACLOUDLETSENDER".to_owned());
-    system("SentTimestamp", record.sent.as_millis().to_string());
-    system("ApproximateReceiveCount", record.receive_count.to_string());
-    if let Some(first) = record.first_receive {
-        system(
-            "ApproximateFirstReceiveTimestamp",
-            first.as_millis().to_string(),
-        );
-    }
-    if let Some(group) = &record.message.group_id {
-        system("MessageGroupId", group.clone());
-    }
-    if let Some(dedup) = &record.message.dedup_id {
-        // Only FIFO messages keep a deduplication id.
-        system("MessageDeduplicationId", dedup.clone());
-        system("SequenceNumber", sequence_number(record.seq));
-    }
-    if let Some(source) = &record.dead_letter_source {
-        system("DeadLetterQueueSourceArn", source.clone());
-    }
-    let message_attributes: BTreeMap<String, MessageAttribute> = record
-        .message
-        .attributes
-        .iter()
-        .filter(|(name, _)| wants(&request.message_attribute_names, name))
-        .map(|(name, attribute)| (name.clone(), attribute.clone()))
-        .collect();
-    ReceivedMessage {
-        message_id: record.message_id.clone(),
-        receipt_handle: handle.encode(),
-        body: record.message.body.clone(),
-        md5_of_body: record.md5_of_body.clone(),
-        md5_of_message_attributes: md5_of_attributes(&message_attributes),
-        attributes,
-        message_attributes,
-    }
-}
-
 #[async_trait]
 impl Queues for QueueService {
     async fn create_queue(

@@ -1526,7 +1526,8 @@ mod checks {
     }
 
     pub async fn redrive_start_is_validated(h: Harness) {
-        let (src, _dlq) = dead_lettered(&h, 1).await;
+        // Three messages at one a second on a clock that does not move: the task stays running.
+        let (src, _dlq) = dead_lettered(&h, 3).await;
         let src_arn = "arn:aws:sqs:us-east-1:000000000000:src";
         assert!(
             h.sqs

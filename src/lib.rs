@@ -1,23 +1,33 @@
 //! cloudlet: the AWS serverless toolbox as embeddable Rust crates.
 //!
 //! This facade re-exports the foundation, [`cloudlet_core`], and each primitive crate behind a
-//! feature of the same name as it lands (`queue`, `pubsub`, `stream`, `objectstore`, `kv`,
-//! `workflow`, `sql`, `functions`). Everything runs inside your own tokio process, on an
-//! in-memory engine for tests or a durable on-disk engine (feature `redb`, on by default).
+//! feature of the same name as it lands (`queue` now; `pubsub`, `stream`, `objectstore`, `kv`,
+//! `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
+//! and one clock shared by every primitive. Everything runs inside your own tokio process, on
+//! an in-memory engine for tests or a durable on-disk engine (feature `redb`, on by default).
 //!
 //! ```
-//! use cloudlet::{Durability, ReadView, Store};
-//!
+//! # #[cfg(feature = "queue")]
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), cloudlet::Error> {
-//! let store = Store::memory();
-//! store.write(Durability::Durable, |txn| {
-//!     txn.put("greetings", "en", "hello");
-//!     Ok::<_, cloudlet::Error>(())
-//! }).await?;
-//! assert!(store.snapshot()?.get("greetings", b"en")?.is_some());
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use cloudlet::queue::{Queues, ReceiveMessage, SendMessage};
+//! use cloudlet::{Cloud, ManualClock};
+//!
+//! let clock = ManualClock::default();
+//! let cloud = Cloud::builder().clock(clock.shared()).build()?; // in memory
+//! let sqs = cloud.queues();
+//! let url = sqs.create_queue("jobs", Default::default(), Default::default()).await?;
+//! sqs.send_message(&url, SendMessage::new("job 1").with_delay_seconds(60)).await?;
+//! assert!(sqs.receive_message(&url, ReceiveMessage::max(1)).await?.is_empty());
+//! clock.advance(Duration::from_secs(60)); // no sleeping
+//! assert_eq!(sqs.receive_message(&url, ReceiveMessage::max(1)).await?.len(), 1);
 //! # Ok(()) }
+//! # #[cfg(not(feature = "queue"))]
+//! # fn main() {}
 //! ```
+
+use std::path::PathBuf;
 
 pub use bytes::Bytes;
 pub use cloudlet_core;
@@ -28,3 +38,94 @@ pub use cloudlet_core::{
 };
 #[cfg(feature = "queue")]
 pub use cloudlet_queue as queue;
+
+/// The primitives of one process, sharing one store and one clock.
+#[derive(Debug, Clone)]
+pub struct Cloud {
+    store: Store,
+    clock: SharedClock,
+    #[cfg(feature = "queue")]
+    queues: cloudlet_queue::QueueService,
+}
+
+impl Cloud {
+    /// Everything in memory, on the system clock.
+    pub fn memory() -> Self {
+        Self::assemble(Store::memory(), SystemClock::shared())
+    }
+
+    /// A builder: choose a data directory (durable) and a clock.
+    pub fn builder() -> CloudBuilder {
+        CloudBuilder::default()
+    }
+
+    fn assemble(store: Store, clock: SharedClock) -> Self {
+        Self {
+            #[cfg(feature = "queue")]
+            queues: cloudlet_queue::QueueService::new(store.clone(), clock.clone()),
+            store,
+            clock,
+        }
+    }
+
+    /// The store every primitive writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The clock every primitive reads.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// The queues (SQS).
+    #[cfg(feature = "queue")]
+    pub fn queues(&self) -> &cloudlet_queue::QueueService {
+        &self.queues
+    }
+}
+
+/// Builds a [`Cloud`].
+#[derive(Debug, Default)]
+pub struct CloudBuilder {
+    data_dir: Option<PathBuf>,
+    clock: Option<SharedClock>,
+}
+
+impl CloudBuilder {
+    /// Keep everything durably in `dir` (the redb engine); without it, everything is in memory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Use `clock` (a [`ManualClock`] in tests); the system clock otherwise.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Opens the store and wires the primitives to it.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the data directory cannot be opened; [`Error::InvalidArgument`]
+    /// when a data directory is given without the `redb` feature.
+    pub fn build(self) -> Result<Cloud, Error> {
+        let store = match self.data_dir {
+            #[cfg(feature = "redb")]
+            Some(dir) => Store::open(dir)?,
+            #[cfg(not(feature = "redb"))]
+            Some(_) => {
+                return Err(Error::invalid(
+                    "data_dir",
+                    "durable storage needs the `redb` feature",
+                ));
+            }
+            None => Store::memory(),
+        };
+        Ok(Cloud::assemble(
+            store,
+            self.clock.unwrap_or_else(SystemClock::shared),
+        ))
+    }
+}

@@ -14,7 +14,7 @@ use crate::md5::md5_of_attributes;
 use crate::record::{
     KS_ATTEMPTS, KS_GROUPS, KS_MESSAGES, KS_READY, MessageRecord, QueueRecord, Receipt,
     attempt_key, decode_attempt, encode_attempt, group_key, group_prefix, message_key,
-    queue_prefix, ready_key,
+    queue_prefix,
 };
 use crate::send::sequence_number;
 use crate::service::QueueService;
@@ -167,7 +167,6 @@ impl QueueService {
                     Self::forget(txn, queue, member, &record);
                     continue;
                 }
-                txn.delete(KS_READY, ready_key(queue.id, record.visible_at, member));
                 taken.push(Self::hand_out(
                     txn, queue, member, record, visibility, request, now,
                 ));
@@ -187,24 +186,23 @@ impl QueueService {
         request: &ReceiveMessage,
         now: Timestamp,
     ) -> ReceivedMessage {
+        debug_assert_eq!(record.seq, seq);
         record.receive_count += 1;
         record.first_receive.get_or_insert(now);
         record.last_receive = Some(now);
         record.receipt += 1;
-        record.visible_at = now + Duration::from_secs(visibility.into());
-        txn.put(
-            KS_READY,
-            ready_key(queue.id, record.visible_at, seq),
-            Bytes::new(),
-        );
         let handle = Receipt {
             queue: queue.id,
             seq,
             receipt: record.receipt,
         };
-        let message = received(&record, handle, request);
-        txn.put(KS_MESSAGES, message_key(queue.id, seq), record.encode());
-        message
+        Self::set_visibility(
+            txn,
+            queue,
+            &mut record,
+            now + Duration::from_secs(visibility.into()),
+        );
+        received(&record, handle, request)
     }
 
     /// A FIFO receive retried with the same attempt id within five minutes gets the same
@@ -246,18 +244,7 @@ impl QueueService {
         let mut again = Vec::with_capacity(records.len());
         let mut kept = Vec::with_capacity(records.len());
         for mut record in records {
-            txn.delete(KS_READY, ready_key(queue.id, record.visible_at, record.seq));
-            record.visible_at = visible_at;
-            txn.put(
-                KS_READY,
-                ready_key(queue.id, visible_at, record.seq),
-                Bytes::new(),
-            );
-            txn.put(
-                KS_MESSAGES,
-                message_key(queue.id, record.seq),
-                record.encode(),
-            );
+            Self::set_visibility(txn, queue, &mut record, visible_at);
             let handle = Receipt {
                 queue: queue.id,
                 seq: record.seq,

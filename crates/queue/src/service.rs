@@ -147,6 +147,27 @@ impl QueueService {
         .await
     }
 
+    /// Moves a stored message to a new visibility time: its ready-index entry and its record.
+    pub(crate) fn set_visibility(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        record: &mut MessageRecord,
+        visible_at: Timestamp,
+    ) {
+        txn.delete(KS_READY, ready_key(queue.id, record.visible_at, record.seq));
+        record.visible_at = visible_at;
+        txn.put(
+            KS_READY,
+            ready_key(queue.id, visible_at, record.seq),
+            Bytes::new(),
+        );
+        txn.put(
+            KS_MESSAGES,
+            message_key(queue.id, record.seq),
+            record.encode(),
+        );
+    }
+
     /// A `RedrivePolicy` must name an existing queue of the same kind, not the queue itself.
     fn check_dead_letter_target(
         txn: &WriteTxn<'_>,
@@ -345,7 +366,7 @@ impl QueueService {
                 format!("{timeout} is not from 0 to {MAX_VISIBILITY_TIMEOUT}"),
             ));
         }
-        let Some((receipt, mut message)) = Self::load_receipt(txn, queue, handle, now)? else {
+        let Some((_, mut message)) = Self::load_receipt(txn, queue, handle, now)? else {
             return Err(Error::MessageNotInflight);
         };
         if message.visible_at <= now {
@@ -364,21 +385,7 @@ impl QueueService {
                 ),
             ));
         }
-        txn.delete(
-            KS_READY,
-            ready_key(queue.id, message.visible_at, receipt.seq),
-        );
-        message.visible_at = until;
-        txn.put(
-            KS_READY,
-            ready_key(queue.id, until, receipt.seq),
-            Bytes::new(),
-        );
-        txn.put(
-            KS_MESSAGES,
-            message_key(queue.id, receipt.seq),
-            message.encode(),
-        );
+        Self::set_visibility(txn, queue, &mut message, until);
         // An earlier visibility time may be what a long poll is waiting for.
         txn.notify_on_commit(&signal_name(queue.id));
         Ok(())

@@ -33,6 +33,18 @@
 //! | FIFO queues: group id required, strict order within a group, an in-flight message holds back only its group, consecutive messages of a group in one receive, deduplication ids (explicit or SHA-256 of the body) for five minutes past deletion, scope queue or message group, sequence numbers, expired receipt handles refused, `ReceiveRequestAttemptId` | yes |
 //! | redrive: message-move tasks back to the source queues or to a destination, rate-limited on the clock, listed and cancelled (in-process: a restart forgets running tasks) | yes |
 //! | fair-queue scheduling, FIFO queue delay changes applying to queued messages | not yet |
+//!
+//! # Deliberate divergences
+//!
+//! - Message ids are UUIDv7 (time-ordered) where SQS issues random ones; both are opaque.
+//! - Receipt handles are 48 hex characters naming the message and its receive; SQS's are longer
+//!   opaque strings. Treat both as opaque.
+//! - `SenderId` is a constant; there are no IAM principals.
+//! - Queue URLs and ARNs use the region and account given to
+//!   [`QueueService::with_account`] (`us-east-1`, `000000000000` by default).
+//! - `Policy` and `KmsMasterKeyId` are stored and returned, not enforced: nothing is encrypted.
+//! - Message-move tasks live in this process; SQS keeps them server-side across restarts.
+//! - Counters are exact, where SQS's are approximate.
 
 mod api;
 pub mod attributes;

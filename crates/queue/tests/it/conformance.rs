@@ -88,6 +88,14 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 mod checks {
     use super::*;
 
+    /// A plain receive of up to `max` messages.
+    async fn receive(h: &Harness, url: &str, max: u32) -> Vec<cloudlet_queue::ReceivedMessage> {
+        h.sqs
+            .receive_message(url, ReceiveMessage::max(max))
+            .await
+            .unwrap()
+    }
+
     async fn queue(h: &Harness, name: &str, attributes: &[(&str, &str)]) -> String {
         h.sqs
             .create_queue(name, map(attributes), BTreeMap::new())
@@ -337,13 +345,7 @@ mod checks {
         ));
         // A new queue of the same name starts empty.
         let url = queue(&h, "beta", &[]).await;
-        assert!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(10))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(receive(&h, &url, 10).await.is_empty());
     }
 
     pub async fn tags(h: Harness) {
@@ -406,25 +408,11 @@ mod checks {
             attribute(&h, &url, "ApproximateNumberOfMessagesNotVisible").await,
             "1"
         );
-        assert!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(10))
-                .await
-                .unwrap()
-                .is_empty(),
-            "in flight"
-        );
+        assert!(receive(&h, &url, 10).await.is_empty(), "in flight");
         h.sqs.delete_message(&url, &m.receipt_handle).await.unwrap();
         h.sqs.delete_message(&url, &m.receipt_handle).await.unwrap();
         h.clock.advance(Duration::from_secs(3600));
-        assert!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(10))
-                .await
-                .unwrap()
-                .is_empty(),
-            "deleted for good"
-        );
+        assert!(receive(&h, &url, 10).await.is_empty(), "deleted for good");
         let err = h.sqs.delete_message(&url, "garbage").await.unwrap_err();
         assert!(matches!(err, Error::ReceiptHandleIsInvalid { .. }));
     }
@@ -441,13 +429,7 @@ mod checks {
             .await
             .unwrap();
         h.clock.advance(Duration::from_secs(29));
-        assert!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(1))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(receive(&h, &url, 1).await.is_empty());
         h.clock.advance(Duration::from_secs(1));
         let second = h
             .sqs
@@ -464,14 +446,7 @@ mod checks {
             .await
             .unwrap();
         h.clock.advance(Duration::from_secs(5));
-        assert_eq!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(1))
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(receive(&h, &url, 1).await.len(), 1);
     }
 
     pub async fn stale_receipt_handle_deletes_nothing(h: Harness) {
@@ -527,13 +502,7 @@ mod checks {
             .await
             .unwrap();
         h.clock.advance(Duration::from_secs(100));
-        assert!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(1))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(receive(&h, &url, 1).await.is_empty());
         h.sqs
             .change_message_visibility(&url, handle, 0)
             .await
@@ -793,23 +762,14 @@ mod checks {
                 .await
                 .unwrap();
         }
-        h.sqs
-            .receive_message(&url, ReceiveMessage::max(2))
-            .await
-            .unwrap();
+        receive(&h, &url, 2).await;
         h.sqs.purge_queue(&url).await.unwrap();
         assert!(matches!(
             h.sqs.purge_queue(&url).await,
             Err(Error::PurgeQueueInProgress)
         ));
         h.clock.advance(Duration::from_secs(60));
-        assert!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(10))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(receive(&h, &url, 10).await.is_empty());
         h.sqs.purge_queue(&url).await.unwrap();
     }
 
@@ -912,24 +872,11 @@ mod checks {
             .await
             .unwrap();
         for _ in 0..2 {
-            assert_eq!(
-                h.sqs
-                    .receive_message(&url, ReceiveMessage::max(1))
-                    .await
-                    .unwrap()
-                    .len(),
-                1
-            );
+            assert_eq!(receive(&h, &url, 1).await.len(), 1);
             h.clock.advance(Duration::from_secs(10));
         }
         // The third receive finds it received twice already: it moves instead.
-        assert!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(1))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(receive(&h, &url, 1).await.is_empty());
         let dead = h
             .sqs
             .receive_message(&dlq, ReceiveMessage::max(1).with_all_attributes())
@@ -1136,26 +1083,10 @@ mod checks {
         for body in ["m1", "m2", "m3"] {
             h.sqs.send_message(&url, in_group(body, "g")).await.unwrap();
         }
-        assert_eq!(
-            bodies(
-                &h.sqs
-                    .receive_message(&url, ReceiveMessage::max(2))
-                    .await
-                    .unwrap()
-            ),
-            ["m1", "m2"]
-        );
+        assert_eq!(bodies(&receive(&h, &url, 2).await), ["m1", "m2"]);
         h.clock.advance(Duration::from_secs(30));
         // The timed-out messages come back first, in order, before m3.
-        assert_eq!(
-            bodies(
-                &h.sqs
-                    .receive_message(&url, ReceiveMessage::max(10))
-                    .await
-                    .unwrap()
-            ),
-            ["m1", "m2", "m3"]
-        );
+        assert_eq!(bodies(&receive(&h, &url, 10).await), ["m1", "m2", "m3"]);
     }
 
     pub async fn fifo_dedup_survives_delete(h: Harness) {
@@ -1184,13 +1115,7 @@ mod checks {
             again.message_id, first.message_id,
             "a duplicate answers with the original"
         );
-        assert!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(1))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(receive(&h, &url, 1).await.is_empty());
         h.clock.advance(Duration::from_secs(1));
         let later = h
             .sqs
@@ -1201,14 +1126,7 @@ mod checks {
             later.message_id, first.message_id,
             "five minutes on, it is new"
         );
-        assert_eq!(
-            h.sqs
-                .receive_message(&url, ReceiveMessage::max(1))
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(receive(&h, &url, 1).await.len(), 1);
     }
 
     pub async fn fifo_content_based_and_group_scoped_dedup(h: Harness) {
@@ -1424,22 +1342,9 @@ mod checks {
                 .await
                 .unwrap();
         }
-        assert_eq!(
-            h.sqs
-                .receive_message(&src, ReceiveMessage::max(10))
-                .await
-                .unwrap()
-                .len(),
-            n
-        );
+        assert_eq!(receive(h, &src, 10).await.len(), n);
         h.clock.advance(Duration::from_secs(10));
-        assert!(
-            h.sqs
-                .receive_message(&src, ReceiveMessage::max(10))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(receive(h, &src, 10).await.is_empty());
         assert_eq!(
             attribute(h, &dlq, "ApproximateNumberOfMessages").await,
             n.to_string()

@@ -440,6 +440,60 @@ impl Decimal {
         self.exponent
     }
 
+    /// The number with its sign flipped.
+    pub fn negated(&self) -> Self {
+        let mut out = self.clone();
+        out.negative = !self.negative && !self.is_zero();
+        out
+    }
+
+    /// The exact sum, with no rounding (the result may have more digits than either operand).
+    pub fn plus(&self, other: &Self) -> Self {
+        if self.is_zero() {
+            return other.clone();
+        }
+        if other.is_zero() {
+            return self.clone();
+        }
+        // Align both on a common grid of digit positions from `high` (exclusive) down to `low`.
+        let low_of = |d: &Self| i64::from(d.exponent) - d.digits.len() as i64;
+        let low = low_of(self).min(low_of(other));
+        let high = i64::from(self.exponent.max(other.exponent));
+        let width = (high - low) as usize;
+        let aligned = |d: &Self| {
+            let mut out = vec![0u8; width];
+            let start = (high - i64::from(d.exponent)) as usize;
+            out[start..start + d.digits.len()].copy_from_slice(&d.digits);
+            out
+        };
+        let (a, b) = (aligned(self), aligned(other));
+        let (negative, mut magnitude) = if self.negative == other.negative {
+            (self.negative, add_digits(&a, &b))
+        } else {
+            match a.cmp(&b) {
+                Ordering::Equal => return Self::zero(),
+                Ordering::Greater => (self.negative, sub_digits(&a, &b)),
+                Ordering::Less => (other.negative, sub_digits(&b, &a)),
+            }
+        };
+        // `magnitude` has one more leading position than the grid: its top is at `high + 1`.
+        let leading = magnitude.iter().take_while(|&&d| d == 0).count();
+        magnitude.drain(..leading);
+        while magnitude.last() == Some(&0) {
+            magnitude.pop();
+        }
+        Self {
+            negative,
+            exponent: (high + 1 - leading as i64) as i32,
+            digits: magnitude,
+        }
+    }
+
+    /// The exact difference `self - other`.
+    pub fn minus(&self, other: &Self) -> Self {
+        self.plus(&other.negated())
+    }
+
     fn encode_into(&self, out: &mut Vec<u8>) {
         if self.is_zero() {
             out.push(DECIMAL_ZERO);
@@ -517,6 +571,32 @@ impl Decimal {
                 .then_with(|| self.digits.cmp(&other.digits)),
         }
     }
+}
+
+/// Adds two equally long digit strings (most significant first); the result is one longer.
+fn add_digits(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; a.len() + 1];
+    let mut carry = 0;
+    for i in (0..a.len()).rev() {
+        let sum = a[i] + b[i] + carry;
+        out[i + 1] = sum % 10;
+        carry = sum / 10;
+    }
+    out[0] = carry;
+    out
+}
+
+/// Subtracts `b` from `a` (equally long, `a >= b`); the result is one longer, led by zero.
+fn sub_digits(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; a.len() + 1];
+    let mut borrow = 0;
+    for i in (0..a.len()).rev() {
+        let (mut digit, subtrahend) = (a[i], b[i] + borrow);
+        borrow = u8::from(digit < subtrahend);
+        digit += borrow * 10;
+        out[i + 1] = digit - subtrahend;
+    }
+    out
 }
 
 impl PartialOrd for Decimal {

@@ -71,6 +71,18 @@ proptest! {
     }
 
     #[test]
+    fn decimal_arithmetic_is_exact(a in exact_decimal(), b in exact_decimal()) {
+        let (da, db) = (Decimal::parse(&decimal_text(a)).unwrap(), Decimal::parse(&decimal_text(b)).unwrap());
+        let scale = a.1.max(b.1);
+        let (ma, mb) = (a.0 * 10i128.pow(scale - a.1), b.0 * 10i128.pow(scale - b.1));
+        let sum = Decimal::parse(&decimal_text((ma + mb, scale))).unwrap();
+        let difference = Decimal::parse(&decimal_text((ma - mb, scale))).unwrap();
+        prop_assert_eq!(da.plus(&db), sum);
+        prop_assert_eq!(da.minus(&db), difference);
+        prop_assert_eq!(da.negated().negated(), da);
+    }
+
+    #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
         let _ = keys::decode(&bytes);
     }

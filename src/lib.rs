@@ -1,7 +1,7 @@
 //! cloudlet: the AWS serverless toolbox as embeddable Rust crates.
 //!
 //! This facade re-exports the foundation, [`cloudlet_core`], and each primitive crate behind a
-//! feature of the same name as it lands (`queue` now; `pubsub`, `stream`, `objectstore`, `kv`,
+//! feature of the same name as it lands (`queue` and `kv` now; `pubsub`, `stream`, `objectstore`,
 //! `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
 //! and one clock shared by every primitive. Everything runs inside your own tokio process, on
 //! an in-memory engine for tests or a durable on-disk engine (feature `redb`, on by default).
@@ -36,6 +36,8 @@ pub use cloudlet_core::{
     KeyRange, ManualClock, Message, MessageAttribute, ReadView, SharedClock, Sink, Snapshot, Store,
     SystemClock, Timestamp, WriteTxn, clock, engine, ids, keys, message, outbox, task,
 };
+#[cfg(feature = "kv")]
+pub use cloudlet_kv as kv;
 #[cfg(feature = "queue")]
 pub use cloudlet_queue as queue;
 
@@ -46,6 +48,8 @@ pub struct Cloud {
     clock: SharedClock,
     #[cfg(feature = "queue")]
     queues: cloudlet_queue::QueueService,
+    #[cfg(feature = "kv")]
+    tables: cloudlet_kv::KvService,
 }
 
 impl Cloud {
@@ -63,6 +67,8 @@ impl Cloud {
         Self {
             #[cfg(feature = "queue")]
             queues: cloudlet_queue::QueueService::new(store.clone(), clock.clone()),
+            #[cfg(feature = "kv")]
+            tables: cloudlet_kv::KvService::new(store.clone(), clock.clone()),
             store,
             clock,
         }
@@ -76,6 +82,12 @@ impl Cloud {
     /// The clock every primitive reads.
     pub fn clock(&self) -> &SharedClock {
         &self.clock
+    }
+
+    /// The tables (DynamoDB).
+    #[cfg(feature = "kv")]
+    pub fn tables(&self) -> &cloudlet_kv::KvService {
+        &self.tables
     }
 
     /// The queues (SQS).

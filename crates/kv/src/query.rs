@@ -1,0 +1,562 @@
+//! Query and Scan: key conditions turned into key ranges, pages of at most 1 MB read before
+//! the filter, parallel scan segments.
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+use cloudlet_core::keys::Tuple;
+use cloudlet_core::{Direction, KeyRange, ReadView, Snapshot};
+
+use crate::api::{Page, Query, Scan, Select};
+use crate::expr::{Comparator, Condition, Operand, PathElement, Prepared, Texts};
+use crate::index::{KS_INDEX, index_prefix, partition_hash};
+use crate::schema::{
+    KeySchema, Projection, ScalarType, SecondaryIndex, TableRecord, encode_key_value, key_param,
+};
+use crate::service::{KS_ITEMS, KvService, decode};
+use crate::value::{AttributeValue, Item, item_size};
+use crate::{Error, Result};
+
+/// A page stops once it has read this much, counted before the filter.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
+/// The most segments of a parallel scan.
+pub const MAX_TOTAL_SEGMENTS: u32 = 1_000_000;
+
+/// The condition on the sort key of a query.
+enum SortCondition {
+    Compare(Comparator, AttributeValue),
+    Between(AttributeValue, AttributeValue),
+    BeginsWith(AttributeValue),
+}
+
+fn not_supported() -> Error {
+    Error::validation(
+        "KeyConditionExpression",
+        "Query key condition not supported",
+    )
+}
+
+/// Splits a key condition into the partition key's value and the sort key's condition.
+fn key_condition(
+    prepared: &Prepared,
+    schema: &KeySchema,
+) -> Result<(AttributeValue, Option<SortCondition>)> {
+    let context = prepared.context();
+    let mut conjuncts = Vec::new();
+    let mut pending = vec![prepared.key_condition.as_ref().ok_or_else(not_supported)?];
+    while let Some(c) = pending.pop() {
+        match c {
+            Condition::And(a, b) => {
+                pending.push(b);
+                pending.push(a);
+            }
+            other => conjuncts.push(other),
+        }
+    }
+    if conjuncts.len() > 2 {
+        return Err(Error::validation(
+            "KeyConditionExpression",
+            "KeyConditionExpressions must only contain one condition per key",
+        ));
+    }
+    let attribute = |operand: &Operand| -> Result<String> {
+        match operand {
+            Operand::Path(path) if path.0.len() == 1 => match &path.0[0] {
+                PathElement::Attribute(_) => Ok(context
+                    .steps(path)
+                    .into_iter()
+                    .next()
+                    .map(|s| match s {
+                        crate::expr::Step::Key(k) => k,
+                        crate::expr::Step::Index(_) => String::new(),
+                    })
+                    .unwrap_or_default()),
+                PathElement::Index(_) => Err(not_supported()),
+            },
+            _ => Err(not_supported()),
+        }
+    };
+    let value = |operand: &Operand| -> Result<AttributeValue> {
+        match operand {
+            Operand::Value(v) => context.value(v).cloned().ok_or_else(not_supported),
+            _ => Err(not_supported()),
+        }
+    };
+    let mut partition = None;
+    let mut sort = None;
+    for conjunct in conjuncts {
+        let (name, condition) = match conjunct {
+            Condition::Compare(a, op, b) => (attribute(a)?, Err((*op, value(b)?))),
+            Condition::Between(a, low, high) => (
+                attribute(a)?,
+                Ok(SortCondition::Between(value(low)?, value(high)?)),
+            ),
+            Condition::BeginsWith(a, prefix) => {
+                (attribute(a)?, Ok(SortCondition::BeginsWith(value(prefix)?)))
+            }
+            _ => return Err(not_supported()),
+        };
+        if name == schema.partition_key.name {
+            match condition {
+                Err((Comparator::Eq, v)) if partition.is_none() => partition = Some(v),
+                Err((Comparator::Eq, _)) => {
+                    return Err(Error::validation(
+                        "KeyConditionExpression",
+                        "KeyConditionExpressions must only contain one condition per key",
+                    ));
+                }
+                _ => {
+                    return Err(Error::validation(
+                        "KeyConditionExpression",
+                        "Query key condition not supported",
+                    ));
+                }
+            }
+        } else if schema.sort_key.as_ref().is_some_and(|s| s.name == name) {
+            if sort.is_some() {
+                return Err(Error::validation(
+                    "KeyConditionExpression",
+                    "KeyConditionExpressions must only contain one condition per key",
+                ));
+            }
+            sort = Some(match condition {
+                Ok(c) => c,
+                Err((Comparator::Ne, _)) => return Err(not_supported()),
+                Err((op, v)) => SortCondition::Compare(op, v),
+            });
+        } else {
+            return Err(Error::validation(
+                "KeyConditionExpression",
+                format!(
+                    "Query condition missed key schema element: {}",
+                    schema.partition_key.name
+                ),
+            ));
+        }
+    }
+    let partition = partition.ok_or_else(|| {
+        Error::validation(
+            "KeyConditionExpression",
+            format!(
+                "Query condition missed key schema element: {}",
+                schema.partition_key.name
+            ),
+        )
+    })?;
+    Ok((partition, sort))
+}
+
+fn type_mismatch() -> Error {
+    Error::validation(
+        "KeyConditionExpression",
+        "One or more parameter values were invalid: Condition parameter type does not match schema type",
+    )
+}
+
+/// The key range of a query's partition and sort condition under `base`.
+fn query_range(
+    base: Tuple,
+    schema: &KeySchema,
+    partition: &AttributeValue,
+    sort: Option<SortCondition>,
+) -> Result<KeyRange> {
+    let partition_prefix =
+        encode_key_value(base, &schema.partition_key, partition, false, type_mismatch)?;
+    let prefix_range = KeyRange::prefix(partition_prefix.as_bytes());
+    let (Some(sort), Some(sort_key)) = (sort, &schema.sort_key) else {
+        return Ok(prefix_range);
+    };
+    let at = |v: &AttributeValue| -> Result<Bytes> {
+        Ok(encode_key_value(partition_prefix.clone(), sort_key, v, true, type_mismatch)?.build())
+    };
+    let (start, end) = (prefix_range.start.clone(), prefix_range.end.clone());
+    Ok(match sort {
+        SortCondition::Compare(op, v) => {
+            let key = at(&v)?;
+            match op {
+                Comparator::Eq => KeyRange {
+                    start: Bound::Included(key.clone()),
+                    end: Bound::Included(key),
+                },
+                Comparator::Lt => KeyRange {
+                    start,
+                    end: Bound::Excluded(key),
+                },
+                Comparator::Le => KeyRange {
+                    start,
+                    end: Bound::Included(key),
+                },
+                Comparator::Gt => KeyRange {
+                    start: Bound::Excluded(key),
+                    end,
+                },
+                Comparator::Ge => KeyRange {
+                    start: Bound::Included(key),
+                    end,
+                },
+                Comparator::Ne => return Err(not_supported()),
+            }
+        }
+        SortCondition::Between(low, high) => {
+            let (low_key, high_key) = (at(&low)?, at(&high)?);
+            if low_key > high_key {
+                return Err(Error::validation(
+                    "KeyConditionExpression",
+                    "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound",
+                ));
+            }
+            KeyRange {
+                start: Bound::Included(low_key),
+                end: Bound::Included(high_key),
+            }
+        }
+        SortCondition::BeginsWith(prefix) => {
+            let tuple = match (sort_key.attribute_type, &prefix) {
+                (ScalarType::S, AttributeValue::S(s)) => partition_prefix.str_prefix(s),
+                (ScalarType::B, AttributeValue::B(b)) => partition_prefix.bytes_prefix(b),
+                (ScalarType::N, _) => {
+                    return Err(Error::validation(
+                        "KeyConditionExpression",
+                        "Invalid KeyConditionExpression: Incorrect operand type for operator or function; operator or function: begins_with, operand type: N",
+                    ));
+                }
+                _ => return Err(type_mismatch()),
+            };
+            KeyRange::prefix(tuple.as_bytes())
+        }
+    })
+}
+
+/// Narrows `range` to the keys after `start` in `direction`.
+fn after(range: KeyRange, start: Bytes, direction: Direction) -> KeyRange {
+    match direction {
+        Direction::Forward => {
+            let later = match &range.start {
+                Bound::Included(s) | Bound::Excluded(s) => start >= *s,
+                Bound::Unbounded => true,
+            };
+            if later {
+                KeyRange {
+                    start: Bound::Excluded(start),
+                    end: range.end,
+                }
+            } else {
+                range
+            }
+        }
+        Direction::Reverse => {
+            let earlier = match &range.end {
+                Bound::Included(e) | Bound::Excluded(e) => start <= *e,
+                Bound::Unbounded => true,
+            };
+            if earlier {
+                KeyRange {
+                    start: range.start,
+                    end: Bound::Excluded(start),
+                }
+            } else {
+                range
+            }
+        }
+    }
+}
+
+/// What to return, from `Select` and whether there is a projection, checked as DynamoDB does.
+fn resolve_select(
+    select: Option<Select>,
+    has_projection: bool,
+    index: Option<(&SecondaryIndex, bool)>,
+) -> Result<Select> {
+    let invalid = |message: String| Err(Error::validation("Select", message));
+    match (select, has_projection) {
+        (None, true) | (Some(Select::SPECIFIC_ATTRIBUTES), true) => Ok(Select::SPECIFIC_ATTRIBUTES),
+        (Some(Select::SPECIFIC_ATTRIBUTES), false) => invalid(
+            "One or more parameter values were invalid: Select type SPECIFIC_ATTRIBUTES requires a ProjectionExpression".to_owned(),
+        ),
+        (Some(other), true) => invalid(format!(
+            "One or more parameter values were invalid: Cannot specify a ProjectionExpression when choosing to get {other:?}"
+        )),
+        (None, false) if index.is_some() => Ok(Select::ALL_PROJECTED_ATTRIBUTES),
+        (None, false) => Ok(Select::ALL_ATTRIBUTES),
+        (Some(Select::ALL_PROJECTED_ATTRIBUTES), false) if index.is_none() => invalid(
+            "One or more parameter values were invalid: ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName".to_owned(),
+        ),
+        (Some(Select::ALL_ATTRIBUTES), false) => match index {
+            Some((i, true)) if i.projection != Projection::All => invalid(format!(
+                "One or more parameter values were invalid: Select type ALL_ATTRIBUTES is not supported for global secondary index {} because its projection type is not ALL",
+                i.index_name
+            )),
+            _ => Ok(Select::ALL_ATTRIBUTES),
+        },
+        (Some(select), false) => Ok(select),
+    }
+}
+
+fn check_limit(limit: Option<u32>) -> Result<()> {
+    if limit == Some(0) {
+        return Err(Error::validation(
+            "Limit",
+            "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+        ));
+    }
+    Ok(())
+}
+
+/// How one page is read.
+struct PageReader<'a> {
+    snapshot: &'a Snapshot,
+    table: &'a TableRecord,
+    index: Option<&'a SecondaryIndex>,
+    prepared: &'a Prepared,
+    select: Select,
+    limit: Option<u32>,
+    /// For a parallel scan: (segment, total).
+    segment: Option<(u32, u32)>,
+}
+
+impl PageReader<'_> {
+    fn keyspace(&self) -> &'static str {
+        if self.index.is_some() {
+            KS_INDEX
+        } else {
+            KS_ITEMS
+        }
+    }
+
+    fn key_attributes(&self, item: &Item) -> Item {
+        match self.index {
+            Some(index) => crate::index::entry_key_attributes(self.table, index, item),
+            None => self.table.key_schema.key_of(item),
+        }
+    }
+
+    /// The whole item behind a local index entry whose projection is not `ALL`.
+    fn full_item(&self, entry: Item) -> Result<Item> {
+        match self.index {
+            Some(index)
+                if self.select == Select::ALL_ATTRIBUTES && index.projection != Projection::All =>
+            {
+                let key = crate::schema::item_key(self.table.id, &self.table.key_schema, &entry)?;
+                match self.snapshot.get(KS_ITEMS, &key)? {
+                    Some(raw) => decode(KS_ITEMS, &raw),
+                    None => Ok(entry),
+                }
+            }
+            _ => Ok(entry),
+        }
+    }
+
+    fn read(&self, range: &KeyRange, direction: Direction) -> Result<Page> {
+        let mut page = Page::default();
+        let mut bytes = 0usize;
+        let mut last: Option<Item> = None;
+        let mut stopped = false;
+        let partition_name = &self
+            .index
+            .map_or(&self.table.key_schema, |i| &i.key_schema)
+            .partition_key
+            .name;
+        for entry in self.snapshot.range(self.keyspace(), range, direction)? {
+            let (_, raw) = entry?;
+            let item = decode(self.keyspace(), &raw)?;
+            if let Some((segment, total)) = self.segment
+                && partition_hash(item.get(partition_name)) % u64::from(total) != u64::from(segment)
+            {
+                continue;
+            }
+            page.scanned_count += 1;
+            bytes += item_size(&item);
+            if self.prepared.condition_holds(Some(&item)) {
+                page.count += 1;
+                if self.select != Select::COUNT {
+                    let item = self.full_item(item.clone())?;
+                    page.items.push(self.prepared.project(item));
+                }
+            }
+            last = Some(item);
+            if self.limit.is_some_and(|l| page.scanned_count >= l as usize)
+                || bytes >= MAX_PAGE_BYTES
+            {
+                stopped = true;
+                break;
+            }
+        }
+        if stopped {
+            page.last_evaluated_key = last.map(|item| self.key_attributes(&item));
+        }
+        Ok(page)
+    }
+}
+
+impl KvService {
+    fn start_key(
+        &self,
+        table: &TableRecord,
+        index: Option<&SecondaryIndex>,
+        key: &Item,
+    ) -> Result<Bytes> {
+        match index {
+            Some(index) => crate::index::start_key(table, index, key),
+            None => key_param(table.id, &table.key_schema, key).map_err(|_| {
+                Error::validation(
+                    "ExclusiveStartKey",
+                    "The provided starting key is invalid: The provided key element does not match the schema",
+                )
+            }),
+        }
+    }
+
+    pub(crate) fn query_now(&self, request: Query) -> Result<Page> {
+        let table = self.table(&request.table_name)?;
+        check_limit(request.limit)?;
+        let index = request
+            .index_name
+            .as_deref()
+            .map(|name| crate::index::find(&table, name))
+            .transpose()?;
+        if request.consistent_read && matches!(index, Some((_, true))) {
+            return Err(Error::validation(
+                "ConsistentRead",
+                "Consistent reads are not supported on global secondary indexes",
+            ));
+        }
+        let select = resolve_select(
+            request.select,
+            request.projection_expression.is_some(),
+            index,
+        )?;
+        let texts = Texts {
+            condition: request
+                .filter_expression
+                .as_deref()
+                .map(|f| ("FilterExpression", f)),
+            key_condition: Some(&request.key_condition_expression),
+            projection: request.projection_expression.as_deref(),
+            ..Texts::default()
+        };
+        let prepared = Prepared::new(
+            texts,
+            request.placeholders.names,
+            request.placeholders.values,
+        )?;
+        let index = index.map(|(i, _)| i);
+        let schema = index.map_or(&table.key_schema, |i| &i.key_schema);
+        let (partition, sort) = key_condition(&prepared, schema)?;
+        let base = match index {
+            Some(i) => index_prefix(&table, &i.index_name),
+            None => Tuple::new().u64(table.id),
+        };
+        let mut range = query_range(base, schema, &partition, sort)?;
+        let direction = if request.scan_index_forward {
+            Direction::Forward
+        } else {
+            Direction::Reverse
+        };
+        if let Some(start) = &request.exclusive_start_key {
+            range = after(range, self.start_key(&table, index, start)?, direction);
+        }
+        let snapshot = self.store.snapshot()?;
+        PageReader {
+            snapshot: &snapshot,
+            table: &table,
+            index,
+            prepared: &prepared,
+            select,
+            limit: request.limit,
+            segment: None,
+        }
+        .read(&range, direction)
+    }
+
+    pub(crate) fn scan_now(&self, request: Scan) -> Result<Page> {
+        let table = self.table(&request.table_name)?;
+        check_limit(request.limit)?;
+        let segment = match (request.segment, request.total_segments) {
+            (None, None) => None,
+            (Some(segment), Some(total)) => {
+                if !(1..=MAX_TOTAL_SEGMENTS).contains(&total) {
+                    return Err(Error::validation(
+                        "TotalSegments",
+                        format!(
+                            "1 validation error detected: Value '{total}' at 'totalSegments' failed to satisfy constraint: Member must have value between 1 and 1000000"
+                        ),
+                    ));
+                }
+                if segment >= total {
+                    return Err(Error::validation(
+                        "Segment",
+                        format!(
+                            "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: {segment} is not less than TotalSegments: {total}"
+                        ),
+                    ));
+                }
+                Some((segment, total))
+            }
+            (Some(_), None) => {
+                return Err(Error::validation(
+                    "TotalSegments",
+                    "The TotalSegments parameter is required but was not present in the request when parameter Segment is present",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::validation(
+                    "Segment",
+                    "The Segment parameter is required but was not present in the request when parameter TotalSegments is present",
+                ));
+            }
+        };
+        let index = request
+            .index_name
+            .as_deref()
+            .map(|name| crate::index::find(&table, name))
+            .transpose()?;
+        if request.consistent_read && matches!(index, Some((_, true))) {
+            return Err(Error::validation(
+                "ConsistentRead",
+                "Consistent reads are not supported on global secondary indexes",
+            ));
+        }
+        let select = resolve_select(
+            request.select,
+            request.projection_expression.is_some(),
+            index,
+        )?;
+        let texts = Texts {
+            condition: request
+                .filter_expression
+                .as_deref()
+                .map(|f| ("FilterExpression", f)),
+            projection: request.projection_expression.as_deref(),
+            ..Texts::default()
+        };
+        let prepared = Prepared::new(
+            texts,
+            request.placeholders.names,
+            request.placeholders.values,
+        )?;
+        let index = index.map(|(i, _)| i);
+        let base = match index {
+            Some(i) => index_prefix(&table, &i.index_name),
+            None => Tuple::new().u64(table.id),
+        };
+        let mut range = KeyRange::prefix(base.as_bytes());
+        if let Some(start) = &request.exclusive_start_key {
+            range = after(
+                range,
+                self.start_key(&table, index, start)?,
+                Direction::Forward,
+            );
+        }
+        let snapshot = self.store.snapshot()?;
+        PageReader {
+            snapshot: &snapshot,
+            table: &table,
+            index,
+            prepared: &prepared,
+            select,
+            limit: request.limit,
+            segment,
+        }
+        .read(&range, Direction::Forward)
+    }
+}

@@ -1,0 +1,7 @@
+//! cloudlet-kv's integration tests: one conformance suite, run on every engine
+//! (`conformance::memory::…`, `conformance::redb::…`), expression properties, a model test
+//! and a crash test.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod conformance;
+mod expressions;

@@ -70,6 +70,15 @@ pub enum Error {
         /// What limit.
         message: String,
     },
+    /// `ExpiredIteratorException`: a shard iterator is older than 15 minutes.
+    #[error("ExpiredIteratorException: Iterator expired")]
+    ExpiredIterator,
+    /// `TrimmedDataAccessException`: the records asked for are older than the 24-hour
+    /// retention and were trimmed.
+    #[error(
+        "TrimmedDataAccessException: The operation attempted to read past the oldest stream record in a shard"
+    )]
+    TrimmedDataAccess,
     /// The storage layer failed; nothing is known to be written unless the source says so.
     #[error(transparent)]
     Storage(#[from] cloudlet_core::Error),
@@ -107,6 +116,8 @@ impl Error {
             Self::TransactionCanceled { .. } => "TransactionCanceledException",
             Self::IdempotentParameterMismatch => "IdempotentParameterMismatchException",
             Self::LimitExceeded { .. } => "LimitExceededException",
+            Self::ExpiredIterator => "ExpiredIteratorException",
+            Self::TrimmedDataAccess => "TrimmedDataAccessException",
             Self::Storage(_) => "InternalServerError",
         }
     }

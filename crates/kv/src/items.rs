@@ -33,10 +33,13 @@ pub(crate) fn write_item(
     now: Timestamp,
     actor: Actor,
 ) -> Result<()> {
+    if old.is_none() && new.is_none() {
+        return Ok(());
+    }
+    crate::ttl::maintain(txn, table, &key, old, new);
     match new {
         Some(item) => txn.put(KS_ITEMS, key, encode(item)),
-        None if old.is_some() => txn.delete(KS_ITEMS, key),
-        None => return Ok(()),
+        None => txn.delete(KS_ITEMS, key),
     }
     crate::index::maintain(txn, table, old, new)?;
     crate::stream::record(txn, table, old, new, now, actor)
@@ -53,6 +56,7 @@ pub(crate) fn needs_old(
         || table.stream_view_type.is_some()
         || !table.global_secondary_indexes.is_empty()
         || !table.local_secondary_indexes.is_empty()
+        || table.time_to_live_attribute.is_some()
 }
 
 /// Reads the item at `key` in a transaction.

@@ -3,6 +3,7 @@
 mod api;
 mod batch;
 mod codec;
+mod delivery;
 mod error;
 pub mod expr;
 mod index;
@@ -11,6 +12,7 @@ mod query;
 pub mod schema;
 mod service;
 pub mod stream;
+mod ttl;
 pub mod value;
 
 pub use api::{
@@ -19,12 +21,15 @@ pub use api::{
     ReturnValuesOnConditionCheckFailure, Scan, Select, Tables, TransactGet, TransactWriteItem,
     TransactWriteItems, UpdateItem, WriteRequest,
 };
+pub use delivery::{StartingPosition, event_json};
 pub use error::{CancellationReason, Error, Result};
 pub use schema::{
     CreateTable, KeyAttribute, KeySchema, Projection, ScalarType, SecondaryIndex, StreamViewType,
     TableDescription, TableStatus,
 };
 pub use service::KvService;
+pub use stream::{GetRecordsOutput, ShardIteratorType, StreamDescription, StreamRecord};
+pub use ttl::{SweepReport, TimeToLiveDescription};
 pub use value::{AttributeValue, Item, Number, ValueType, item};
 
 /// DynamoDB's limits, as this crate enforces them.
@@ -38,5 +43,7 @@ pub mod limits {
     pub use crate::query::{MAX_PAGE_BYTES, MAX_TOTAL_SEGMENTS};
     pub use crate::schema::{MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
     pub use crate::service::{MAX_GLOBAL_INDEXES, MAX_LOCAL_INDEXES};
+    pub use crate::stream::{ITERATOR_LIFETIME, MAX_GET_RECORDS, STREAM_RETENTION};
+    pub use crate::ttl::TTL_CHANGE_INTERVAL;
     pub use crate::value::{MAX_ITEM_SIZE, MAX_NESTING_DEPTH, MAX_NUMBER_DIGITS};
 }

@@ -270,6 +270,9 @@ pub(crate) struct TableRecord {
     pub global_secondary_indexes: Vec<SecondaryIndex>,
     pub stream_view_type: Option<StreamViewType>,
     pub time_to_live_attribute: Option<String>,
+    /// When time to live was last enabled or disabled.
+    #[serde(default)]
+    pub time_to_live_changed: Option<Timestamp>,
 }
 
 /// Validates a table or index name as DynamoDB does.

@@ -119,6 +119,17 @@ impl KvService {
         self
     }
 
+    pub(crate) fn table_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:dynamodb:{}:{}:table/{name}",
+            self.region, self.account
+        )
+    }
+
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
     pub(crate) fn now(&self) -> cloudlet_core::Timestamp {
         self.clock.now()
     }
@@ -165,10 +176,7 @@ impl KvService {
         }
         Ok(TableDescription {
             table_name: table.name.clone(),
-            table_arn: format!(
-                "arn:aws:dynamodb:{}:{}:table/{}",
-                self.region, self.account, table.name
-            ),
+            table_arn: self.table_arn(&table.name),
             key_schema: table.key_schema.clone(),
             table_status: TableStatus::ACTIVE,
             creation_date_time: table.created,
@@ -299,7 +307,12 @@ impl KvService {
     /// Removes every item and index entry of table `id`, then forgets it was dropped.
     fn remove_items(&self, id: u64) -> Result<()> {
         let prefix = Tuple::new().u64(id).build();
-        for keyspace in [KS_ITEMS, crate::index::KS_INDEX, crate::stream::KS_STREAM] {
+        for keyspace in [
+            KS_ITEMS,
+            crate::index::KS_INDEX,
+            crate::stream::KS_STREAM,
+            crate::ttl::KS_TTL,
+        ] {
             loop {
                 let prefix = prefix.clone();
                 let done = self
@@ -326,7 +339,7 @@ impl KvService {
         })
     }
 
-    async fn run_blocking<T: Send + 'static>(
+    pub(crate) async fn run_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(Self) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -373,6 +386,7 @@ impl Tables for KvService {
                     global_secondary_indexes: request.global_secondary_indexes,
                     stream_view_type: request.stream_view_type,
                     time_to_live_attribute: None,
+                    time_to_live_changed: None,
                 };
                 Self::store_definition(txn, &table)?;
                 txn.put(

@@ -8,6 +8,7 @@ use cloudlet_kv::{KvService, Tables};
 use tempfile::TempDir;
 
 mod checks;
+mod streams;
 
 /// A kv service under test, on a manual clock.
 #[allow(dead_code)] // `service` and `clock` serve the checks that need more than the trait.
@@ -52,6 +53,11 @@ macro_rules! conformance {
                 update_expressions,
                 query_orders_and_pages,
                 transactions_are_all_or_nothing,
+                stream_records_every_change_once_in_order,
+                stream_view_types_shape_records,
+                stream_iterators_expire_and_records_are_trimmed_after_a_day,
+                ttl_deletes_expired_items_as_the_service,
+                stream_delivers_to_a_sink_in_order_with_retries,
             );
         }
     };

@@ -7,6 +7,7 @@ use cloudlet_kv::{
 };
 
 use super::Harness;
+pub use super::streams::*;
 
 pub fn key(pk: &str) -> Item {
     item([("pk", pk.into())])

@@ -119,6 +119,26 @@ macro_rules! condition_builders {
     };
 }
 
+macro_rules! built_setter {
+    ($t:ty; $($from:ident => $to:ident),*) => {
+        impl $t {
+            /// With expressions made by the [builder](crate::expr::builder): sets the ones
+            /// this request takes and adds their placeholders.
+            #[must_use]
+            pub fn with_expressions(mut self, built: crate::expr::builder::Built) -> Self {
+                $(
+                    if let Some(text) = built.$from {
+                        self.$to = Some(text);
+                    }
+                )*
+                self.placeholders.names.extend(built.placeholders.names);
+                self.placeholders.values.extend(built.placeholders.values);
+                self
+            }
+        }
+    };
+}
+
 /// A GetItem request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetItem {
@@ -152,6 +172,7 @@ impl GetItem {
     }
 }
 placeholder_builders!(GetItem);
+built_setter!(GetItem; projection => projection_expression);
 
 /// A PutItem request (also a TransactWriteItems `Put`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +210,7 @@ impl PutItem {
 }
 placeholder_builders!(PutItem);
 condition_builders!(PutItem);
+built_setter!(PutItem; condition => condition_expression);
 
 /// An UpdateItem request (also a TransactWriteItems `Update`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +251,7 @@ impl UpdateItem {
 }
 placeholder_builders!(UpdateItem);
 condition_builders!(UpdateItem);
+built_setter!(UpdateItem; condition => condition_expression, update => update_expression);
 
 /// A DeleteItem request (also a TransactWriteItems `Delete`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +289,7 @@ impl DeleteItem {
 }
 placeholder_builders!(DeleteItem);
 condition_builders!(DeleteItem);
+built_setter!(DeleteItem; condition => condition_expression);
 
 /// A TransactWriteItems `ConditionCheck`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +319,7 @@ impl ConditionCheck {
 }
 placeholder_builders!(ConditionCheck);
 condition_builders!(ConditionCheck);
+built_setter!(ConditionCheck; condition => condition_expression);
 
 /// A Query request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -392,6 +417,26 @@ impl Query {
 }
 placeholder_builders!(Query);
 
+impl Query {
+    /// With expressions made by the [builder](crate::expr::builder): the key condition,
+    /// filter and projection it has, and their placeholders.
+    #[must_use]
+    pub fn with_expressions(mut self, built: crate::expr::builder::Built) -> Self {
+        if let Some(text) = built.key_condition {
+            self.key_condition_expression = text;
+        }
+        if let Some(text) = built.filter {
+            self.filter_expression = Some(text);
+        }
+        if let Some(text) = built.projection {
+            self.projection_expression = Some(text);
+        }
+        self.placeholders.names.extend(built.placeholders.names);
+        self.placeholders.values.extend(built.placeholders.values);
+        self
+    }
+}
+
 /// A Scan request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scan {
@@ -479,6 +524,7 @@ impl Scan {
     }
 }
 placeholder_builders!(Scan);
+built_setter!(Scan; filter => filter_expression, projection => projection_expression);
 
 /// One page of a query or scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //! item's data (adding to a string, say).
 
 pub mod ast;
+pub mod builder;
 mod eval;
 mod parse;
 mod reserved;

@@ -4,4 +4,6 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod conformance;
+mod crash;
 mod expressions;
+mod model;

@@ -166,7 +166,10 @@ impl KvService {
             ));
         }
         if total > MAX_BATCH_WRITES {
-            return Err(too_many("requestItems", total, MAX_BATCH_WRITES));
+            return Err(Error::validation(
+                "RequestItems",
+                "Too many items requested for the BatchWriteItem call",
+            ));
         }
         let mut writes: Vec<(Arc<TableRecord>, Bytes, Option<Item>)> = Vec::new();
         for (name, requests) in request {

@@ -8,7 +8,7 @@ use cloudlet_core::keys::Tuple;
 use cloudlet_core::{Direction, KeyRange, ReadView, Snapshot};
 
 use crate::api::{Page, Query, Scan, Select};
-use crate::expr::{Comparator, Condition, Operand, PathElement, Prepared, Texts};
+use crate::expr::{Comparator, Condition, Operand, Prepared, Texts};
 use crate::index::{KS_INDEX, index_prefix, partition_hash};
 use crate::schema::{
     KeySchema, Projection, ScalarType, SecondaryIndex, TableRecord, encode_key_value, key_param,
@@ -36,6 +36,27 @@ fn not_supported() -> Error {
     )
 }
 
+fn invalid_operator(operator: &str) -> Error {
+    Error::validation(
+        "KeyConditionExpression",
+        format!("Invalid operator used in KeyConditionExpression: {operator}"),
+    )
+}
+
+fn missed(element: &str) -> Error {
+    Error::validation(
+        "KeyConditionExpression",
+        format!("Query condition missed key schema element: {element}"),
+    )
+}
+
+fn one_per_key() -> Error {
+    Error::validation(
+        "KeyConditionExpression",
+        "KeyConditionExpressions must only contain one condition per key",
+    )
+}
+
 /// Splits a key condition into the partition key's value and the sort key's condition.
 fn key_condition(
     prepared: &Prepared,
@@ -50,29 +71,34 @@ fn key_condition(
                 pending.push(b);
                 pending.push(a);
             }
+            Condition::Or(..) => return Err(invalid_operator("OR")),
+            Condition::Not(..) => return Err(invalid_operator("NOT")),
+            Condition::In(..) => return Err(invalid_operator("IN")),
+            Condition::Contains(..) => return Err(invalid_operator("contains")),
+            Condition::AttributeExists(..) => return Err(invalid_operator("attribute_exists")),
+            Condition::AttributeNotExists(..) => {
+                return Err(invalid_operator("attribute_not_exists"));
+            }
+            Condition::AttributeType(..) => return Err(invalid_operator("attribute_type")),
+            Condition::Compare(_, Comparator::Ne, _) => return Err(invalid_operator("<>")),
             other => conjuncts.push(other),
         }
     }
     if conjuncts.len() > 2 {
-        return Err(Error::validation(
-            "KeyConditionExpression",
-            "KeyConditionExpressions must only contain one condition per key",
-        ));
+        return Err(one_per_key());
     }
     let attribute = |operand: &Operand| -> Result<String> {
         match operand {
-            Operand::Path(path) if path.0.len() == 1 => match &path.0[0] {
-                PathElement::Attribute(_) => Ok(context
-                    .steps(path)
-                    .into_iter()
-                    .next()
-                    .map(|s| match s {
-                        crate::expr::Step::Key(k) => k,
-                        crate::expr::Step::Index(_) => String::new(),
-                    })
-                    .unwrap_or_default()),
-                PathElement::Index(_) => Err(not_supported()),
-            },
+            Operand::Path(path) if path.0.len() == 1 => {
+                match context.steps(path).into_iter().next() {
+                    Some(crate::expr::Step::Key(name)) => Ok(name),
+                    _ => Err(not_supported()),
+                }
+            }
+            Operand::Path(_) => Err(Error::validation(
+                "KeyConditionExpression",
+                "KeyConditionExpressions cannot have conditions on nested attributes",
+            )),
             _ => Err(not_supported()),
         }
     };
@@ -84,6 +110,7 @@ fn key_condition(
     };
     let mut partition = None;
     let mut sort = None;
+    let mut strangers = Vec::new();
     for conjunct in conjuncts {
         let (name, condition) = match conjunct {
             Condition::Compare(a, op, b) => (attribute(a)?, Err((*op, value(b)?))),
@@ -99,50 +126,29 @@ fn key_condition(
         if name == schema.partition_key.name {
             match condition {
                 Err((Comparator::Eq, v)) if partition.is_none() => partition = Some(v),
-                Err((Comparator::Eq, _)) => {
-                    return Err(Error::validation(
-                        "KeyConditionExpression",
-                        "KeyConditionExpressions must only contain one condition per key",
-                    ));
-                }
-                _ => {
-                    return Err(Error::validation(
-                        "KeyConditionExpression",
-                        "Query key condition not supported",
-                    ));
-                }
+                Err((Comparator::Eq, _)) => return Err(one_per_key()),
+                _ => return Err(not_supported()),
             }
         } else if schema.sort_key.as_ref().is_some_and(|s| s.name == name) {
             if sort.is_some() {
-                return Err(Error::validation(
-                    "KeyConditionExpression",
-                    "KeyConditionExpressions must only contain one condition per key",
-                ));
+                return Err(one_per_key());
             }
             sort = Some(match condition {
                 Ok(c) => c,
-                Err((Comparator::Ne, _)) => return Err(not_supported()),
+                Err((Comparator::Ne, _)) => return Err(invalid_operator("<>")),
                 Err((op, v)) => SortCondition::Compare(op, v),
             });
         } else {
-            return Err(Error::validation(
-                "KeyConditionExpression",
-                format!(
-                    "Query condition missed key schema element: {}",
-                    schema.partition_key.name
-                ),
-            ));
+            strangers.push(name);
         }
     }
-    let partition = partition.ok_or_else(|| {
-        Error::validation(
-            "KeyConditionExpression",
-            format!(
-                "Query condition missed key schema element: {}",
-                schema.partition_key.name
-            ),
-        )
-    })?;
+    let partition = partition.ok_or_else(|| missed(&schema.partition_key.name))?;
+    if !strangers.is_empty() {
+        return Err(match &schema.sort_key {
+            Some(sort_key) if sort.is_none() => missed(&sort_key.name),
+            _ => not_supported(),
+        });
+    }
     Ok((partition, sort))
 }
 
@@ -166,8 +172,18 @@ fn query_range(
     let (Some(sort), Some(sort_key)) = (sort, &schema.sort_key) else {
         return Ok(prefix_range);
     };
+    // An entry's key continues after the sort key (index entries carry the table's key too),
+    // so every bound covers all the keys that start with the sort key's encoding.
     let at = |v: &AttributeValue| -> Result<Bytes> {
         Ok(encode_key_value(partition_prefix.clone(), sort_key, v, true, type_mismatch)?.build())
+    };
+    // The keys whose sort key equals `v` start with its encoding and continue with a tag byte
+    // (below 0xFF) or end; a longer string or binary value continues with the escape 0xFF.
+    // So `encoding ++ 0xFF` is the first key past them.
+    let past = |key: &Bytes| {
+        let mut next = key.to_vec();
+        next.push(0xFF);
+        Bound::Excluded(Bytes::from(next))
     };
     let (start, end) = (prefix_range.start.clone(), prefix_range.end.clone());
     Ok(match sort {
@@ -176,7 +192,7 @@ fn query_range(
             match op {
                 Comparator::Eq => KeyRange {
                     start: Bound::Included(key.clone()),
-                    end: Bound::Included(key),
+                    end: past(&key),
                 },
                 Comparator::Lt => KeyRange {
                     start,
@@ -184,10 +200,13 @@ fn query_range(
                 },
                 Comparator::Le => KeyRange {
                     start,
-                    end: Bound::Included(key),
+                    end: past(&key),
                 },
                 Comparator::Gt => KeyRange {
-                    start: Bound::Excluded(key),
+                    start: match past(&key) {
+                        Bound::Excluded(next) => Bound::Included(next),
+                        other => other,
+                    },
                     end,
                 },
                 Comparator::Ge => KeyRange {
@@ -207,7 +226,7 @@ fn query_range(
             }
             KeyRange {
                 start: Bound::Included(low_key),
-                end: Bound::Included(high_key),
+                end: past(&high_key),
             }
         }
         SortCondition::BeginsWith(prefix) => {
@@ -225,6 +244,17 @@ fn query_range(
             KeyRange::prefix(tuple.as_bytes())
         }
     })
+}
+
+/// Narrows `range` to the keys after `start` in `direction`; `start` must lie in the range.
+fn after_checked(range: KeyRange, start: Bytes, direction: Direction) -> Result<KeyRange> {
+    if !range.contains(&start) {
+        return Err(Error::validation(
+            "ExclusiveStartKey",
+            "The provided starting key is outside query boundaries based on provided conditions",
+        ));
+    }
+    Ok(after(range, start, direction))
 }
 
 /// Narrows `range` to the keys after `start` in `direction`.
@@ -453,7 +483,7 @@ impl KvService {
             Direction::Reverse
         };
         if let Some(start) = &request.exclusive_start_key {
-            range = after(range, self.start_key(&table, index, start)?, direction);
+            range = after_checked(range, self.start_key(&table, index, start)?, direction)?;
         }
         let snapshot = self.store.snapshot()?;
         PageReader {

@@ -338,7 +338,7 @@ pub(crate) fn encode_key_value(
     if !sort && len > MAX_PARTITION_KEY_BYTES {
         return Err(Error::validation(
             "Key",
-            "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of 2048 bytes",
+            "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes",
         ));
     }
     if sort && len > MAX_SORT_KEY_BYTES {

@@ -265,11 +265,14 @@ impl<'a> Context<'a> {
     /// [`Error::Validation`] when the item's data does not fit the update: an operand that is
     /// missing or of the wrong type, or a path whose parent does not exist.
     pub(crate) fn apply(&self, old: &Item, update: &Update) -> Result<Item> {
-        let sets = update
+        let mut sets = update
             .set
             .iter()
             .map(|(path, value)| Ok((self.steps(path), self.set_value(old, value)?)))
             .collect::<Result<Vec<_>>>()?;
+        // Paths do not overlap, so order matters only for appends past a list's end, which
+        // DynamoDB makes in index order.
+        sets.sort_by(|a, b| a.0.cmp(&b.0));
         let mut new = old.clone();
         for (steps, value) in sets {
             set_at(&mut new, &steps, value)?;

@@ -325,7 +325,12 @@ impl<'a> Scope<'a> {
         ] {
             for (_, v) in actions {
                 let t = self.value(v)?.value_type();
-                self.require_types(keyword, Some(t), allowed)?;
+                if !allowed.contains(&t) {
+                    return Err(self.invalid(format!(
+                        "Incorrect operand type for operator or function; operator: {keyword}, operand type: {}",
+                        long_type_name(t)
+                    )));
+                }
             }
         }
         let paths = update
@@ -419,6 +424,22 @@ impl<'a> Scope<'a> {
             ));
         }
         Ok(())
+    }
+}
+
+/// The type names DynamoDB uses in ADD and DELETE errors.
+fn long_type_name(t: ValueType) -> &'static str {
+    match t {
+        ValueType::S => "STRING",
+        ValueType::N => "NUMBER",
+        ValueType::B => "BINARY",
+        ValueType::BOOL => "BOOLEAN",
+        ValueType::NULL => "NULL",
+        ValueType::L => "LIST",
+        ValueType::M => "MAP",
+        ValueType::SS => "STRING_SET",
+        ValueType::NS => "NUMBER_SET",
+        ValueType::BS => "BINARY_SET",
     }
 }
 

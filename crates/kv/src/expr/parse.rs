@@ -53,7 +53,7 @@ fn lex(expression: &'static str, text: &str) -> Result<Vec<Lexed>> {
             b'#' | b':' => {
                 let end = word_end(at + 1);
                 if end == at + 1 {
-                    return Err(syntax_error(expression, text, start, start + 1));
+                    return Err(lex_error(expression, text, &tokens, start, start + 1));
                 }
                 at = end;
                 let name = text[start..end].to_owned();
@@ -95,7 +95,7 @@ fn lex(expression: &'static str, text: &str) -> Result<Vec<Lexed>> {
                         b'-' => "-",
                         _ => {
                             let len = text[at..].chars().next().map_or(1, char::len_utf8);
-                            return Err(syntax_error(expression, text, start, start + len));
+                            return Err(lex_error(expression, text, &tokens, start, start + len));
                         }
                     },
                 };
@@ -117,27 +117,52 @@ fn lex(expression: &'static str, text: &str) -> Result<Vec<Lexed>> {
     Ok(tokens)
 }
 
-fn syntax_error(expression: &'static str, text: &str, start: usize, end: usize) -> Error {
+/// A syntax error at `start..end`; DynamoDB quotes `near` from the token before the offending
+/// one to the token after it.
+fn syntax_error(
+    expression: &'static str,
+    text: &str,
+    (start, end): (usize, usize),
+    (near_start, near_end): (usize, usize),
+) -> Error {
     let token = if start >= text.len() {
         "<EOF>".to_owned()
     } else {
         text[start..end].to_owned()
     };
-    // DynamoDB quotes the neighbourhood of the token; a few characters either side.
-    let floor = |mut i: usize| {
-        while !text.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
-    };
-    let near_start = floor(start.saturating_sub(12));
-    let near_end = floor((end + 12).min(text.len()));
     Error::Syntax {
         expression,
         token,
-        near: text[near_start..near_end].trim().to_owned(),
+        near: text
+            .get(near_start..near_end)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
         position: start,
     }
+}
+
+/// A lexing error at `start..end`: near runs from the previous token to the next word.
+fn lex_error(
+    expression: &'static str,
+    text: &str,
+    tokens: &[Lexed],
+    start: usize,
+    end: usize,
+) -> Error {
+    let near_start = tokens.last().map_or(start, |t| t.start);
+    let rest = &text[end..];
+    let skipped = rest.len() - rest.trim_start().len();
+    let word = rest
+        .trim_start()
+        .find(char::is_whitespace)
+        .unwrap_or(rest.trim_start().len());
+    syntax_error(
+        expression,
+        text,
+        (start, end),
+        (near_start, end + skipped + word),
+    )
 }
 
 struct Parser<'t> {
@@ -193,7 +218,20 @@ impl<'t> Parser<'t> {
 
     fn error(&self) -> Error {
         let lexed = &self.tokens[self.at];
-        syntax_error(self.expression, self.text, lexed.start, lexed.end)
+        let near_start = match self.at {
+            0 => lexed.start,
+            at => self.tokens[at - 1].start,
+        };
+        let near_end = match self.tokens.get(self.at + 1) {
+            Some(next) if next.token != Token::Eof => next.end,
+            _ => lexed.end,
+        };
+        syntax_error(
+            self.expression,
+            self.text,
+            (lexed.start, lexed.end),
+            (near_start, near_end),
+        )
     }
 
     fn invalid(&self, message: impl std::fmt::Display) -> Error {

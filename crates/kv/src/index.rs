@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cloudlet_core::keys::Tuple;
-use cloudlet_core::{Direction, Durability, KeyRange, ReadView, WriteTxn};
+use cloudlet_core::{ReadView, WriteTxn};
 
 use crate::schema::{
     KeySchema, Projection, SecondaryIndex, TableRecord, encode_key_value, validate_name,
 };
-use crate::service::{KS_ITEMS, KS_LIVE, KvService, decode, encode};
+use crate::service::{KS_LIVE, KvService, encode};
 use crate::value::{AttributeValue, Item};
 use crate::{Error, Result};
 
@@ -22,8 +22,6 @@ use crate::{Error, Result};
 pub(crate) const KS_INDEX: &str = "kv.index";
 /// The most non-key attributes an `INCLUDE` projection names.
 pub const MAX_PROJECTED_ATTRIBUTES: usize = 100;
-/// How many items one backfill transaction indexes.
-const BACKFILL_CHUNK: usize = 500;
 
 /// Checks an index definition against the table's key schema.
 pub(crate) fn validate_index(_table: &KeySchema, index: &SecondaryIndex) -> Result<()> {
@@ -213,52 +211,17 @@ impl KvService {
     pub(crate) fn backfill_index(
         &self,
         current: Arc<TableRecord>,
-        mut updated: TableRecord,
+        updated: TableRecord,
         index: SecondaryIndex,
-    ) -> Result<TableRecord> {
-        updated.version = current.version;
-        let updated = self.store.write_blocking(Durability::Durable, move |txn| {
-            publish(txn, &mut updated)?;
-            Ok::<_, Error>(updated)
-        })?;
-        self.after_definition_change(&updated.name);
-        let table = Arc::new(updated.clone());
-        let prefix = Tuple::new().u64(table.id).build();
-        let mut after: Option<Bytes> = None;
-        loop {
-            let (table, index, prefix, from) = (
-                Arc::clone(&table),
-                index.clone(),
-                prefix.clone(),
-                after.clone(),
-            );
-            let last = self.store.write_blocking(Durability::Durable, move |txn| {
-                let range = match from {
-                    Some(key) => KeyRange {
-                        start: std::ops::Bound::Excluded(key),
-                        end: KeyRange::prefix(&prefix).end,
-                    },
-                    None => KeyRange::prefix(&prefix),
-                };
-                let chunk: Vec<(Bytes, Bytes)> = txn
-                    .range(KS_ITEMS, &range, Direction::Forward)?
-                    .take(BACKFILL_CHUNK)
-                    .collect::<cloudlet_core::Result<_>>()?;
-                for (_, raw) in &chunk {
-                    let item = decode(KS_ITEMS, raw)?;
-                    if let Some(key) = entry_key(&table, &index, &item) {
-                        txn.put(KS_INDEX, key, encode(&projected(&table, &index, &item)));
-                    }
-                }
-                Ok::<_, Error>(
-                    (chunk.len() == BACKFILL_CHUNK).then(|| chunk[chunk.len() - 1].0.clone()),
-                )
-            })?;
-            match last {
-                Some(key) => after = Some(key),
-                None => break,
+    ) -> Result<Arc<TableRecord>> {
+        let updated = self.publish_definition(&current, updated)?;
+        let table = Arc::clone(&updated);
+        self.for_each_item(updated.id, move |txn, _, item| {
+            if let Some(key) = entry_key(&table, &index, item) {
+                txn.put(KS_INDEX, key, encode(&projected(&table, &index, item)));
             }
-        }
+            Ok(())
+        })?;
         Ok(updated)
     }
 
@@ -266,33 +229,11 @@ impl KvService {
     pub(crate) fn drop_index(
         &self,
         current: Arc<TableRecord>,
-        mut updated: TableRecord,
+        updated: TableRecord,
         name: &str,
-    ) -> Result<TableRecord> {
-        updated.version = current.version;
-        let updated = self.store.write_blocking(Durability::Durable, move |txn| {
-            publish(txn, &mut updated)?;
-            Ok::<_, Error>(updated)
-        })?;
-        self.after_definition_change(&updated.name);
-        let prefix = index_prefix(&updated, name).build();
-        loop {
-            let prefix = prefix.clone();
-            let done = self.store.write_blocking(Durability::Durable, move |txn| {
-                let keys: Vec<Bytes> = txn
-                    .prefix(KS_INDEX, &prefix, Direction::Forward)?
-                    .take(BACKFILL_CHUNK)
-                    .map(|e| e.map(|(k, _)| k))
-                    .collect::<cloudlet_core::Result<_>>()?;
-                for key in &keys {
-                    txn.delete(KS_INDEX, key.clone());
-                }
-                Ok::<_, Error>(keys.len() < BACKFILL_CHUNK)
-            })?;
-            if done {
-                break;
-            }
-        }
+    ) -> Result<Arc<TableRecord>> {
+        let updated = self.publish_definition(&current, updated)?;
+        self.delete_prefix(KS_INDEX, &index_prefix(&updated, name).build())?;
         Ok(updated)
     }
 }

@@ -79,6 +79,20 @@ pub(crate) fn condition_failed(
     }
 }
 
+/// Passes if `prepared` has no condition or `old` satisfies it; otherwise the error to fail
+/// (or cancel) with.
+fn check_condition(
+    prepared: &Prepared,
+    on_failure: ReturnValuesOnConditionCheckFailure,
+    old: Option<&Item>,
+) -> Result<()> {
+    if prepared.condition_holds(old) {
+        Ok(())
+    } else {
+        Err(condition_failed(old.cloned(), on_failure))
+    }
+}
+
 /// Validates a whole item: its values and its size.
 pub(crate) fn validate_item(item: &Item, too_big: &str) -> Result<()> {
     for value in item.values() {
@@ -139,11 +153,7 @@ impl PreparedPut {
 
     /// Checks the condition on `old`; returns the error to cancel with if it fails.
     pub(crate) fn check(&self, old: Option<&Item>) -> Result<()> {
-        if self.prepared.condition_holds(old) {
-            Ok(())
-        } else {
-            Err(condition_failed(old.cloned(), self.on_failure))
-        }
+        check_condition(&self.prepared, self.on_failure, old)
     }
 }
 
@@ -184,12 +194,9 @@ impl PreparedUpdate {
         })
     }
 
+    /// Checks the condition on `old`; returns the error to cancel with if it fails.
     pub(crate) fn check(&self, old: Option<&Item>) -> Result<()> {
-        if self.prepared.condition_holds(old) {
-            Ok(())
-        } else {
-            Err(condition_failed(old.cloned(), self.on_failure))
-        }
+        check_condition(&self.prepared, self.on_failure, old)
     }
 
     /// The item after the update: `old`, or the key alone if there is none, updated.
@@ -234,12 +241,9 @@ impl PreparedDelete {
         })
     }
 
+    /// Checks the condition on `old`; returns the error to cancel with if it fails.
     pub(crate) fn check(&self, old: Option<&Item>) -> Result<()> {
-        if self.prepared.condition_holds(old) {
-            Ok(())
-        } else {
-            Err(condition_failed(old.cloned(), self.on_failure))
-        }
+        check_condition(&self.prepared, self.on_failure, old)
     }
 }
 

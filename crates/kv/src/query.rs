@@ -322,6 +322,27 @@ fn resolve_select(
     }
 }
 
+/// The index a query or scan reads, if any, and what it returns.
+fn resolve_index<'t>(
+    table: &'t TableRecord,
+    index_name: Option<&str>,
+    consistent_read: bool,
+    select: Option<Select>,
+    has_projection: bool,
+) -> Result<(Option<&'t SecondaryIndex>, Select)> {
+    let index = index_name
+        .map(|name| crate::index::find(table, name))
+        .transpose()?;
+    if consistent_read && matches!(index, Some((_, true))) {
+        return Err(Error::validation(
+            "ConsistentRead",
+            "Consistent reads are not supported on global secondary indexes",
+        ));
+    }
+    let select = resolve_select(select, has_projection, index)?;
+    Ok((index.map(|(i, _)| i), select))
+}
+
 fn check_limit(limit: Option<u32>) -> Result<()> {
     if limit == Some(0) {
         return Err(Error::validation(
@@ -379,8 +400,6 @@ impl PageReader<'_> {
     fn read(&self, range: &KeyRange, direction: Direction) -> Result<Page> {
         let mut page = Page::default();
         let mut bytes = 0usize;
-        let mut last: Option<Item> = None;
-        let mut stopped = false;
         let partition_name = &self
             .index
             .map_or(&self.table.key_schema, |i| &i.key_schema)
@@ -396,23 +415,21 @@ impl PageReader<'_> {
             }
             page.scanned_count += 1;
             bytes += item_size(&item);
+            let stop = self.limit.is_some_and(|l| page.scanned_count >= l as usize)
+                || bytes >= MAX_PAGE_BYTES;
+            if stop {
+                page.last_evaluated_key = Some(self.key_attributes(&item));
+            }
             if self.prepared.condition_holds(Some(&item)) {
                 page.count += 1;
                 if self.select != Select::COUNT {
-                    let item = self.full_item(item.clone())?;
+                    let item = self.full_item(item)?;
                     page.items.push(self.prepared.project(item));
                 }
             }
-            last = Some(item);
-            if self.limit.is_some_and(|l| page.scanned_count >= l as usize)
-                || bytes >= MAX_PAGE_BYTES
-            {
-                stopped = true;
+            if stop {
                 break;
             }
-        }
-        if stopped {
-            page.last_evaluated_key = last.map(|item| self.key_attributes(&item));
         }
         Ok(page)
     }
@@ -439,21 +456,12 @@ impl KvService {
     pub(crate) fn query_now(&self, request: Query) -> Result<Page> {
         let table = self.table(&request.table_name)?;
         check_limit(request.limit)?;
-        let index = request
-            .index_name
-            .as_deref()
-            .map(|name| crate::index::find(&table, name))
-            .transpose()?;
-        if request.consistent_read && matches!(index, Some((_, true))) {
-            return Err(Error::validation(
-                "ConsistentRead",
-                "Consistent reads are not supported on global secondary indexes",
-            ));
-        }
-        let select = resolve_select(
+        let (index, select) = resolve_index(
+            &table,
+            request.index_name.as_deref(),
+            request.consistent_read,
             request.select,
             request.projection_expression.is_some(),
-            index,
         )?;
         let texts = Texts {
             condition: request
@@ -469,7 +477,6 @@ impl KvService {
             request.placeholders.names,
             request.placeholders.values,
         )?;
-        let index = index.map(|(i, _)| i);
         let schema = index.map_or(&table.key_schema, |i| &i.key_schema);
         let (partition, sort) = key_condition(&prepared, schema)?;
         let base = match index {
@@ -535,21 +542,12 @@ impl KvService {
                 ));
             }
         };
-        let index = request
-            .index_name
-            .as_deref()
-            .map(|name| crate::index::find(&table, name))
-            .transpose()?;
-        if request.consistent_read && matches!(index, Some((_, true))) {
-            return Err(Error::validation(
-                "ConsistentRead",
-                "Consistent reads are not supported on global secondary indexes",
-            ));
-        }
-        let select = resolve_select(
+        let (index, select) = resolve_index(
+            &table,
+            request.index_name.as_deref(),
+            request.consistent_read,
             request.select,
             request.projection_expression.is_some(),
-            index,
         )?;
         let texts = Texts {
             condition: request
@@ -564,7 +562,6 @@ impl KvService {
             request.placeholders.names,
             request.placeholders.values,
         )?;
-        let index = index.map(|(i, _)| i);
         let base = match index {
             Some(i) => index_prefix(&table, &i.index_name),
             None => Tuple::new().u64(table.id),

@@ -36,8 +36,8 @@ pub(crate) const KS_DROPPED: &str = "kv.dropped";
 pub const MAX_GLOBAL_INDEXES: usize = 20;
 /// The most local secondary indexes per table.
 pub const MAX_LOCAL_INDEXES: usize = 5;
-/// How many items one transaction of a table deletion removes.
-const DELETE_CHUNK: usize = 1000;
+/// How many keys one transaction of a bulk job (table deletion, backfill) handles.
+const CHUNK: usize = 500;
 
 /// Table definitions, cached; `generation` moves on every change so a reader that loaded a
 /// definition from an older snapshot does not cache it.
@@ -313,30 +313,84 @@ impl KvService {
             crate::stream::KS_STREAM,
             crate::ttl::KS_TTL,
         ] {
-            loop {
-                let prefix = prefix.clone();
-                let done = self
-                    .store
-                    .write_blocking(Durability::Eventual, move |txn| {
-                        let keys: Vec<Bytes> = txn
-                            .prefix(keyspace, &prefix, Direction::Forward)?
-                            .take(DELETE_CHUNK)
-                            .map(|e| e.map(|(k, _)| k))
-                            .collect::<cloudlet_core::Result<_>>()?;
-                        for key in &keys {
-                            txn.delete(keyspace, key.clone());
-                        }
-                        Ok::<_, Error>(keys.len() < DELETE_CHUNK)
-                    })?;
-                if done {
-                    break;
-                }
-            }
+            self.delete_prefix(keyspace, &prefix)?;
         }
         self.store.write_blocking(Durability::Durable, move |txn| {
             txn.delete(KS_DROPPED, Tuple::new().u64(id).build());
             Ok::<_, Error>(())
         })
+    }
+
+    /// Deletes every key under `prefix` in `keyspace`, a chunk per transaction.
+    pub(crate) fn delete_prefix(&self, keyspace: &'static str, prefix: &Bytes) -> Result<()> {
+        loop {
+            let prefix = prefix.clone();
+            let done = self.store.write_blocking(Durability::Durable, move |txn| {
+                let keys: Vec<Bytes> = txn
+                    .prefix(keyspace, &prefix, Direction::Forward)?
+                    .take(CHUNK)
+                    .map(|e| e.map(|(k, _)| k))
+                    .collect::<cloudlet_core::Result<_>>()?;
+                for key in &keys {
+                    txn.delete(keyspace, key.clone());
+                }
+                Ok::<_, Error>(keys.len() < CHUNK)
+            })?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Calls `visit` with every item of table `table_id`, a chunk per write transaction, each
+    /// chunk seeing the latest data.
+    pub(crate) fn for_each_item<F>(&self, table_id: u64, visit: F) -> Result<()>
+    where
+        F: Fn(&mut WriteTxn<'_>, &Bytes, &Item) -> Result<()> + Send + Sync + 'static,
+    {
+        let visit = Arc::new(visit);
+        let prefix = Tuple::new().u64(table_id).build();
+        let mut after: Option<Bytes> = None;
+        loop {
+            let (visit, prefix, from) = (Arc::clone(&visit), prefix.clone(), after.take());
+            let last = self.store.write_blocking(Durability::Durable, move |txn| {
+                let range = KeyRange {
+                    start: from.map_or(
+                        std::ops::Bound::Included(prefix.clone()),
+                        std::ops::Bound::Excluded,
+                    ),
+                    end: KeyRange::prefix(&prefix).end,
+                };
+                let chunk: Vec<(Bytes, Bytes)> = txn
+                    .range(KS_ITEMS, &range, Direction::Forward)?
+                    .take(CHUNK)
+                    .collect::<cloudlet_core::Result<_>>()?;
+                for (key, raw) in &chunk {
+                    visit(txn, key, &decode(KS_ITEMS, raw)?)?;
+                }
+                Ok::<_, Error>((chunk.len() == CHUNK).then(|| chunk[CHUNK - 1].0.clone()))
+            })?;
+            match last {
+                Some(key) => after = Some(key),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Stores `updated` as the table's definition if the stored one is still `current`'s
+    /// version, moving the version on, and forgets the cached definition.
+    pub(crate) fn publish_definition(
+        &self,
+        current: &TableRecord,
+        mut updated: TableRecord,
+    ) -> Result<Arc<TableRecord>> {
+        updated.version = current.version;
+        let updated = self.store.write_blocking(Durability::Durable, move |txn| {
+            crate::index::publish(txn, &mut updated)?;
+            Ok::<_, Error>(updated)
+        })?;
+        self.forget(&updated.name);
+        Ok(Arc::new(updated))
     }
 
     pub(crate) async fn run_blocking<T: Send + 'static>(
@@ -354,10 +408,6 @@ impl KvService {
         let json = serde_json::to_vec(table).map_err(|e| corrupt(KS_TABLES, e.to_string()))?;
         txn.put(KS_TABLES, table.name.clone(), json);
         Ok(())
-    }
-
-    pub(crate) fn after_definition_change(&self, name: &str) {
-        self.forget(name);
     }
 }
 

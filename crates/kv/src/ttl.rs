@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::items::{Actor, read_item, write_item};
 use crate::schema::TableRecord;
-use crate::service::{KS_ITEMS, KS_TABLES, KvService, corrupt, decode};
+use crate::service::{KS_TABLES, KvService, corrupt};
 use crate::value::{AttributeValue, Item};
 use crate::{Error, Result};
 
@@ -171,63 +171,17 @@ impl KvService {
     }
 
     /// Publishes the new TTL setting, then rebuilds the table's expiry index in chunks.
-    fn reindex_ttl(&self, current: Arc<TableRecord>, mut updated: TableRecord) -> Result<()> {
-        updated.version = current.version;
-        let updated = Arc::new(self.store.write_blocking(Durability::Durable, move |txn| {
-            crate::index::publish(txn, &mut updated)?;
-            Ok::<_, Error>(updated)
-        })?);
-        self.after_definition_change(&updated.name);
-        // Drop the old entries, then index every item under the new setting.
-        let prefix = Tuple::new().u64(updated.id).build();
-        loop {
-            let prefix = prefix.clone();
-            let done = self.store.write_blocking(Durability::Durable, move |txn| {
-                let keys: Vec<Bytes> = txn
-                    .prefix(KS_TTL, &prefix, Direction::Forward)?
-                    .take(SWEEP_CHUNK * 10)
-                    .map(|e| e.map(|(k, _)| k))
-                    .collect::<cloudlet_core::Result<_>>()?;
-                for key in &keys {
-                    txn.delete(KS_TTL, key.clone());
-                }
-                Ok::<_, Error>(keys.len() < SWEEP_CHUNK * 10)
-            })?;
-            if done {
-                break;
-            }
-        }
+    fn reindex_ttl(&self, current: Arc<TableRecord>, updated: TableRecord) -> Result<()> {
+        let updated = self.publish_definition(&current, updated)?;
+        self.delete_prefix(KS_TTL, &Tuple::new().u64(updated.id).build())?;
         if updated.time_to_live_attribute.is_none() {
             return Ok(());
         }
-        let mut after: Option<Bytes> = None;
-        loop {
-            let (table, prefix, from) = (Arc::clone(&updated), prefix.clone(), after.clone());
-            let last = self.store.write_blocking(Durability::Durable, move |txn| {
-                let range = match from {
-                    Some(key) => KeyRange {
-                        start: std::ops::Bound::Excluded(key),
-                        end: KeyRange::prefix(&prefix).end,
-                    },
-                    None => KeyRange::prefix(&prefix),
-                };
-                let chunk: Vec<(Bytes, Bytes)> = txn
-                    .range(KS_ITEMS, &range, Direction::Forward)?
-                    .take(SWEEP_CHUNK * 10)
-                    .collect::<cloudlet_core::Result<_>>()?;
-                for (key, raw) in &chunk {
-                    let item = decode(KS_ITEMS, raw)?;
-                    maintain(txn, &table, key, None, Some(&item));
-                }
-                Ok::<_, Error>(
-                    (chunk.len() == SWEEP_CHUNK * 10).then(|| chunk[chunk.len() - 1].0.clone()),
-                )
-            })?;
-            match last {
-                Some(key) => after = Some(key),
-                None => return Ok(()),
-            }
-        }
+        let table = Arc::clone(&updated);
+        self.for_each_item(updated.id, move |txn, key, item| {
+            maintain(txn, &table, key, None, Some(item));
+            Ok(())
+        })
     }
 
     /// Deletes every item whose time to live has passed and trims stream records older than

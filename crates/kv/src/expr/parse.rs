@@ -274,37 +274,28 @@ impl<'t> Parser<'t> {
         Ok(())
     }
 
-    fn path(&mut self) -> Result<Path> {
-        let first = match self.peek().clone() {
-            Token::Ident(name) => {
-                if is_reserved(&name) {
-                    return Err(self.invalid(format!(
-                        "Attribute name is a reserved keyword; reserved keyword: {name}"
-                    )));
-                }
-                Name::Plain(name)
+    /// A bare attribute name (not a reserved word) or an `#placeholder`.
+    fn attribute_name(&mut self) -> Result<Name> {
+        let name = match self.peek().clone() {
+            Token::Ident(name) if is_reserved(&name) => {
+                return Err(self.invalid(format!(
+                    "Attribute name is a reserved keyword; reserved keyword: {name}"
+                )));
             }
+            Token::Ident(name) => Name::Plain(name),
             Token::NamePlaceholder(name) => Name::Placeholder(name),
             _ => return Err(self.error()),
         };
         self.advance();
-        let mut elements = vec![PathElement::Attribute(first)];
+        Ok(name)
+    }
+
+    fn path(&mut self) -> Result<Path> {
+        let mut elements = vec![PathElement::Attribute(self.attribute_name()?)];
         loop {
             if self.is_symbol(".") {
                 self.advance();
-                let name = match self.peek().clone() {
-                    Token::Ident(name) => {
-                        if is_reserved(&name) {
-                            return Err(self.invalid(format!(
-                                "Attribute name is a reserved keyword; reserved keyword: {name}"
-                            )));
-                        }
-                        Name::Plain(name)
-                    }
-                    Token::NamePlaceholder(name) => Name::Placeholder(name),
-                    _ => return Err(self.error()),
-                };
-                self.advance();
+                let name = self.attribute_name()?;
                 elements.push(PathElement::Attribute(name));
             } else if self.is_symbol("[") {
                 self.advance();

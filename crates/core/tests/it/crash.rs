@@ -2,9 +2,7 @@
 //! acknowledged commit; the parent kills it with SIGKILL at random moments, reopens the data
 //! directory, and checks that every acknowledged commit is present and none is half-applied.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use cloudlet_testkit::crash::{Rng, report, run_child};
 
 use cloudlet_core::engine::{RedbEngine, RedbOptions};
 use cloudlet_core::{Bytes, Direction, Durability, Error, KeyRange, ReadView, Store};
@@ -60,9 +58,7 @@ fn child_entry() {
                         })
                         .await
                         .unwrap();
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "ack {i}").unwrap();
-                    out.flush().unwrap();
+                    report(&format!("ack {i}"));
                 }
             }));
         }
@@ -72,75 +68,26 @@ fn child_entry() {
     });
 }
 
-/// A small deterministic generator, seeded and printed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn acknowledged_commits_survive_sigkill() {
-    let seed = std::env::var("CLOUDLET_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    println!("crash test seed {seed} (set CLOUDLET_CRASH_SEED to replay)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("crash test");
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut acked_total = 0usize;
     for round in 0..ROUNDS {
-        let kill_after = 1 + (rng.next() % 400) as usize;
-        let mut child = Command::new(&exe)
-            .args([
-                "crash::child_entry",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let kill_after = rng.between(1, 400);
         let mut acked = Vec::new();
-        let mut killed = false;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(i) = line.strip_prefix("ack ") {
+        run_child(
+            "crash::child_entry",
+            CHILD_DIR,
+            dir.path(),
+            kill_after,
+            |line| {
+                let Some(i) = line.strip_prefix("ack ") else {
+                    return false;
+                };
                 acked.push(i.parse::<u64>().unwrap());
-                if acked.len() >= kill_after {
-                    child.kill().unwrap();
-                    killed = true;
-                    break;
-                }
-            }
-        }
-        // Acks printed before the kill landed are acknowledged too.
-        for line in lines {
-            let Ok(line) = line else { break };
-            if let Some(i) = line.strip_prefix("ack ") {
-                acked.push(i.parse::<u64>().unwrap());
-            }
-        }
-        let status = child.wait().unwrap();
-        assert!(
-            killed,
-            "round {round}: the child exited by itself: {status}"
+                true
+            },
         );
 
         let store = Store::open(dir.path()).unwrap();

@@ -4,9 +4,9 @@
 //! change stream holds exactly one record per change: none lost, none duplicated.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use cloudlet_testkit::crash::{Rng, report, run_child};
 
 use cloudlet_core::{ManualClock, Store, SystemClock, Timestamp};
 use cloudlet_kv::stream::EventName;
@@ -82,63 +82,25 @@ fn child_entry() {
     });
 }
 
-fn report(line: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").unwrap();
-    out.flush().unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_transactions_survive_sigkill() {
-    let mut seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("kv crash test seed {seed}");
+    let mut rng = Rng::from_env("kv crash test");
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut acked = HashSet::new();
-    for round in 0..ROUNDS {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let kill_after = 10 + (seed % 200) as usize;
-        let mut child = Command::new(&exe)
-            .args([
-                "crash::child_entry",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut acks = 0;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(id) = line.strip_prefix("acked ") {
+    for _ in 0..ROUNDS {
+        let kill_after = rng.between(10, 200);
+        run_child(
+            "crash::child_entry",
+            CHILD_DIR,
+            dir.path(),
+            kill_after,
+            |line| {
+                let Some(id) = line.strip_prefix("acked ") else {
+                    return false;
+                };
                 acked.insert(id.parse::<u64>().unwrap());
-                acks += 1;
-            }
-            if acks >= kill_after {
-                child.kill().unwrap();
-                break;
-            }
-        }
-        for line in lines.map_while(Result::ok) {
-            if let Some(id) = line.strip_prefix("acked ") {
-                acked.insert(id.parse::<u64>().unwrap());
-            }
-        }
-        child.wait().unwrap();
-        assert!(
-            acks >= kill_after,
-            "round {round}: the child exited by itself"
+                true
+            },
         );
     }
 

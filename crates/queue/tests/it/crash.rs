@@ -4,9 +4,9 @@
 //! messages that were in flight reappear once their visibility timeout has passed.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use cloudlet_testkit::crash::{Rng, report, run_child};
 
 use cloudlet_core::{ManualClock, Store, SystemClock, Timestamp};
 use cloudlet_queue::{QueueService, Queues, ReceiveMessage, SendMessage};
@@ -68,68 +68,28 @@ fn child_entry() {
     });
 }
 
-fn report(line: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").unwrap();
-    out.flush().unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_sends_and_deletes_survive_sigkill() {
-    let mut seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("queue crash test seed {seed}");
+    let mut rng = Rng::from_env("queue crash test");
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let (mut sent, mut deleting, mut deleted) = (HashSet::new(), HashSet::new(), HashSet::new());
-    for round in 0..ROUNDS {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let kill_after = 20 + (seed % 300) as usize;
-        let mut child = Command::new(&exe)
-            .args([
-                "crash::child_entry",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut acks = 0;
-        let mut record = |line: &str| {
-            if let Some(body) = line.strip_prefix("sent ") {
-                sent.insert(body.to_owned());
-            } else if let Some(body) = line.strip_prefix("deleting ") {
-                deleting.insert(body.to_owned());
-            } else if let Some(body) = line.strip_prefix("deleted ") {
-                deleted.insert(body.to_owned());
-            }
-        };
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            record(&line);
-            acks += 1;
-            if acks >= kill_after {
-                child.kill().unwrap();
-                break;
-            }
-        }
-        for line in lines.map_while(Result::ok) {
-            record(&line);
-        }
-        child.wait().unwrap();
-        assert!(
-            acks >= kill_after,
-            "round {round}: the child exited by itself"
+    for _ in 0..ROUNDS {
+        let kill_after = rng.between(20, 300);
+        run_child(
+            "crash::child_entry",
+            CHILD_DIR,
+            dir.path(),
+            kill_after,
+            |line| {
+                if let Some(body) = line.strip_prefix("sent ") {
+                    sent.insert(body.to_owned());
+                } else if let Some(body) = line.strip_prefix("deleting ") {
+                    deleting.insert(body.to_owned());
+                } else if let Some(body) = line.strip_prefix("deleted ") {
+                    deleted.insert(body.to_owned());
+                }
+                true
+            },
         );
     }
 

@@ -1,0 +1,117 @@
+//! Test support shared by cloudlet's crates.
+//!
+//! [`crash`]: the harness of the SIGKILL crash tests. A test binary runs one of its own
+//! ignored tests as a child process that writes durably and prints a line per acknowledged
+//! write; the parent kills it at a random moment, and the test then reopens the data and
+//! checks that every acknowledged write survived.
+
+pub mod crash {
+    //! The SIGKILL harness.
+
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// The environment variable that replays a run: the seed its first line printed.
+    pub const SEED_VAR: &str = "CLOUDLET_CRASH_SEED";
+
+    /// A small deterministic generator, seeded from [`SEED_VAR`] or the time, and printed so a
+    /// failure can be replayed.
+    #[derive(Debug)]
+    pub struct Rng(u64);
+
+    impl Rng {
+        /// Seeds from `CLOUDLET_CRASH_SEED` if set, else from the time; prints the seed.
+        pub fn from_env(test: &str) -> Self {
+            let seed = std::env::var(SEED_VAR)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| {
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(1, |d| d.as_nanos() as u64)
+                        | 1
+                });
+            println!("{test}: seed {seed} (set {SEED_VAR} to replay)");
+            Self(seed)
+        }
+
+        /// The next number (xorshift64).
+        pub fn next_u64(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// A number in `low..low + span`.
+        pub fn between(&mut self, low: usize, span: usize) -> usize {
+            low + (self.next_u64() % span.max(1) as u64) as usize
+        }
+    }
+
+    /// In the child: prints `line` and flushes at once, so the parent sees every
+    /// acknowledgement made before the kill.
+    ///
+    /// # Panics
+    /// If stdout is closed.
+    pub fn report(line: &str) {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").expect("stdout is open");
+        out.flush().expect("stdout is open");
+    }
+
+    /// Runs the current test binary's ignored test `child_test` as a child process, with
+    /// `dir_var` set to `dir`, and hands each line it prints to `on_line`, which says whether
+    /// the line is an acknowledgement. After `kill_after` acknowledgements the child is killed
+    /// with SIGKILL; lines it printed before the kill landed are handed over too.
+    ///
+    /// # Panics
+    /// If the child cannot be started, or exits by itself before it is killed.
+    pub fn run_child(
+        child_test: &str,
+        dir_var: &str,
+        dir: &Path,
+        kill_after: usize,
+        mut on_line: impl FnMut(&str) -> bool,
+    ) {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let mut child = Command::new(exe)
+            .args([
+                child_test,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(dir_var, dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the child test starts");
+        let stdout = child.stdout.take().expect("the child's stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut acks = 0;
+        let mut killed = false;
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if on_line(&line) {
+                acks += 1;
+            }
+            if acks >= kill_after {
+                child.kill().expect("the child can be killed");
+                killed = true;
+                break;
+            }
+        }
+        for line in lines.map_while(Result::ok) {
+            on_line(&line);
+        }
+        let status = child.wait().expect("the child is reaped");
+        assert!(
+            killed,
+            "the child exited by itself after {acks} acknowledgements: {status}"
+        );
+    }
+}

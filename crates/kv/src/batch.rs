@@ -90,6 +90,43 @@ fn none_only(return_values: ReturnValues) -> Result<()> {
 }
 
 impl KvService {
+    /// Removes the client request tokens whose 10 minutes have passed.
+    pub(crate) fn forget_client_tokens(&self, now: Timestamp) -> Result<()> {
+        let expired: Vec<Bytes> = self
+            .store
+            .snapshot()?
+            .prefix(KS_TOKENS, b"", cloudlet_core::Direction::Forward)?
+            .filter_map(|entry| {
+                let (key, raw) = match entry {
+                    Ok(found) => found,
+                    Err(error) => return Some(Err(Error::from(error))),
+                };
+                match serde_json::from_slice::<TokenRecord>(&raw) {
+                    Ok(record) if record.expires <= now => Some(Ok(key)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(corrupt(KS_TOKENS, e.to_string()))),
+                }
+            })
+            .collect::<Result<_>>()?;
+        for chunk in expired.chunks(500) {
+            let chunk = chunk.to_vec();
+            self.store.write_blocking(Durability::Durable, move |txn| {
+                for key in chunk {
+                    // A token reused since it was read stays.
+                    let still_expired = txn
+                        .get(KS_TOKENS, &key)?
+                        .and_then(|raw| serde_json::from_slice::<TokenRecord>(&raw).ok())
+                        .is_some_and(|record| record.expires <= now);
+                    if still_expired {
+                        txn.delete(KS_TOKENS, key);
+                    }
+                }
+                Ok::<_, Error>(())
+            })?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn batch_get_now(
         &self,
         request: BTreeMap<String, KeysAndAttributes>,

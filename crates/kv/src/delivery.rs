@@ -7,7 +7,8 @@ use std::sync::Arc;
 use cloudlet_core::keys::Tuple;
 use cloudlet_core::outbox::OutboxPolicy;
 use cloudlet_core::{
-    BackgroundTask, Durability, Message, ReadView, SharedClock, Sink, Store, Timestamp,
+    BackgroundTask, DeliveryError, Durability, Message, ReadView, SharedClock, Sink, Store,
+    Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -177,8 +178,13 @@ impl Worker {
         }
     }
 
-    fn position(&self) -> Result<(u64, Vec<StreamRecord>)> {
+    /// The next records to deliver, or `None` once the table is gone.
+    fn position(&self) -> Result<Option<(u64, Vec<StreamRecord>)>> {
         let snapshot = self.store.snapshot()?;
+        let live = Tuple::new().u64(self.table_id).build();
+        if snapshot.get(crate::service::KS_LIVE, &live)?.is_none() {
+            return Ok(None);
+        }
         let stored = read_counter(&snapshot, &self.key)?.max(1);
         let trimmed = read_counter(&snapshot, &trimmed_key(self.table_id))?;
         let position = stored.max(trimmed + 1);
@@ -188,7 +194,7 @@ impl Worker {
             position,
             self.policy.batch_size.max(1),
         )?;
-        Ok((position, records))
+        Ok(Some((position, records)))
     }
 
     async fn save(&self, position: u64) -> Result<()> {
@@ -214,7 +220,11 @@ impl Worker {
 
     async fn step(&self, attempts: &mut u32) -> Next {
         let (position, records) = match self.position() {
-            Ok(found) => found,
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                tracing::info!("kv stream subscription ends: its table was deleted");
+                return Next::Stop;
+            }
             Err(error) => return self.failed(&error),
         };
         if records.is_empty() {
@@ -225,40 +235,56 @@ impl Worker {
             .map(|r| Message::new(event_json(r, &self.region, &self.stream_arn).to_string()))
             .collect();
         let results = self.sink.deliver_batch(messages.clone()).await;
-        let delivered = results.iter().take_while(|r| r.is_ok()).count();
+        // A sink that answers for fewer messages than it was given failed the rest, retryably.
+        let delivered = results
+            .iter()
+            .take_while(|r| r.is_ok())
+            .count()
+            .min(records.len());
         let sequence = |i: usize| {
             records[i]
                 .sequence_number
                 .parse::<u64>()
                 .unwrap_or(position)
         };
-        let Some(Err(failure)) = results.get(delivered).filter(|_| delivered < records.len())
-        else {
+        if delivered == records.len() {
             *attempts = 0;
             return match self.save(sequence(records.len() - 1) + 1).await {
                 Ok(()) => Next::Again,
                 Err(error) => self.failed(&error),
             };
+        }
+        let failure = match results.get(delivered) {
+            Some(Err(failure)) => failure.clone(),
+            _ => DeliveryError::unavailable("the sink gave no answer for this record"),
         };
+        if delivered > 0 {
+            // Progress: the count starts again for the record that now heads the stream.
+            *attempts = 0;
+            if let Err(error) = self.save(sequence(delivered - 1) + 1).await {
+                return self.failed(&error);
+            }
+        }
         *attempts += 1;
         let exhausted = self.policy.max_attempts.is_some_and(|max| *attempts >= max);
         if !failure.is_retryable() || exhausted {
-            tracing::warn!(error = %failure, "kv stream record skipped after failed delivery");
             if let Some(dead_letter) = &self.policy.dead_letter
                 && let Err(error) = dead_letter.deliver(messages[delivered].clone()).await
             {
-                tracing::warn!(%error, "kv stream record lost: the dead-letter sink failed too");
+                // Never lose a record: keep it at the head and try again later.
+                tracing::warn!(%error, "kv stream record kept: the dead-letter sink failed too");
+                return Next::Wait(Some(
+                    self.clock
+                        .now()
+                        .saturating_add(self.policy.backoff(*attempts)),
+                ));
             }
+            tracing::warn!(error = %failure, "kv stream record skipped after failed delivery");
             *attempts = 0;
             return match self.save(sequence(delivered) + 1).await {
                 Ok(()) => Next::Again,
                 Err(error) => self.failed(&error),
             };
-        }
-        if delivered > 0
-            && let Err(error) = self.save(sequence(delivered - 1) + 1).await
-        {
-            return self.failed(&error);
         }
         Next::Wait(Some(
             self.clock

@@ -5,8 +5,6 @@
 //! equal index keys stay distinct. Its value is the projected item. An item without the index
 //! key attributes has no entry (a sparse index).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use cloudlet_core::keys::Tuple;
 use cloudlet_core::{ReadView, WriteTxn};
@@ -110,9 +108,11 @@ pub(crate) fn validate_index_keys(table: &TableRecord, item: &Item) -> Result<()
     Ok(())
 }
 
-/// The prefix of every entry of one index.
+/// The prefix of every entry of one index: the table's id and the index's.
 pub(crate) fn index_prefix(table: &TableRecord, index: &str) -> Tuple {
-    Tuple::new().u64(table.id).str(index)
+    // Every index of a stored definition has an id; u64::MAX matches no entry otherwise.
+    let id = table.index_ids.get(index).copied().unwrap_or(u64::MAX);
+    Tuple::new().u64(table.id).u64(id)
 }
 
 /// Appends the values of `schema`'s key attributes in `item`; `None` if one is missing.
@@ -130,7 +130,7 @@ pub(crate) fn append_keys(mut tuple: Tuple, schema: &KeySchema, item: &Item) -> 
 }
 
 /// The entry key of `item` in `index`, if the item has the index's keys.
-fn entry_key(table: &TableRecord, index: &SecondaryIndex, item: &Item) -> Option<Bytes> {
+pub(crate) fn entry_key(table: &TableRecord, index: &SecondaryIndex, item: &Item) -> Option<Bytes> {
     let tuple = append_keys(
         index_prefix(table, &index.index_name),
         &index.key_schema,
@@ -182,12 +182,13 @@ pub(crate) fn maintain(
     Ok(())
 }
 
-/// The version a definition change writes, with the definition, in one transaction.
+/// Checks that `table`'s version is the stored one and that the table has no job pending,
+/// then stores the changed definition.
 pub(crate) fn publish(txn: &mut WriteTxn<'_>, table: &mut TableRecord) -> Result<()> {
     let live = txn
         .get(KS_LIVE, &Tuple::new().u64(table.id).build())?
         .ok_or_else(|| Error::table_not_found(&table.name))?;
-    if live != Tuple::new().u64(table.version).build() {
+    if live != Tuple::new().u64(table.version).build() || crate::jobs::pending(txn, table.id)? {
         return Err(Error::ResourceInUse {
             message: format!(
                 "Attempt to change a resource which is still in use: Table is being updated: {}",
@@ -195,6 +196,11 @@ pub(crate) fn publish(txn: &mut WriteTxn<'_>, table: &mut TableRecord) -> Result
             ),
         });
     }
+    store_version(txn, table)
+}
+
+/// Stores a changed definition with its version moved on.
+pub(crate) fn store_version(txn: &mut WriteTxn<'_>, table: &mut TableRecord) -> Result<()> {
     table.version += 1;
     KvService::store_definition(txn, table)?;
     txn.put(
@@ -203,39 +209,6 @@ pub(crate) fn publish(txn: &mut WriteTxn<'_>, table: &mut TableRecord) -> Result
         Tuple::new().u64(table.version).build(),
     );
     Ok(())
-}
-
-impl KvService {
-    /// Publishes `updated` (with `index` added), then indexes the existing items in chunks.
-    /// Writes from the moment of publishing maintain the index themselves.
-    pub(crate) fn backfill_index(
-        &self,
-        current: Arc<TableRecord>,
-        updated: TableRecord,
-        index: SecondaryIndex,
-    ) -> Result<Arc<TableRecord>> {
-        let updated = self.publish_definition(&current, updated)?;
-        let table = Arc::clone(&updated);
-        self.for_each_item(updated.id, move |txn, _, item| {
-            if let Some(key) = entry_key(&table, &index, item) {
-                txn.put(KS_INDEX, key, encode(&projected(&table, &index, item)));
-            }
-            Ok(())
-        })?;
-        Ok(updated)
-    }
-
-    /// Publishes `updated` (without the index `name`), then removes the index's entries.
-    pub(crate) fn drop_index(
-        &self,
-        current: Arc<TableRecord>,
-        updated: TableRecord,
-        name: &str,
-    ) -> Result<Arc<TableRecord>> {
-        let updated = self.publish_definition(&current, updated)?;
-        self.delete_prefix(KS_INDEX, &index_prefix(&updated, name).build())?;
-        Ok(updated)
-    }
 }
 
 /// The key attributes of an index entry's item: the index's and the table's.

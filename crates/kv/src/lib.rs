@@ -162,6 +162,7 @@ mod error;
 pub mod expr;
 mod index;
 mod items;
+mod jobs;
 mod query;
 pub mod schema;
 mod service;

@@ -168,7 +168,16 @@ fn query_range(
 ) -> Result<KeyRange> {
     let partition_prefix =
         encode_key_value(base, &schema.partition_key, partition, false, type_mismatch)?;
-    let prefix_range = KeyRange::prefix(partition_prefix.as_bytes());
+    // Not a plain prefix range: a string or binary partition key `v ++ [0, ...]` encodes as
+    // `v`'s encoding followed by the escape 0xFF, and belongs to another partition.
+    let prefix_range = KeyRange {
+        start: Bound::Included(Bytes::copy_from_slice(partition_prefix.as_bytes())),
+        end: {
+            let mut end = partition_prefix.as_bytes().to_vec();
+            end.push(0xFF);
+            Bound::Excluded(Bytes::from(end))
+        },
+    };
     let (Some(sort), Some(sort_key)) = (sort, &schema.sort_key) else {
         return Ok(prefix_range);
     };
@@ -339,6 +348,17 @@ fn resolve_index<'t>(
             "Consistent reads are not supported on global secondary indexes",
         ));
     }
+    if let Some((index, _)) = index
+        && table.backfilling.contains(&index.index_name)
+    {
+        return Err(Error::validation(
+            "IndexName",
+            format!(
+                "Cannot read from backfilling global secondary index: {}",
+                index.index_name
+            ),
+        ));
+    }
     let select = resolve_select(select, has_projection, index)?;
     Ok((index.map(|(i, _)| i), select))
 }
@@ -381,19 +401,28 @@ impl PageReader<'_> {
         }
     }
 
-    /// The whole item behind a local index entry whose projection is not `ALL`.
+    /// The whole item behind a local index entry whose projection is not `ALL`, when the
+    /// request needs attributes the index may lack (as DynamoDB fetches them from the table
+    /// for a local index); the entry itself otherwise.
     fn full_item(&self, entry: Item) -> Result<Item> {
-        match self.index {
-            Some(index)
-                if self.select == Select::ALL_ATTRIBUTES && index.projection != Projection::All =>
-            {
-                let key = crate::schema::item_key(self.table.id, &self.table.key_schema, &entry)?;
-                match self.snapshot.get(KS_ITEMS, &key)? {
-                    Some(raw) => decode(KS_ITEMS, &raw),
-                    None => Ok(entry),
-                }
-            }
-            _ => Ok(entry),
+        let Some(index) = self.index else {
+            return Ok(entry);
+        };
+        let local = self
+            .table
+            .local_secondary_indexes
+            .iter()
+            .any(|i| i.index_name == index.index_name);
+        let needs_more = self.select == Select::ALL_ATTRIBUTES
+            || self.prepared.condition.is_some()
+            || self.prepared.projection.is_some();
+        if !local || index.projection == Projection::All || !needs_more {
+            return Ok(entry);
+        }
+        let key = crate::schema::item_key(self.table.id, &self.table.key_schema, &entry)?;
+        match self.snapshot.get(KS_ITEMS, &key)? {
+            Some(raw) => decode(KS_ITEMS, &raw),
+            None => Ok(entry),
         }
     }
 
@@ -408,23 +437,27 @@ impl PageReader<'_> {
         for entry in self.snapshot.range(self.keyspace(), range, direction)? {
             let (_, raw) = entry?;
             let item = decode(self.keyspace(), &raw)?;
-            if let Some((segment, total)) = self.segment
-                && partition_hash(item.get(partition_name)) % u64::from(total) != u64::from(segment)
-            {
-                continue;
-            }
-            page.scanned_count += 1;
             bytes += item_size(&item);
+            let in_segment = self.segment.is_none_or(|(segment, total)| {
+                partition_hash(item.get(partition_name)) % u64::from(total) == u64::from(segment)
+            });
+            if in_segment {
+                page.scanned_count += 1;
+            }
+            // Items of other segments count toward the 1 MB read too, so a sparse segment
+            // cannot make one call read the whole table.
             let stop = self.limit.is_some_and(|l| page.scanned_count >= l as usize)
                 || bytes >= MAX_PAGE_BYTES;
             if stop {
                 page.last_evaluated_key = Some(self.key_attributes(&item));
             }
-            if self.prepared.condition_holds(Some(&item)) {
-                page.count += 1;
-                if self.select != Select::COUNT {
-                    let item = self.full_item(item)?;
-                    page.items.push(self.prepared.project(item));
+            if in_segment {
+                let item = self.full_item(item)?;
+                if self.prepared.condition_holds(Some(&item)) {
+                    page.count += 1;
+                    if self.select != Select::COUNT {
+                        page.items.push(self.prepared.project(item));
+                    }
                 }
             }
             if stop {

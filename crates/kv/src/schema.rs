@@ -273,6 +273,12 @@ pub(crate) struct TableRecord {
     /// When time to live was last enabled or disabled.
     #[serde(default)]
     pub time_to_live_changed: Option<Timestamp>,
+    /// Each index's id: index entries are keyed by it, never reused.
+    #[serde(default)]
+    pub index_ids: std::collections::BTreeMap<String, u64>,
+    /// Global indexes still being backfilled: not readable yet.
+    #[serde(default)]
+    pub backfilling: std::collections::BTreeSet<String>,
 }
 
 /// Validates a table or index name as DynamoDB does.

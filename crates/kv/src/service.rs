@@ -29,8 +29,6 @@ pub(crate) const KS_LIVE: &str = "kv.live";
 pub(crate) const KS_ITEMS: &str = "kv.items";
 /// Counters.
 pub(crate) const KS_META: &str = "kv.meta";
-/// Ids of deleted tables whose items are still being removed.
-pub(crate) const KS_DROPPED: &str = "kv.dropped";
 
 /// The most global secondary indexes per table.
 pub const MAX_GLOBAL_INDEXES: usize = 20;
@@ -58,6 +56,8 @@ pub struct KvService {
     region: String,
     account: String,
     catalog: Arc<RwLock<Catalog>>,
+    /// Held while jobs run, so resumed jobs and a request's own never run side by side.
+    pub(crate) jobs: Arc<std::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for KvService {
@@ -75,6 +75,27 @@ pub(crate) fn corrupt(keyspace: &str, reason: impl Into<String>) -> Error {
 
 pub(crate) fn decode(keyspace: &str, bytes: &Bytes) -> Result<Item> {
     decode_item(bytes).map_err(|reason| corrupt(keyspace, reason))
+}
+
+/// Gives every index of `table` without an id a new one (ids key index entries, so a
+/// re-created index never sees a dropped one's leftovers).
+pub(crate) fn assign_index_ids(txn: &mut WriteTxn<'_>, table: &mut TableRecord) -> Result<()> {
+    let names: Vec<String> = crate::index::indexes(table)
+        .map(|i| i.index_name.clone())
+        .collect();
+    for name in names {
+        if let std::collections::btree_map::Entry::Vacant(slot) = table.index_ids.entry(name) {
+            slot.insert(txn.next_sequence(KS_META, b"index-id")?);
+        }
+    }
+    table.index_ids.retain(|name, _| {
+        table
+            .local_secondary_indexes
+            .iter()
+            .chain(&table.global_secondary_indexes)
+            .any(|i| &i.index_name == name)
+    });
+    Ok(())
 }
 
 /// The table's definition as of this transaction: `ResourceNotFoundException` if it was
@@ -95,8 +116,9 @@ pub(crate) fn live_table(txn: &WriteTxn<'_>, table: &Arc<TableRecord>) -> Result
 }
 
 impl KvService {
-    /// The service over `store`, in region `us-east-1`, account `000000000000`. Finishes
-    /// removing the items of tables whose deletion a crash interrupted.
+    /// The service over `store`, in region `us-east-1`, account `000000000000`. Work a crash
+    /// interrupted (removing a deleted table's items, backfilling an index) resumes on a
+    /// thread of its own.
     pub fn new(store: Store, clock: SharedClock) -> Self {
         let service = Self {
             store,
@@ -104,10 +126,9 @@ impl KvService {
             region: "us-east-1".to_owned(),
             account: "000000000000".to_owned(),
             catalog: Arc::default(),
+            jobs: Arc::default(),
         };
-        if let Err(error) = service.resume_drops() {
-            tracing::warn!(%error, "could not finish removing deleted tables' items");
-        }
+        service.resume_jobs();
         service
     }
 
@@ -157,7 +178,7 @@ impl KvService {
         Ok(table)
     }
 
-    fn forget(&self, name: &str) {
+    pub(crate) fn forget(&self, name: &str) {
         let mut catalog = self.catalog.write().unwrap_or_else(|p| p.into_inner());
         catalog.generation += 1;
         catalog.tables.remove(name);
@@ -289,38 +310,6 @@ impl KvService {
         Ok(())
     }
 
-    /// Removes the items of deleted tables, a chunk per transaction.
-    fn resume_drops(&self) -> Result<()> {
-        let snapshot = self.store.snapshot()?;
-        let dropped: Vec<Bytes> = snapshot
-            .prefix(KS_DROPPED, b"", Direction::Forward)?
-            .map(|e| e.map(|(k, _)| k))
-            .collect::<cloudlet_core::Result<_>>()?;
-        for key in dropped {
-            let mut reader = cloudlet_core::keys::TupleReader::new(&key);
-            let id = reader.u64()?;
-            self.remove_items(id)?;
-        }
-        Ok(())
-    }
-
-    /// Removes every item and index entry of table `id`, then forgets it was dropped.
-    fn remove_items(&self, id: u64) -> Result<()> {
-        let prefix = Tuple::new().u64(id).build();
-        for keyspace in [
-            KS_ITEMS,
-            crate::index::KS_INDEX,
-            crate::stream::KS_STREAM,
-            crate::ttl::KS_TTL,
-        ] {
-            self.delete_prefix(keyspace, &prefix)?;
-        }
-        self.store.write_blocking(Durability::Durable, move |txn| {
-            txn.delete(KS_DROPPED, Tuple::new().u64(id).build());
-            Ok::<_, Error>(())
-        })
-    }
-
     /// Deletes every key under `prefix` in `keyspace`, a chunk per transaction.
     pub(crate) fn delete_prefix(&self, keyspace: &'static str, prefix: &Bytes) -> Result<()> {
         loop {
@@ -342,11 +331,11 @@ impl KvService {
         }
     }
 
-    /// Calls `visit` with every item of table `table_id`, a chunk per write transaction, each
+    /// Calls `visit` with the items of table `table_id`, a chunk per write transaction, each
     /// chunk seeing the latest data.
-    pub(crate) fn for_each_item<F>(&self, table_id: u64, visit: F) -> Result<()>
+    pub(crate) fn for_each_chunk<F>(&self, table_id: u64, visit: F) -> Result<()>
     where
-        F: Fn(&mut WriteTxn<'_>, &Bytes, &Item) -> Result<()> + Send + Sync + 'static,
+        F: Fn(&mut WriteTxn<'_>, &[(Bytes, Item)]) -> Result<()> + Send + Sync + 'static,
     {
         let visit = Arc::new(visit);
         let prefix = Tuple::new().u64(table_id).build();
@@ -361,13 +350,15 @@ impl KvService {
                     ),
                     end: KeyRange::prefix(&prefix).end,
                 };
-                let chunk: Vec<(Bytes, Bytes)> = txn
+                let chunk = txn
                     .range(KS_ITEMS, &range, Direction::Forward)?
                     .take(CHUNK)
-                    .collect::<cloudlet_core::Result<_>>()?;
-                for (key, raw) in &chunk {
-                    visit(txn, key, &decode(KS_ITEMS, raw)?)?;
-                }
+                    .map(|entry| {
+                        let (key, raw) = entry?;
+                        Ok((key, decode(KS_ITEMS, &raw)?))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                visit(txn, &chunk)?;
                 Ok::<_, Error>((chunk.len() == CHUNK).then(|| chunk[CHUNK - 1].0.clone()))
             })?;
             match last {
@@ -377,16 +368,22 @@ impl KvService {
         }
     }
 
-    /// Stores `updated` as the table's definition if the stored one is still `current`'s
-    /// version, moving the version on, and forgets the cached definition.
+    /// Stores `updated` as the table's definition, with `job` to follow it, if the stored one
+    /// is still `current`'s version and the table has no job pending; gives new indexes their
+    /// ids; forgets the cached definition.
     pub(crate) fn publish_definition(
         &self,
         current: &TableRecord,
         mut updated: TableRecord,
+        job: Option<crate::jobs::Job>,
     ) -> Result<Arc<TableRecord>> {
         updated.version = current.version;
         let updated = self.store.write_blocking(Durability::Durable, move |txn| {
+            assign_index_ids(txn, &mut updated)?;
             crate::index::publish(txn, &mut updated)?;
+            if let Some(job) = &job {
+                crate::jobs::push(txn, updated.id, job)?;
+            }
             Ok::<_, Error>(updated)
         })?;
         self.forget(&updated.name);
@@ -426,7 +423,7 @@ impl Tables for KvService {
                     });
                 }
                 let id = txn.next_sequence(KS_META, b"table-id")?;
-                let table = TableRecord {
+                let mut table = TableRecord {
                     id,
                     version: 0,
                     name,
@@ -437,7 +434,10 @@ impl Tables for KvService {
                     stream_view_type: request.stream_view_type,
                     time_to_live_attribute: None,
                     time_to_live_changed: None,
+                    index_ids: BTreeMap::new(),
+                    backfilling: std::collections::BTreeSet::new(),
                 };
+                assign_index_ids(txn, &mut table)?;
                 Self::store_definition(txn, &table)?;
                 txn.put(
                     KS_LIVE,
@@ -453,23 +453,39 @@ impl Tables for KvService {
 
     async fn delete_table(&self, table: &str) -> Result<TableDescription> {
         let record = self.table(table)?;
-        let description = self.describe(&record, true)?;
+        let description = {
+            let record = Arc::clone(&record);
+            self.run_blocking(move |service| service.describe(&record, true))
+                .await?
+        };
         let name = table.to_owned();
         let id = record.id;
         self.store
             .write(Durability::Durable, move |txn| {
-                if txn.get(KS_TABLES, name.as_bytes())?.is_none() {
+                // By id, not only by name: the table may have been deleted and re-created.
+                let stored = txn
+                    .get(KS_TABLES, name.as_bytes())?
+                    .map(|raw| serde_json::from_slice::<TableRecord>(&raw))
+                    .transpose()
+                    .map_err(|e| corrupt(KS_TABLES, e.to_string()))?;
+                if stored.is_none_or(|t| t.id != id) {
                     return Err(Error::table_not_found(&name));
                 }
                 txn.delete(KS_TABLES, name);
                 txn.delete(KS_LIVE, Tuple::new().u64(id).build());
-                txn.put(KS_DROPPED, Tuple::new().u64(id).build(), Bytes::new());
+                crate::jobs::push(txn, id, &crate::jobs::Job::RemoveTable)?;
                 Ok(())
             })
             .await?;
         self.forget(table);
-        self.run_blocking(move |service| service.remove_items(id))
-            .await?;
+        // The deletion is committed; if removing the data fails now, it resumes at the next
+        // start, so the caller still hears of success.
+        if let Err(error) = self
+            .run_blocking(move |service| service.run_jobs(Some(id)))
+            .await
+        {
+            tracing::warn!(%error, table = %description.table_name, "kv: removing a deleted table's data failed; it resumes at the next start");
+        }
         Ok(description)
     }
 
@@ -545,8 +561,16 @@ impl Tables for KvService {
                 .iter()
                 .chain(&updated.global_secondary_indexes),
         )?;
+        updated.backfilling.insert(index.index_name.clone());
+        let job = crate::jobs::Job::Backfill {
+            index: index.index_name,
+        };
         let updated = self
-            .run_blocking(move |service| service.backfill_index(record, updated, index))
+            .run_blocking(move |service| {
+                let updated = service.publish_definition(&record, updated, Some(job))?;
+                service.run_jobs(Some(updated.id))?;
+                Ok(updated)
+            })
             .await?;
         self.describe(&updated, false)
     }
@@ -563,9 +587,15 @@ impl Tables for KvService {
                 message: format!("Requested resource not found: Index: {index} not found"),
             });
         }
-        let index = index.to_owned();
+        let job = crate::jobs::Job::RemoveIndex {
+            index_id: record.index_ids.get(index).copied().unwrap_or(u64::MAX),
+        };
         let updated = self
-            .run_blocking(move |service| service.drop_index(record, updated, &index))
+            .run_blocking(move |service| {
+                let updated = service.publish_definition(&record, updated, Some(job))?;
+                service.run_jobs(Some(updated.id))?;
+                Ok(updated)
+            })
             .await?;
         self.describe(&updated, false)
     }

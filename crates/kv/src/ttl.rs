@@ -140,8 +140,12 @@ impl KvService {
         let mut updated = (*record).clone();
         updated.time_to_live_attribute = attribute.clone();
         updated.time_to_live_changed = Some(now);
-        self.run_blocking(move |service| service.reindex_ttl(record, updated))
-            .await?;
+        self.run_blocking(move |service| {
+            let updated =
+                service.publish_definition(&record, updated, Some(crate::jobs::Job::ReindexTtl))?;
+            service.run_jobs(Some(updated.id))
+        })
+        .await?;
         Ok(TimeToLiveDescription {
             time_to_live_status: if attribute.is_some() {
                 "ENABLED"
@@ -170,20 +174,6 @@ impl KvService {
         })
     }
 
-    /// Publishes the new TTL setting, then rebuilds the table's expiry index in chunks.
-    fn reindex_ttl(&self, current: Arc<TableRecord>, updated: TableRecord) -> Result<()> {
-        let updated = self.publish_definition(&current, updated)?;
-        self.delete_prefix(KS_TTL, &Tuple::new().u64(updated.id).build())?;
-        if updated.time_to_live_attribute.is_none() {
-            return Ok(());
-        }
-        let table = Arc::clone(&updated);
-        self.for_each_item(updated.id, move |txn, key, item| {
-            maintain(txn, &table, key, None, Some(item));
-            Ok(())
-        })
-    }
-
     /// Deletes every item whose time to live has passed and trims stream records older than
     /// 24 hours, now. The sweeper task calls this on its interval; tests call it directly.
     ///
@@ -208,12 +198,18 @@ impl KvService {
         for table in tables {
             let table = Arc::new(table);
             if table.time_to_live_attribute.is_some() {
-                report.expired_items += self.expire(&table, now)?;
+                match self.expire(&table, now) {
+                    Ok(count) => report.expired_items += count,
+                    // Deleted during the sweep: nothing left to expire.
+                    Err(Error::ResourceNotFound { .. }) => {}
+                    Err(other) => return Err(other),
+                }
             }
             if table.stream_view_type.is_some() || self.has_stream_records(&table)? {
                 report.trimmed_records += self.trim_stream(&table, now)?;
             }
         }
+        self.forget_client_tokens(now)?;
         Ok(report)
     }
 
@@ -246,7 +242,11 @@ impl KvService {
                         txn.delete(KS_TTL, entry.clone());
                         continue;
                     }
-                    let Some(item) = read_item(txn, &item_key)? else {
+                    // An entry left by an earlier TTL attribute (or a write since) is stale:
+                    // only the item's current expiry counts.
+                    let Some(item) = read_item(txn, &item_key)?
+                        .filter(|item| expiry_of(&table, item) == Some(expiry))
+                    else {
                         txn.delete(KS_TTL, entry.clone());
                         continue;
                     };

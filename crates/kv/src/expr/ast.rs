@@ -196,9 +196,43 @@ impl fmt::Display for Condition {
             Self::AttributeType(p, t) => write!(f, "attribute_type({p}, {t})"),
             Self::BeginsWith(a, b) => write!(f, "begins_with({a}, {b})"),
             Self::Contains(a, b) => write!(f, "contains({a}, {b})"),
-            Self::Not(c) => write!(f, "NOT ({c})"),
-            Self::And(a, b) => write!(f, "({a}) AND ({b})"),
-            Self::Or(a, b) => write!(f, "({a}) OR ({b})"),
+            Self::Not(c) => {
+                f.write_str("NOT ")?;
+                c.write_within(f, self.precedence(), false)
+            }
+            Self::And(a, b) | Self::Or(a, b) => {
+                a.write_within(f, self.precedence(), false)?;
+                f.write_str(if matches!(self, Self::And(..)) {
+                    " AND "
+                } else {
+                    " OR "
+                })?;
+                b.write_within(f, self.precedence(), true)
+            }
+        }
+    }
+}
+
+impl Condition {
+    /// How tightly the condition binds: OR, then AND, then NOT, then everything else.
+    fn precedence(&self) -> u8 {
+        match self {
+            Self::Or(..) => 1,
+            Self::And(..) => 2,
+            Self::Not(..) => 3,
+            _ => 4,
+        }
+    }
+
+    /// Writes `self` as an operand of an operator of precedence `outer`, in parentheses only
+    /// where needed: looser binding, or the right operand of the same operator (AND and OR
+    /// group to the left). So long chains print flat and parse back to the same tree.
+    fn write_within(&self, f: &mut fmt::Formatter<'_>, outer: u8, right: bool) -> fmt::Result {
+        let inner = self.precedence();
+        if inner < outer || (right && inner == outer && inner < 3) {
+            write!(f, "({self})")
+        } else {
+            write!(f, "{self}")
         }
     }
 }

@@ -9,7 +9,7 @@
 //!     .condition(attr("status").eq(value("active")).and(attr("version").eq(value(3))))
 //!     .update(Update::new().set(attr("version"), attr("version").plus(value(1))).remove(attr("draft")))
 //!     .build();
-//! assert_eq!(built.condition.as_deref(), Some("(#n0 = :v0) AND (#n1 = :v1)"));
+//! assert_eq!(built.condition.as_deref(), Some("#n0 = :v0 AND #n1 = :v1"));
 //! assert_eq!(built.update.as_deref(), Some("SET #n1 = #n1 + :v2 REMOVE #n2"));
 //! assert_eq!(built.placeholders.names["#n0"], "status");
 //! ```

@@ -133,7 +133,7 @@
 //! | TransactWriteItems (100 actions, one per item, cancellation reasons, ClientRequestToken for 10 minutes), TransactGetItems | yes |
 //! | global and local secondary indexes (ALL, KEYS_ONLY, INCLUDE), updated in the item's transaction | yes |
 //! | time to live: expiry index, sweeper on the clock, REMOVE records by the service | yes |
-//! | streams: KEYS_ONLY, NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES; shard iterators; 24-hour retention; delivery to a `Sink` | yes |
+//! | streams: KEYS_ONLY, NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES, enabled at creation or later (`update_stream`); shard iterators; 24-hour retention; delivery to a `Sink` | yes |
 //! | typed expression builder | yes |
 //! | PartiQL, backups, global tables, capacity and throttling, legacy parameters (`AttributesToGet`, `Expected`, `KeyConditions`) | no |
 //!

@@ -249,6 +249,44 @@ fn bounds(view: &impl cloudlet_core::ReadView, table_id: u64) -> Result<(u64, u6
 }
 
 impl crate::service::KvService {
+    /// UpdateTable's `StreamSpecification`: enables the stream with `view`, or disables it
+    /// with `None`. Records already written stay readable until they are 24 hours old.
+    ///
+    /// # Errors
+    /// `ValidationException` when enabling a stream that is enabled, or disabling one that is
+    /// not; `ResourceInUseException` while the table has work pending.
+    pub async fn update_stream(
+        &self,
+        table: &str,
+        view: Option<StreamViewType>,
+    ) -> Result<crate::schema::TableDescription> {
+        let record = self.table(table)?;
+        match (record.stream_view_type, view) {
+            (Some(_), Some(_)) => {
+                return Err(Error::validation(
+                    "StreamSpecification",
+                    format!(
+                        "Table already has an enabled stream: {}",
+                        self.describe_stream(table)?.stream_arn
+                    ),
+                ));
+            }
+            (None, None) => {
+                return Err(Error::validation(
+                    "StreamSpecification",
+                    "Table does not have a stream enabled",
+                ));
+            }
+            _ => {}
+        }
+        let mut updated = (*record).clone();
+        updated.stream_view_type = view;
+        let updated = self
+            .run_blocking(move |service| service.publish_definition(&record, updated, None))
+            .await?;
+        crate::Tables::describe_table(self, &updated.name).await
+    }
+
     fn stream_table(&self, table: &str) -> Result<std::sync::Arc<TableRecord>> {
         let record = self.table(table)?;
         if record.stream_view_type.is_none() {

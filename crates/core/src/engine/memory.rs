@@ -13,74 +13,7 @@ use crate::Result;
 
 /// The versions of one key, oldest first; `None` is a delete.
 type Chain = Vec<(u64, Option<Bytes>)>;
-type Keyspace = BTreeMap<MapKey, Chain>;
-
-/// The longest key kept inline in the map.
-const INLINE_KEY: usize = 46;
-
-/// A key as the map holds it: short keys inline, so a search compares bytes in the node
-/// itself instead of chasing a pointer per comparison (a cache miss each on large maps).
-#[derive(Clone)]
-enum MapKey {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Heap(Bytes),
-}
-
-impl MapKey {
-    fn new(key: Bytes) -> Self {
-        if key.len() <= INLINE_KEY {
-            let mut bytes = [0; INLINE_KEY];
-            bytes[..key.len()].copy_from_slice(&key);
-            Self::Inline {
-                len: key.len() as u8,
-                bytes,
-            }
-        } else {
-            Self::Heap(key)
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(key) => key,
-        }
-    }
-
-    fn to_bytes(&self) -> Bytes {
-        match self {
-            Self::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
-            Self::Heap(key) => key.clone(),
-        }
-    }
-}
-
-impl PartialEq for MapKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for MapKey {}
-
-impl PartialOrd for MapKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Byte order, consistent with `[u8]`'s, so the map can be searched by `&[u8]`.
-impl Ord for MapKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_slice().cmp(other.as_slice())
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for MapKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
+type Keyspace = BTreeMap<Bytes, Chain>;
 
 /// How many keys a range scan visits under one read lock before it lets writers in.
 const SCAN_CHUNK: usize = 256;
@@ -157,11 +90,11 @@ impl State {
         let ready = std::mem::replace(&mut self.history, younger);
         for (name, key) in ready.into_values().flatten() {
             if let Some(keyspace) = self.keyspaces.get_mut(&name)
-                && let Some(chain) = keyspace.get_mut(key.as_ref())
+                && let Some(chain) = keyspace.get_mut(&key)
             {
                 prune(chain, oldest);
                 if is_dead(chain) {
-                    keyspace.remove(key.as_ref());
+                    keyspace.remove(&key);
                 }
             }
         }
@@ -268,12 +201,12 @@ impl Engine for MemoryEngine {
                 continue;
             };
             for (key, value) in writes {
-                match keyspace.get_mut(key.as_ref()) {
+                match keyspace.get_mut(&key) {
                     Some(chain) => {
                         chain.push((version, value));
                         prune(chain, oldest);
                         if is_dead(chain) {
-                            keyspace.remove(key.as_ref());
+                            keyspace.remove(&key);
                         } else if chain.len() > 1 {
                             // A live snapshot still sees an older version.
                             history
@@ -283,7 +216,7 @@ impl Engine for MemoryEngine {
                         }
                     }
                     None if value.is_some() => {
-                        keyspace.insert(MapKey::new(key), vec![(version, value)]);
+                        keyspace.insert(key, vec![(version, value)]);
                     }
                     None => {}
                 }
@@ -385,12 +318,12 @@ impl MemoryRange<'_> {
             return;
         };
         let version = self.snapshot.version;
-        let bounds = range.as_slices();
+        let bounds = (range.start.clone(), range.end.clone());
         let mut visited = 0;
-        let mut last: Option<MapKey> = None;
-        let mut take = |key: &MapKey, chain: &Chain| {
+        let mut last = None;
+        let mut take = |key: &Bytes, chain: &Chain| {
             if let Some(value) = visible(chain, version) {
-                self.buffer.push_back((key.to_bytes(), value.clone()));
+                self.buffer.push_back((key.clone(), value.clone()));
             }
             last = Some(key.clone());
             visited += 1;
@@ -398,14 +331,14 @@ impl MemoryRange<'_> {
         };
         match self.direction {
             Direction::Forward => {
-                for (key, chain) in map.range::<[u8], _>(bounds) {
+                for (key, chain) in map.range::<Bytes, _>(bounds) {
                     if !take(key, chain) {
                         break;
                     }
                 }
             }
             Direction::Reverse => {
-                for (key, chain) in map.range::<[u8], _>(bounds).rev() {
+                for (key, chain) in map.range::<Bytes, _>(bounds).rev() {
                     if !take(key, chain) {
                         break;
                     }
@@ -413,7 +346,7 @@ impl MemoryRange<'_> {
             }
         }
         if visited == SCAN_CHUNK
-            && let Some(last) = last.as_ref().map(MapKey::to_bytes)
+            && let Some(last) = last
         {
             let next = match self.direction {
                 Direction::Forward => KeyRange {

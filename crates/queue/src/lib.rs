@@ -32,7 +32,8 @@
 //! | delete and change-visibility batches; dead-letter queues (`RedrivePolicy`: a message received `maxReceiveCount` times moves on the next receive); `QueueSink` | yes |
 //! | FIFO queues: group id required, strict order within a group, an in-flight message holds back only its group, consecutive messages of a group in one receive, deduplication ids (explicit or SHA-256 of the body) for five minutes past deletion, scope queue or message group, sequence numbers, expired receipt handles refused, `ReceiveRequestAttemptId` | yes |
 //! | redrive: message-move tasks back to the source queues or to a destination, rate-limited on the clock, listed and cancelled (in-process: a restart forgets running tasks) | yes |
-//! | fair-queue scheduling, FIFO queue delay changes applying to queued messages | not yet |
+//! | fair queues: a standard queue whose messages carry group ids serves quiet groups (smaller backlogs, and ungrouped messages) before a noisy one, looking at up to 1,000 due messages per receive; nothing is dropped | yes |
+//! | FIFO queue delay changes applying to queued messages | not yet |
 //!
 //! # Deliberate divergences
 //!

@@ -1,7 +1,7 @@
 //! Receiving: taking due messages off the ready index, FIFO group order, receive attempts,
 //! and what a received message reports.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,10 +12,14 @@ use crate::Result;
 use crate::api::{ReceiveMessage, ReceivedMessage};
 use crate::md5::md5_of_attributes;
 use crate::record::{
-    KS_ATTEMPTS, KS_GROUPS, KS_MESSAGES, KS_READY, MessageRecord, QueueRecord, Receipt,
-    attempt_key, decode_attempt, encode_attempt, group_key, group_prefix, message_key,
+    KS_ATTEMPTS, KS_GROUPS, KS_MESSAGES, KS_META, KS_READY, MessageRecord, QueueRecord, Receipt,
+    attempt_key, decode_attempt, encode_attempt, fair_key, group_key, group_prefix, message_key,
     queue_prefix,
 };
+
+/// How many due messages a receive from a fair queue considers, to find quiet groups behind a
+/// noisy one's backlog.
+const FAIR_WINDOW: usize = 1000;
 use crate::send::sequence_number;
 use crate::service::QueueService;
 
@@ -36,8 +40,11 @@ impl QueueService {
         let max = request.max_number_of_messages as usize;
         // FIFO receives look once at up to 1,000 due messages (blocked groups are skipped, not
         // retried); standard receives look at a few per message wanted, again if all expired.
+        let fair = !queue.attributes.fifo_queue && txn.get(KS_META, &fair_key(queue.id))?.is_some();
         let scan_limit = if queue.attributes.fifo_queue {
             usize::MAX
+        } else if fair {
+            FAIR_WINDOW
         } else {
             max * 4
         };
@@ -68,6 +75,11 @@ impl QueueService {
                 Self::take_fifo(txn, queue, request, now, due, &mut taken)?;
                 return Ok((taken, next));
             }
+            let due = if fair {
+                Self::fair_order(txn, queue, due)?
+            } else {
+                due
+            };
             for (ready, seq) in due {
                 if taken.len() >= max {
                     break;
@@ -98,6 +110,48 @@ impl QueueService {
                 return Ok((taken, next));
             }
         }
+    }
+
+    /// Orders due messages of a fair queue so quiet groups come before noisy ones: the oldest
+    /// message of every group first, then the second of each, and so on; within a round, the
+    /// groups with the smaller backlog first. A message without a group counts as a group of
+    /// its own. Nothing is dropped, only reordered.
+    fn fair_order(
+        txn: &WriteTxn<'_>,
+        queue: &QueueRecord,
+        due: Vec<(Bytes, u64)>,
+    ) -> Result<Vec<(Bytes, u64)>> {
+        let mut groups: Vec<Vec<(Bytes, u64)>> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (ready, seq) in due {
+            let group = match txn.get(KS_MESSAGES, &message_key(queue.id, seq))? {
+                Some(raw) => MessageRecord::decode(raw)?.message.group_id,
+                None => None,
+            };
+            let slot = match group {
+                Some(group) => *index.entry(group).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                }),
+                None => {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                }
+            };
+            groups[slot].push((ready, seq));
+        }
+        // Stable: equal backlogs keep the order of their oldest messages.
+        groups.sort_by_key(Vec::len);
+        let rounds = groups.iter().map(Vec::len).max().unwrap_or(0);
+        let mut queues: Vec<std::vec::IntoIter<(Bytes, u64)>> =
+            groups.into_iter().map(Vec::into_iter).collect();
+        let mut ordered = Vec::new();
+        for _ in 0..rounds {
+            for group in &mut queues {
+                ordered.extend(group.next());
+            }
+        }
+        Ok(ordered)
     }
 
     /// Receives from a FIFO queue: a group whose oldest message is visible gives that message

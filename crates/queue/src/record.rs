@@ -172,6 +172,11 @@ pub(crate) fn ready_key(queue: u64, visible_at: Timestamp, seq: u64) -> Bytes {
         .build()
 }
 
+/// Set once a standard queue has received a message with a group id: it is a fair queue.
+pub(crate) fn fair_key(queue: u64) -> Bytes {
+    Tuple::new().str("fair").u64(queue).build()
+}
+
 pub(crate) fn group_key(queue: u64, group: &str, seq: u64) -> Bytes {
     Tuple::new().u64(queue).str(group).u64(seq).build()
 }

@@ -12,7 +12,7 @@ use crate::md5::{md5_of_attributes, md5_of_body};
 use crate::names::validate_attribute_name;
 use crate::record::{
     KS_DEDUP, KS_GROUPS, KS_MESSAGES, KS_META, KS_READY, MessageRecord, QueueRecord, decode_dedup,
-    dedup_key, encode_dedup, group_key, message_key, ready_key,
+    dedup_key, encode_dedup, fair_key, group_key, message_key, ready_key,
 };
 use crate::service::{DEDUP_WINDOW, MAX_MESSAGE_ATTRIBUTES, QueueService, signal_name};
 use crate::{Error, Result};
@@ -153,6 +153,10 @@ impl QueueService {
         }
         if fifo && let Some(group) = &message.group_id {
             txn.put(KS_GROUPS, group_key(queue.id, group, seq), Bytes::new());
+        }
+        if !fifo && message.group_id.is_some() && txn.get(KS_META, &fair_key(queue.id))?.is_none() {
+            // A standard queue with group ids is a fair queue from now on.
+            txn.put(KS_META, fair_key(queue.id), Bytes::new());
         }
         let record = MessageRecord {
             message_id,

@@ -49,7 +49,7 @@ macro_rules! conformance {
             conformance!(@tests $open;
                 create_is_idempotent_only_with_matching_attributes, names_are_validated,
                 attributes_have_sqs_defaults_and_ranges, list_get_url_and_delete, tags,
-                send_receive_delete, visibility_timeout_redelivers, stale_receipt_handle_deletes_nothing,
+                send_receive_delete, fair_queue_serves_quiet_groups_first, visibility_timeout_redelivers, stale_receipt_handle_deletes_nothing,
                 change_visibility, delays, retention_expiry, long_poll_wakes_on_send,
                 long_poll_times_out_on_the_clock, long_poll_wakes_when_a_delayed_message_is_due,
                 batch_send, purge, rejected_sends_change_nothing, attribute_selection_on_receive,
@@ -367,6 +367,58 @@ mod checks {
             h.sqs.list_queue_tags(&url).await.unwrap(),
             map(&[("env", "test")])
         );
+    }
+
+    pub async fn fair_queue_serves_quiet_groups_first(h: Harness) {
+        let url = queue(&h, "fair", &[]).await;
+        for n in 0..50 {
+            h.sqs
+                .send_message(
+                    &url,
+                    SendMessage::new(format!("noisy {n}")).with_group_id("noisy"),
+                )
+                .await
+                .unwrap();
+        }
+        for n in 0..2 {
+            h.sqs
+                .send_message(
+                    &url,
+                    SendMessage::new(format!("quiet {n}")).with_group_id("quiet"),
+                )
+                .await
+                .unwrap();
+        }
+        h.sqs
+            .send_message(&url, SendMessage::new("alone"))
+            .await
+            .unwrap();
+        let body =
+            |m: &cloudlet_queue::ReceivedMessage| String::from_utf8(m.body.to_vec()).unwrap();
+        // Behind 50 noisy messages, the quiet group and the ungrouped message come first.
+        let first = receive(&h, &url, 1).await;
+        assert_eq!(body(&first[0]), "alone");
+        let next: Vec<String> = receive(&h, &url, 10).await.iter().map(body).collect();
+        assert_eq!(&next[..3], ["quiet 0", "noisy 0", "quiet 1"]);
+        assert!(next[3..].iter().all(|b| b.starts_with("noisy")));
+        // Nothing is dropped: everything else arrives, each once, the noisy group in order.
+        let mut rest = Vec::new();
+        loop {
+            let got = receive(&h, &url, 10).await;
+            if got.is_empty() {
+                break;
+            }
+            rest.extend(got.iter().map(body));
+        }
+        assert_eq!(1 + next.len() + rest.len(), 53);
+        let noisy: Vec<String> = next
+            .iter()
+            .chain(&rest)
+            .filter(|b| b.starts_with("noisy"))
+            .cloned()
+            .collect();
+        let expected: Vec<String> = (0..50).map(|n| format!("noisy {n}")).collect();
+        assert_eq!(noisy, expected);
     }
 
     pub async fn send_receive_delete(h: Harness) {

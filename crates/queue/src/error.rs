@@ -56,6 +56,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// `InvalidMessageContents`: the body is not text SQS accepts (UTF-8 with the characters
+    /// `#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`).
+    #[error("InvalidMessageContents: {reason}")]
+    InvalidMessageContents {
+        /// The offending character or byte.
+        reason: String,
+    },
     /// `MessageNotInflight`: the message is not in flight, so its visibility cannot change.
     #[error("MessageNotInflight: the message is not in flight")]
     MessageNotInflight,
@@ -131,6 +138,7 @@ impl Error {
             Self::InvalidAttributeValue { .. } => "InvalidAttributeValue",
             Self::MissingParameter { .. } => "MissingParameter",
             Self::ReceiptHandleIsInvalid { .. } => "ReceiptHandleIsInvalid",
+            Self::InvalidMessageContents { .. } => "InvalidMessageContents",
             Self::MessageNotInflight => "AWS.SimpleQueueService.MessageNotInflight",
             Self::EmptyBatchRequest => "AWS.SimpleQueueService.EmptyBatchRequest",
             Self::TooManyEntriesInBatchRequest { .. } => {

@@ -17,6 +17,29 @@ use crate::record::{
 use crate::service::{DEDUP_WINDOW, MAX_MESSAGE_ATTRIBUTES, QueueService, signal_name};
 use crate::{Error, Result};
 
+const ALLOWED: &str = "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF";
+
+/// A body is text: UTF-8, of the characters SQS allows (XML's).
+fn check_body(body: &[u8]) -> Result<()> {
+    let text = std::str::from_utf8(body).map_err(|e| Error::InvalidMessageContents {
+        reason: format!(
+            "the message body is not valid UTF-8 (at byte {}); the set of allowed characters is {ALLOWED}",
+            e.valid_up_to()
+        ),
+    })?;
+    if let Some(bad) = text.chars().find(|&c| {
+        !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    }) {
+        return Err(Error::InvalidMessageContents {
+            reason: format!(
+                "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is {ALLOWED}",
+                u32::from(bad)
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl QueueService {
     /// Validates a message for `queue`: size, attributes, delay, group.
     pub(crate) fn check_message(attributes: &QueueAttributes, message: &SendMessage) -> Result<()> {
@@ -26,6 +49,7 @@ impl QueueService {
                 reason: ": the body must not be empty".to_owned(),
             });
         }
+        check_body(&message.body)?;
         if message.attributes.len() > MAX_MESSAGE_ATTRIBUTES {
             return Err(Error::invalid(
                 "MessageAttributes",

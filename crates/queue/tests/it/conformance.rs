@@ -836,6 +836,38 @@ mod checks {
             matches!(too_big, Error::InvalidParameterValue { ref field, .. } if field == "MessageBody"),
             "{too_big}"
         );
+        for bad in [
+            &b"nul \0 inside"[..],
+            &b"\xff\xfe not UTF-8"[..],
+            "bell \u{7}".as_bytes(),
+        ] {
+            let rejected = h
+                .sqs
+                .send_message(&url, SendMessage::new(bytes::Bytes::copy_from_slice(bad)))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(rejected, Error::InvalidMessageContents { .. }),
+                "{rejected}"
+            );
+            assert_eq!(rejected.code(), "InvalidMessageContents");
+        }
+        let nul = h
+            .sqs
+            .send_message(&url, SendMessage::new("a\u{0}b"))
+            .await
+            .unwrap_err();
+        assert!(nul.to_string().contains("'#x0'"), "{nul}");
+        // Tabs, newlines and characters outside the BMP are fine.
+        h.sqs
+            .send_message(&url, SendMessage::new("tab\tline\r\n😀"))
+            .await
+            .unwrap();
+        let got = receive(&h, &url, 10).await;
+        h.sqs
+            .delete_message(&url, &got[0].receipt_handle)
+            .await
+            .unwrap();
         let mut eleven = SendMessage::new("x");
         for i in 0..11 {
             eleven = eleven.with_attribute(format!("a{i}"), MessageAttribute::string("v"));

@@ -33,7 +33,8 @@
 //! | FIFO queues: group id required, strict order within a group, an in-flight message holds back only its group, consecutive messages of a group in one receive, deduplication ids (explicit or SHA-256 of the body) for five minutes past deletion, scope queue or message group, sequence numbers, expired receipt handles refused, `ReceiveRequestAttemptId` | yes |
 //! | redrive: message-move tasks back to the source queues or to a destination, rate-limited on the clock, listed and cancelled (in-process: a restart forgets running tasks) | yes |
 //! | fair queues: a standard queue whose messages carry group ids serves quiet groups (smaller backlogs, and ungrouped messages) before a noisy one, looking at up to 1,000 due messages per receive; nothing is dropped | yes |
-//! | FIFO queue delay changes applying to queued messages | not yet |
+//! | message bodies checked for the characters SQS allows (`InvalidMessageContents`); a FIFO queue's `DelaySeconds` change applies to the messages already waiting (retroactive, as SQS documents; not on standard queues) | yes |
+//! | the cap on in-flight messages (`OverLimit`) | not yet |
 //!
 //! # Deliberate divergences
 //!

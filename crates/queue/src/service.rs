@@ -168,6 +168,29 @@ impl QueueService {
         );
     }
 
+    /// On a FIFO queue the queue's delay is retroactive (SQS documents it so, unlike standard
+    /// queues): messages never received become visible at their send time plus the new delay.
+    fn redelay_fifo(txn: &mut WriteTxn<'_>, queue: &QueueRecord) -> Result<()> {
+        let delay = Duration::from_secs(queue.attributes.delay_seconds.into());
+        let waiting: Vec<MessageRecord> = txn
+            .prefix(KS_MESSAGES, &queue_prefix(queue.id), Direction::Forward)?
+            .map(|entry| {
+                let (_, raw) = entry?;
+                MessageRecord::decode(raw)
+            })
+            .filter(|record| record.as_ref().map_or(true, |r| r.receive_count == 0))
+            .collect::<Result<_>>()?;
+        for mut record in waiting {
+            let visible_at = record.enqueued + delay;
+            if visible_at != record.visible_at {
+                Self::set_visibility(txn, queue, &mut record, visible_at);
+            }
+        }
+        // Waiting receives may now have messages sooner than they planned to look.
+        txn.notify_on_commit(&signal_name(queue.id));
+        Ok(())
+    }
+
     /// A `RedrivePolicy` must name an existing queue of the same kind, not the queue itself.
     fn check_dead_letter_target(
         txn: &WriteTxn<'_>,
@@ -589,9 +612,13 @@ impl Queues for QueueService {
             if attributes.contains_key("RedrivePolicy") {
                 Self::check_dead_letter_target(txn, &record.name, &changed)?;
             }
+            let delay_changed = record.attributes.delay_seconds != changed.delay_seconds;
             record.attributes = changed;
             record.last_modified = now.as_secs();
             txn.put(KS_QUEUES, record.name.clone(), record.encode()?);
+            if delay_changed && record.attributes.fifo_queue {
+                Self::redelay_fifo(txn, &record)?;
+            }
             Ok(())
         })
         .await

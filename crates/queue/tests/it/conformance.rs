@@ -49,7 +49,7 @@ macro_rules! conformance {
             conformance!(@tests $open;
                 create_is_idempotent_only_with_matching_attributes, names_are_validated,
                 attributes_have_sqs_defaults_and_ranges, list_get_url_and_delete, tags,
-                send_receive_delete, fair_queue_serves_quiet_groups_first, visibility_timeout_redelivers, stale_receipt_handle_deletes_nothing,
+                send_receive_delete, fair_queue_serves_quiet_groups_first, queue_delay_changes_are_retroactive_only_on_fifo_queues, visibility_timeout_redelivers, stale_receipt_handle_deletes_nothing,
                 change_visibility, delays, retention_expiry, long_poll_wakes_on_send,
                 long_poll_times_out_on_the_clock, long_poll_wakes_when_a_delayed_message_is_due,
                 batch_send, purge, rejected_sends_change_nothing, attribute_selection_on_receive,
@@ -367,6 +367,55 @@ mod checks {
             h.sqs.list_queue_tags(&url).await.unwrap(),
             map(&[("env", "test")])
         );
+    }
+
+    pub async fn queue_delay_changes_are_retroactive_only_on_fifo_queues(h: Harness) {
+        let standard = queue(&h, "plain", &[("DelaySeconds", "60")]).await;
+        let fifo = queue(
+            &h,
+            "ordered.fifo",
+            &[
+                ("FifoQueue", "true"),
+                ("ContentBasedDeduplication", "true"),
+                ("DelaySeconds", "60"),
+            ],
+        )
+        .await;
+        h.sqs
+            .send_message(&standard, SendMessage::new("s"))
+            .await
+            .unwrap();
+        h.sqs
+            .send_message(&fifo, SendMessage::new("f").with_group_id("g"))
+            .await
+            .unwrap();
+        let no_delay = BTreeMap::from([("DelaySeconds".to_owned(), "0".to_owned())]);
+        h.sqs
+            .set_queue_attributes(&standard, no_delay.clone())
+            .await
+            .unwrap();
+        h.sqs.set_queue_attributes(&fifo, no_delay).await.unwrap();
+        // The FIFO queue's message is visible at once; the standard queue's keeps its delay.
+        let got = receive(&h, &fifo, 10).await;
+        assert_eq!(got.len(), 1);
+        h.sqs
+            .delete_message(&fifo, &got[0].receipt_handle)
+            .await
+            .unwrap();
+        assert!(receive(&h, &standard, 10).await.is_empty());
+        h.clock.advance(Duration::from_secs(60));
+        assert_eq!(receive(&h, &standard, 10).await.len(), 1);
+        // A longer delay holds back FIFO messages already waiting, from when they were sent.
+        h.sqs
+            .send_message(&fifo, SendMessage::new("later").with_group_id("h"))
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(10));
+        let longer = BTreeMap::from([("DelaySeconds".to_owned(), "30".to_owned())]);
+        h.sqs.set_queue_attributes(&fifo, longer).await.unwrap();
+        assert!(receive(&h, &fifo, 10).await.is_empty());
+        h.clock.advance(Duration::from_secs(20));
+        assert_eq!(receive(&h, &fifo, 10).await.len(), 1);
     }
 
     pub async fn fair_queue_serves_quiet_groups_first(h: Harness) {

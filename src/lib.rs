@@ -1,8 +1,8 @@
 //! cloudlet: the AWS serverless toolbox as embeddable Rust crates.
 //!
 //! This facade re-exports the foundation, [`cloudlet_core`], and each primitive crate behind a
-//! feature of the same name as it lands (`queue` and `kv` now; `pubsub`, `stream`, `objectstore`,
-//! `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
+//! feature of the same name as it lands (`queue`, `kv` and `pubsub` (filter policies) now;
+//! `stream`, `objectstore`, `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
 //! and one clock shared by every primitive. Everything runs inside your own tokio process, on
 //! an in-memory engine for tests or a durable on-disk engine (feature `redb`, on by default).
 //!
@@ -38,6 +38,8 @@ pub use cloudlet_core::{
 };
 #[cfg(feature = "kv")]
 pub use cloudlet_kv as kv;
+#[cfg(feature = "pubsub")]
+pub use cloudlet_pubsub as pubsub;
 #[cfg(feature = "queue")]
 pub use cloudlet_queue as queue;
 

@@ -1,0 +1,35 @@
+//! The pubsub crate's errors, named after the SNS errors they mirror.
+
+/// What went wrong, named as SNS names it. A rejected request changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `InvalidParameter`: SNS's message, naming the parameter and the rule.
+    #[error("InvalidParameter: {message}")]
+    InvalidParameter {
+        /// The parameter (`FilterPolicy`, `FilterPolicyScope`, ...).
+        field: &'static str,
+        /// SNS's message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The error's name as SNS gives it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidParameter { .. } => "InvalidParameter",
+        }
+    }
+
+    /// An invalid filter policy: `Invalid parameter: FilterPolicy: <reason>`.
+    pub(crate) fn filter_policy(reason: impl std::fmt::Display) -> Self {
+        Self::InvalidParameter {
+            field: "FilterPolicy",
+            message: format!("Invalid parameter: FilterPolicy: {reason}"),
+        }
+    }
+}
+
+/// The result type of the pubsub crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

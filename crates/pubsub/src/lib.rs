@@ -1,0 +1,34 @@
+//! cloudlet-pubsub: SNS semantics as a library, over cloudlet's storage and clock.
+//!
+//! So far: [`FilterPolicy`], subscription filter policies in AWS's JSON syntax, validated as
+//! SNS validates them and matched against message attributes or a JSON message body.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use cloudlet_core::MessageAttribute;
+//! use cloudlet_pubsub::{FilterPolicy, FilterPolicyScope};
+//!
+//! let policy = FilterPolicy::parse(
+//!     r#"{"store": ["example_corp"], "price": [{"numeric": [">", 0, "<=", 100]}]}"#,
+//!     FilterPolicyScope::MessageAttributes,
+//! )?;
+//! let attributes = BTreeMap::from([
+//!     ("store".to_owned(), MessageAttribute::string("example_corp")),
+//!     ("price".to_owned(), MessageAttribute::number("99.5")),
+//! ]);
+//! assert!(policy.matches_attributes(&attributes));
+//! # Ok::<(), cloudlet_pubsub::Error>(())
+//! ```
+//!
+//! # Status against SNS
+//!
+//! | feature | status |
+//! |---|---|
+//! | filter policies: exact strings, numbers, booleans and null; `prefix`, `suffix`, `equals-ignore-case`, `anything-but` (values, numbers, `prefix`), `numeric` comparisons and ranges, `exists`, `cidr`, `$or`, nested keys (MessageBody scope); validation with SNS's messages (5 keys, 150 combinations, operator shapes) | yes |
+//! | topics, subscriptions, publish, delivery | not yet |
+
+mod error;
+pub mod filter;
+
+pub use error::{Error, Result};
+pub use filter::{FilterPolicy, FilterPolicyScope};

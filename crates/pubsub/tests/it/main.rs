@@ -1,0 +1,4 @@
+//! cloudlet-pubsub's integration tests: filter policies against verdicts recorded on AWS.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod filter_policies;

@@ -154,16 +154,8 @@ impl FilterPolicy {
     /// True when the message body (JSON) satisfies the policy; a body that is not a JSON
     /// object matches nothing.
     pub fn matches_body(&self, body: &str) -> bool {
-        let Ok(Value::Object(object)) = serde_json::from_str::<Value>(body) else {
-            return false;
-        };
-        let root = Value::Object(object);
-        self.root.matches(&|path: &[String]| {
-            let segments: Vec<&str> = path.iter().flat_map(|key| key.split('.')).collect();
-            let mut found = Vec::new();
-            collect(&root, &segments, &mut found);
-            Some(found)
-        })
+        let parsed = serde_json::from_str::<Value>(body).ok();
+        self.matches_parsed(parsed.as_ref(), &BTreeMap::new())
     }
 
     /// True when the message matches in the policy's scope.
@@ -171,6 +163,26 @@ impl FilterPolicy {
         match self.scope {
             FilterPolicyScope::MessageAttributes => self.matches_attributes(attributes),
             FilterPolicyScope::MessageBody => self.matches_body(body),
+        }
+    }
+
+    /// `matches` with the body already parsed (`None`: not JSON).
+    fn matches_parsed(
+        &self,
+        body: Option<&Value>,
+        attributes: &BTreeMap<String, MessageAttribute>,
+    ) -> bool {
+        match (self.scope, body) {
+            (FilterPolicyScope::MessageAttributes, _) => self.matches_attributes(attributes),
+            (FilterPolicyScope::MessageBody, Some(root @ Value::Object(_))) => {
+                self.root.matches(&|path: &[String]| {
+                    let segments: Vec<&str> = path.iter().flat_map(|key| key.split('.')).collect();
+                    let mut found = Vec::new();
+                    collect(root, &segments, &mut found);
+                    Some(found)
+                })
+            }
+            (FilterPolicyScope::MessageBody, _) => false,
         }
     }
 }
@@ -619,5 +631,147 @@ fn numeric(argument: &Value) -> Result<Condition> {
         other => Err(Error::filter_policy(format!(
             "Unrecognized numeric range operator: {other}"
         ))),
+    }
+}
+
+/// The filter policies of a topic's subscriptions, indexed so that a message is evaluated only
+/// against the policies it can match: a policy with an exact-match key (say
+/// `"store": ["a", "b"]`) is looked up by the message's value for that key, so 1,000
+/// subscriptions with distinct exact-match policies cost a few lookups per message, not 1,000
+/// evaluations. Policies without such a key, and subscriptions without a policy, are checked
+/// for every message.
+#[derive(Debug, Clone)]
+pub struct PolicySet<K> {
+    entries: Vec<(K, Option<FilterPolicy>)>,
+    /// `(key path, exact value)` to the entries anchored on it.
+    anchored: std::collections::HashMap<(Vec<String>, String), Vec<usize>>,
+    /// The key paths anchors use, each once.
+    anchor_paths: Vec<Vec<String>>,
+    /// Entries every message is checked against.
+    unanchored: Vec<usize>,
+}
+
+impl<K> Default for PolicySet<K> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            anchored: std::collections::HashMap::new(),
+            anchor_paths: Vec::new(),
+            unanchored: Vec::new(),
+        }
+    }
+}
+
+impl FilterPolicy {
+    /// A root key all of whose conditions are exact strings: the values a message must have
+    /// there to match.
+    fn anchor(&self) -> Option<(&Vec<String>, Vec<&str>)> {
+        self.root.keys.iter().find_map(|(path, conditions)| {
+            let values: Option<Vec<&str>> = conditions
+                .iter()
+                .map(|c| match c {
+                    Condition::String(s) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect();
+            values.map(|v| (path, v))
+        })
+    }
+}
+
+impl<K: Clone> PolicySet<K> {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds the set from `(key, policy)` pairs; `None` accepts every message.
+    pub fn from_entries(entries: impl IntoIterator<Item = (K, Option<FilterPolicy>)>) -> Self {
+        let mut set = Self::default();
+        for (key, policy) in entries {
+            set.push(key, policy);
+        }
+        set
+    }
+
+    fn push(&mut self, key: K, policy: Option<FilterPolicy>) {
+        let at = self.entries.len();
+        match policy.as_ref().and_then(FilterPolicy::anchor) {
+            Some((path, values)) => {
+                if !self.anchor_paths.contains(path) {
+                    self.anchor_paths.push(path.clone());
+                }
+                for value in values {
+                    self.anchored
+                        .entry((path.clone(), value.to_owned()))
+                        .or_default()
+                        .push(at);
+                }
+            }
+            None => self.unanchored.push(at),
+        }
+        self.entries.push((key, policy));
+    }
+
+    /// How many entries the set holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The keys whose policies the message satisfies (each policy in its own scope), in the
+    /// order they were added.
+    pub fn matching(&self, body: &str, attributes: &BTreeMap<String, MessageAttribute>) -> Vec<K> {
+        let parsed_body: Option<Value> = serde_json::from_str(body).ok();
+        let mut candidates = self.unanchored.clone();
+        for path in &self.anchor_paths {
+            let mut values: Vec<String> = Vec::new();
+            if let Some(attribute) = path.first().and_then(|name| attributes.get(name))
+                && path.len() == 1
+            {
+                values.extend(
+                    attribute_values(attribute)
+                        .into_iter()
+                        .filter_map(|f| match f {
+                            Found::String(s) => Some(s.into_owned()),
+                            _ => None,
+                        }),
+                );
+            }
+            if let Some(Value::Object(_)) = &parsed_body {
+                let segments: Vec<&str> = path.iter().flat_map(|key| key.split('.')).collect();
+                let mut found = Vec::new();
+                collect(
+                    parsed_body.as_ref().unwrap_or(&Value::Null),
+                    &segments,
+                    &mut found,
+                );
+                values.extend(found.into_iter().filter_map(|f| match f {
+                    Found::String(s) => Some(s.into_owned()),
+                    _ => None,
+                }));
+            }
+            for value in values {
+                if let Some(entries) = self.anchored.get(&(path.clone(), value)) {
+                    candidates.extend(entries);
+                }
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+            .into_iter()
+            .filter(|&at| {
+                self.entries[at]
+                    .1
+                    .as_ref()
+                    .is_none_or(|policy| policy.matches_parsed(parsed_body.as_ref(), attributes))
+            })
+            .map(|at| self.entries[at].0.clone())
+            .collect()
     }
 }

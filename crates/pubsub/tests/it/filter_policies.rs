@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use cloudlet_core::MessageAttribute;
-use cloudlet_pubsub::{FilterPolicy, FilterPolicyScope};
+use cloudlet_pubsub::{FilterPolicy, FilterPolicyScope, PolicySet};
 use proptest::prelude::*;
 
 fn attrs(pairs: &[(&str, MessageAttribute)]) -> BTreeMap<String, MessageAttribute> {
@@ -251,5 +251,73 @@ proptest! {
         if let Ok(policy) = FilterPolicy::parse(&text, FilterPolicyScope::MessageBody) {
             let _ = policy.matches_body(&body);
         }
+    }
+}
+
+/// A policy from a small vocabulary, so random messages match it often enough.
+fn policy() -> impl Strategy<Value = (String, FilterPolicyScope)> {
+    let key = prop::sample::select(vec!["a", "b", "c"]);
+    let condition = prop::sample::select(vec![
+        r#""x""#,
+        r#""y""#,
+        "1",
+        r#"{"prefix": "x"}"#,
+        r#"{"exists": false}"#,
+        r#"{"anything-but": "y"}"#,
+        r#"{"numeric": [">", 0]}"#,
+    ]);
+    let entry = (key, prop::collection::vec(condition, 1..3))
+        .prop_map(|(k, cs)| format!("\"{k}\": [{}]", cs.join(", ")));
+    (
+        prop::collection::vec(entry, 1..3),
+        prop::sample::select(vec![
+            FilterPolicyScope::MessageAttributes,
+            FilterPolicyScope::MessageBody,
+        ]),
+    )
+        .prop_map(|(entries, scope)| (format!("{{{}}}", entries.join(", ")), scope))
+}
+
+proptest! {
+    #[test]
+    fn the_index_agrees_with_evaluating_every_policy(
+        policies in prop::collection::vec(prop::option::of(policy()), 0..30),
+        values in prop::collection::vec((prop::sample::select(vec!["a", "b", "c"]), prop::sample::select(vec!["x", "y", "xy", "1", "2"]), any::<bool>()), 0..3),
+    ) {
+        let compiled: Vec<(usize, Option<FilterPolicy>)> = policies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                None => Some((i, None)),
+                Some((text, scope)) => FilterPolicy::parse(text, *scope).ok().map(|p| (i, Some(p))),
+            })
+            .collect();
+        let attributes: BTreeMap<String, MessageAttribute> = values
+            .iter()
+            .map(|(k, v, number)| {
+                let attribute = if *number && v.parse::<f64>().is_ok() {
+                    MessageAttribute::number(*v)
+                } else {
+                    MessageAttribute::string(*v)
+                };
+                ((*k).to_owned(), attribute)
+            })
+            .collect();
+        let body = serde_json::to_string(
+            &values.iter().map(|(k, v, number)| {
+                let value = match v.parse::<f64>() {
+                    Ok(n) if *number => serde_json::json!(n),
+                    _ => serde_json::json!(v),
+                };
+                ((*k).to_owned(), value)
+            }).collect::<serde_json::Map<_, _>>(),
+        ).unwrap();
+        let naive: Vec<usize> = compiled
+            .iter()
+            .filter(|(_, p)| p.as_ref().is_none_or(|p| p.matches(&body, &attributes)))
+            .map(|(i, _)| *i)
+            .collect();
+        let set = PolicySet::from_entries(compiled.clone());
+        prop_assert_eq!(set.matching(&body, &attributes), naive);
     }
 }

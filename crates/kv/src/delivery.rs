@@ -145,7 +145,10 @@ struct Worker {
 
 enum Next {
     Again,
+    /// Until new records are written (or the time, if any).
     Wait(Option<Timestamp>),
+    /// Until the time only: a retry's backoff, which new writes must not cut short.
+    Backoff(Timestamp),
     Stop,
 }
 
@@ -163,6 +166,13 @@ impl Worker {
                 Next::Again => continue,
                 Next::Stop => return,
                 Next::Wait(until) => until,
+                Next::Backoff(at) => {
+                    tokio::select! {
+                        () = shutdown.requested() => return,
+                        () = self.clock.sleep_until(at) => {}
+                    }
+                    continue;
+                }
             };
             let retry = async {
                 match until {
@@ -212,9 +222,7 @@ impl Worker {
         if self.store.is_poisoned() {
             Next::Stop
         } else {
-            Next::Wait(Some(
-                self.clock.now().saturating_add(self.policy.backoff(1)),
-            ))
+            Next::Backoff(self.clock.now().saturating_add(self.policy.backoff(1)))
         }
     }
 
@@ -273,11 +281,11 @@ impl Worker {
             {
                 // Never lose a record: keep it at the head and try again later.
                 tracing::warn!(%error, "kv stream record kept: the dead-letter sink failed too");
-                return Next::Wait(Some(
+                return Next::Backoff(
                     self.clock
                         .now()
                         .saturating_add(self.policy.backoff(*attempts)),
-                ));
+                );
             }
             tracing::warn!(error = %failure, "kv stream record skipped after failed delivery");
             *attempts = 0;
@@ -286,10 +294,10 @@ impl Worker {
                 Err(error) => self.failed(&error),
             };
         }
-        Next::Wait(Some(
+        Next::Backoff(
             self.clock
                 .now()
                 .saturating_add(self.policy.backoff(*attempts)),
-        ))
+        )
     }
 }

@@ -53,16 +53,26 @@ pub(crate) fn pending(view: &impl ReadView, table_id: u64) -> Result<bool> {
         .is_some())
 }
 
-/// Every pending job: its key, table id and what it is.
+/// Every pending job: its key, table id and what it is. A job that cannot be decoded is
+/// logged and left alone, so it does not stop the others.
 fn all(view: &impl ReadView) -> Result<Vec<(Bytes, u64, Job)>> {
-    view.prefix(KS_JOBS, b"", Direction::Forward)?
-        .map(|entry| {
-            let (key, raw) = entry?;
-            let table_id = TupleReader::new(&key).u64()?;
-            let job = serde_json::from_slice(&raw).map_err(|e| corrupt(KS_JOBS, e.to_string()))?;
-            Ok((key, table_id, job))
-        })
-        .collect()
+    let mut jobs = Vec::new();
+    for entry in view.prefix(KS_JOBS, b"", Direction::Forward)? {
+        let (key, raw) = entry?;
+        let decoded = TupleReader::new(&key)
+            .u64()
+            .map_err(Error::from)
+            .and_then(|table_id| {
+                let job =
+                    serde_json::from_slice(&raw).map_err(|e| corrupt(KS_JOBS, e.to_string()))?;
+                Ok((table_id, job))
+            });
+        match decoded {
+            Ok((table_id, job)) => jobs.push((key, table_id, job)),
+            Err(error) => tracing::error!(%error, "kv: a pending job cannot be read; skipped"),
+        }
+    }
+    Ok(jobs)
 }
 
 /// The stored definition of the live table `table_id`, if it still exists.
@@ -113,13 +123,18 @@ impl KvService {
     pub(crate) fn run_jobs(&self, table_id: Option<u64>) -> Result<()> {
         let _running = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let jobs = all(&self.store.snapshot()?)?;
+        let mut first_error = None;
         for (key, id, job) in jobs {
             if table_id.is_some_and(|t| t != id) {
                 continue;
             }
-            self.run_job(key, id, &job)?;
+            // One table's failing job does not hold back the others'.
+            if let Err(error) = self.run_job(key, id, &job) {
+                tracing::warn!(%error, table_id = id, ?job, "kv: a job failed; it stays pending");
+                first_error.get_or_insert(error);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Finishes the work a crash interrupted (removing a deleted table's data, backfilling an

@@ -568,7 +568,10 @@ impl Tables for KvService {
         let updated = self
             .run_blocking(move |service| {
                 let updated = service.publish_definition(&record, updated, Some(job))?;
-                service.run_jobs(Some(updated.id))?;
+                // The change is committed; a job that fails now stays pending and resumes.
+                if let Err(error) = service.run_jobs(Some(updated.id)) {
+                    tracing::warn!(%error, "kv: work after a definition change failed; it resumes at the next start");
+                }
                 Ok(updated)
             })
             .await?;
@@ -593,7 +596,10 @@ impl Tables for KvService {
         let updated = self
             .run_blocking(move |service| {
                 let updated = service.publish_definition(&record, updated, Some(job))?;
-                service.run_jobs(Some(updated.id))?;
+                // The change is committed; a job that fails now stays pending and resumes.
+                if let Err(error) = service.run_jobs(Some(updated.id)) {
+                    tracing::warn!(%error, "kv: work after a definition change failed; it resumes at the next start");
+                }
                 Ok(updated)
             })
             .await?;

@@ -143,7 +143,11 @@ impl KvService {
         self.run_blocking(move |service| {
             let updated =
                 service.publish_definition(&record, updated, Some(crate::jobs::Job::ReindexTtl))?;
-            service.run_jobs(Some(updated.id))
+            // The change is committed; a job that fails now stays pending and resumes.
+            if let Err(error) = service.run_jobs(Some(updated.id)) {
+                tracing::warn!(%error, "kv: rebuilding the expiry index failed; it resumes at the next start");
+            }
+            Ok(())
         })
         .await?;
         Ok(TimeToLiveDescription {

@@ -5,16 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
 use cloudlet_core::keys::TupleReader;
 use cloudlet_core::{BackgroundTask, Direction, ReadView, Timestamp, WriteTxn};
 
 use crate::api::MessageMoveTask;
 use crate::record::{
-    KS_GROUPS, KS_META, KS_QUEUES, KS_READY, MessageRecord, QueueRecord, group_key, message_key,
-    queue_prefix, ready_key,
+    KS_META, KS_QUEUES, KS_READY, MessageRecord, QueueRecord, message_key, queue_prefix,
 };
-use crate::service::{QueueService, arn_part, signal_name};
+use crate::service::{QueueService, arn_part};
 use crate::{Error, Result};
 
 /// Messages moved per transaction when no rate is set.
@@ -280,22 +278,7 @@ fn move_some(
         back.last_receive = None;
         back.enqueued = now;
         back.dead_letter_source = None;
-        if target.attributes.fifo_queue
-            && let Some(group) = &back.message.group_id
-        {
-            txn.put(
-                KS_GROUPS,
-                group_key(target.id, group, new_seq),
-                Bytes::new(),
-            );
-        }
-        txn.put(
-            crate::record::KS_MESSAGES,
-            message_key(target.id, new_seq),
-            back.encode(),
-        );
-        txn.put(KS_READY, ready_key(target.id, now, new_seq), Bytes::new());
-        txn.notify_on_commit(&signal_name(target.id));
+        QueueService::place(txn, &target, &back)?;
         moved += 1;
     }
     Ok((moved, exhausted))

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use cloudlet_core::keys::Tuple;
 use cloudlet_core::{Message, MessageAttribute, ReadView, Timestamp, WriteTxn};
 
@@ -11,10 +10,9 @@ use crate::attributes::{DeduplicationScope, QueueAttributes};
 use crate::md5::{md5_of_attributes, md5_of_body};
 use crate::names::validate_attribute_name;
 use crate::record::{
-    KS_DEDUP, KS_GROUPS, KS_MESSAGES, KS_META, KS_READY, MessageRecord, QueueRecord, decode_dedup,
-    dedup_key, encode_dedup, fair_key, group_key, message_key, ready_key,
+    KS_DEDUP, KS_META, MessageRecord, QueueRecord, decode_dedup, dedup_key, encode_dedup,
 };
-use crate::service::{DEDUP_WINDOW, MAX_MESSAGE_ATTRIBUTES, QueueService, signal_name};
+use crate::service::{DEDUP_WINDOW, MAX_MESSAGE_ATTRIBUTES, QueueService};
 use crate::{Error, Result};
 
 const ALLOWED: &str = "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF";
@@ -175,13 +173,6 @@ impl QueueService {
                 encode_dedup(now + DEDUP_WINDOW, seq, &message_id),
             );
         }
-        if fifo && let Some(group) = &message.group_id {
-            txn.put(KS_GROUPS, group_key(queue.id, group, seq), Bytes::new());
-        }
-        if !fifo && message.group_id.is_some() && txn.get(KS_META, &fair_key(queue.id))?.is_none() {
-            // A standard queue with group ids is a fair queue from now on.
-            txn.put(KS_META, fair_key(queue.id), Bytes::new());
-        }
         let record = MessageRecord {
             message_id,
             md5_of_body: body_md5,
@@ -201,9 +192,7 @@ impl QueueService {
                 dedup_id: message.dedup_id,
             },
         };
-        txn.put(KS_MESSAGES, message_key(queue.id, seq), record.encode());
-        txn.put(KS_READY, ready_key(queue.id, visible_at, seq), Bytes::new());
-        txn.notify_on_commit(&signal_name(queue.id));
+        Self::place(txn, queue, &record)?;
         Ok(result)
     }
 }

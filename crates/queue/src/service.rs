@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cloudlet_core::keys::Tuple;
 use cloudlet_core::{
-    Direction, Durability, IdGenerator, Message, ReadView, SharedClock, Store, Timestamp, WriteTxn,
+    Direction, Durability, IdGenerator, KeyRange, Message, ReadView, SharedClock, Store, Timestamp,
+    WriteTxn,
 };
 
 use crate::api::{
@@ -19,8 +20,8 @@ use crate::attributes::{MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
 use crate::names::{validate_batch_entry_id, validate_queue_name};
 use crate::record::{
     KS_ATTEMPTS, KS_DEDUP, KS_GROUPS, KS_MESSAGES, KS_META, KS_QUEUES, KS_READY, MessageRecord,
-    QueueRecord, Receipt, attempt_key, encode_attempt, group_key, message_key, queue_prefix,
-    ready_key,
+    QueueRecord, Receipt, attempt_key, encode_attempt, fair_key, group_key, message_key,
+    queue_prefix, ready_key,
 };
 use crate::send::{message_size, validate_fifo_id};
 use crate::{Error, Result};
@@ -168,27 +169,92 @@ impl QueueService {
         );
     }
 
-    /// On a FIFO queue the queue's delay is retroactive (SQS documents it so, unlike standard
-    /// queues): messages never received become visible at their send time plus the new delay.
-    fn redelay_fifo(txn: &mut WriteTxn<'_>, queue: &QueueRecord) -> Result<()> {
-        let delay = Duration::from_secs(queue.attributes.delay_seconds.into());
-        let waiting: Vec<MessageRecord> = txn
-            .prefix(KS_MESSAGES, &queue_prefix(queue.id), Direction::Forward)?
-            .map(|entry| {
-                let (_, raw) = entry?;
-                MessageRecord::decode(raw)
-            })
-            .filter(|record| record.as_ref().map_or(true, |r| r.receive_count == 0))
-            .collect::<Result<_>>()?;
-        for mut record in waiting {
-            let visible_at = record.enqueued + delay;
-            if visible_at != record.visible_at {
-                Self::set_visibility(txn, queue, &mut record, visible_at);
+    /// Puts `record` into `queue`: the message, its ready entry, its FIFO group entry or (on a
+    /// standard queue) the fair-queue marker, and wakes waiting receives.
+    pub(crate) fn place(
+        txn: &mut WriteTxn<'_>,
+        queue: &QueueRecord,
+        record: &MessageRecord,
+    ) -> Result<()> {
+        txn.put(
+            KS_MESSAGES,
+            message_key(queue.id, record.seq),
+            record.encode(),
+        );
+        txn.put(
+            KS_READY,
+            ready_key(queue.id, record.visible_at, record.seq),
+            Bytes::new(),
+        );
+        if let Some(group) = &record.message.group_id {
+            if queue.attributes.fifo_queue {
+                txn.put(
+                    KS_GROUPS,
+                    group_key(queue.id, group, record.seq),
+                    Bytes::new(),
+                );
+            } else if txn.get(KS_META, &fair_key(queue.id))?.is_none() {
+                // A standard queue with group ids is a fair queue from now on.
+                txn.put(KS_META, fair_key(queue.id), Bytes::new());
             }
         }
-        // Waiting receives may now have messages sooner than they planned to look.
         txn.notify_on_commit(&signal_name(queue.id));
         Ok(())
+    }
+
+    /// On a FIFO queue the queue's delay is retroactive (SQS documents it so, unlike standard
+    /// queues): messages never received become visible at their enqueue time plus the new
+    /// delay. Done in chunks of bounded size after the attribute change commits, so a large
+    /// queue never makes one huge transaction; each chunk reads the queue's current delay.
+    async fn redelay_fifo(&self, name: &str) -> Result<()> {
+        const CHUNK: usize = 100;
+        const CHUNK_BYTES: usize = 8 << 20;
+        let mut after: Option<u64> = None;
+        loop {
+            let name = name.to_owned();
+            let next = self
+                .write(move |txn| {
+                    let queue = Self::load_queue(txn, &name)?;
+                    let delay = Duration::from_secs(queue.attributes.delay_seconds.into());
+                    let prefix = queue_prefix(queue.id);
+                    let range = KeyRange {
+                        start: match after {
+                            Some(seq) => std::ops::Bound::Excluded(message_key(queue.id, seq)),
+                            None => std::ops::Bound::Included(prefix.clone()),
+                        },
+                        end: KeyRange::prefix(&prefix).end,
+                    };
+                    let mut records = Vec::new();
+                    let (mut bytes, mut last, mut seen) = (0usize, None, 0usize);
+                    for entry in txn.range(KS_MESSAGES, &range, Direction::Forward)? {
+                        let (_, raw) = entry?;
+                        bytes += raw.len();
+                        let record = MessageRecord::decode(raw)?;
+                        last = Some(record.seq);
+                        seen += 1;
+                        if record.receive_count == 0 {
+                            records.push(record);
+                        }
+                        if seen >= CHUNK || bytes >= CHUNK_BYTES {
+                            break;
+                        }
+                    }
+                    for mut record in records {
+                        let visible_at = record.enqueued + delay;
+                        if visible_at != record.visible_at {
+                            Self::set_visibility(txn, &queue, &mut record, visible_at);
+                        }
+                    }
+                    // Waiting receives may now have messages sooner than they planned.
+                    txn.notify_on_commit(&signal_name(queue.id));
+                    Ok(last.filter(|_| seen >= CHUNK || bytes >= CHUNK_BYTES))
+                })
+                .await?;
+            match next {
+                Some(seq) => after = Some(seq),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// A `RedrivePolicy` must name an existing queue of the same kind, not the queue itself.
@@ -347,14 +413,7 @@ impl QueueService {
             moved.enqueued = now;
             moved.message.dedup_id = Some(moved.message_id.clone());
         }
-        txn.put(KS_MESSAGES, message_key(target.id, seq), moved.encode());
-        txn.put(KS_READY, ready_key(target.id, now, seq), Bytes::new());
-        if target.attributes.fifo_queue
-            && let Some(group) = &moved.message.group_id
-        {
-            txn.put(KS_GROUPS, group_key(target.id, group, seq), Bytes::new());
-        }
-        txn.notify_on_commit(&signal_name(target.id));
+        Self::place(txn, &target, &moved)?;
         Ok(true)
     }
 
@@ -605,23 +664,25 @@ impl Queues for QueueService {
     ) -> Result<()> {
         let queue = queue.to_owned();
         let now = self.clock.now();
-        self.write(move |txn| {
-            let mut record = Self::load_queue(txn, &queue)?;
-            let mut changed = record.attributes.clone();
-            changed.apply(&attributes, false)?;
-            if attributes.contains_key("RedrivePolicy") {
-                Self::check_dead_letter_target(txn, &record.name, &changed)?;
-            }
-            let delay_changed = record.attributes.delay_seconds != changed.delay_seconds;
-            record.attributes = changed;
-            record.last_modified = now.as_secs();
-            txn.put(KS_QUEUES, record.name.clone(), record.encode()?);
-            if delay_changed && record.attributes.fifo_queue {
-                Self::redelay_fifo(txn, &record)?;
-            }
-            Ok(())
-        })
-        .await
+        let redelay = self
+            .write(move |txn| {
+                let mut record = Self::load_queue(txn, &queue)?;
+                let mut changed = record.attributes.clone();
+                changed.apply(&attributes, false)?;
+                if attributes.contains_key("RedrivePolicy") {
+                    Self::check_dead_letter_target(txn, &record.name, &changed)?;
+                }
+                let delay_changed = record.attributes.delay_seconds != changed.delay_seconds;
+                record.attributes = changed;
+                record.last_modified = now.as_secs();
+                txn.put(KS_QUEUES, record.name.clone(), record.encode()?);
+                Ok((delay_changed && record.attributes.fifo_queue).then_some(record.name))
+            })
+            .await?;
+        match redelay {
+            Some(name) => self.redelay_fifo(&name).await,
+            None => Ok(()),
+        }
     }
 
     async fn tag_queue(&self, queue: &str, tags: BTreeMap<String, String>) -> Result<()> {

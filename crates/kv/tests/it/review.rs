@@ -211,12 +211,11 @@ async fn an_interrupted_backfill_completes_after_a_restart() {
     let kv = KvService::new(store.clone(), ManualClock::default().shared());
     indexed_table(&kv, 600).await;
     // Publish commits; the first chunk's commit fails (it is applied, then reported failed).
+    // The index exists from the publish on: the call succeeds, the backfill stays pending.
     faulty.fail_after(1);
-    assert!(
-        kv.create_global_index("tbl", SecondaryIndex::new("byG", KeyAttribute::s("g")))
-            .await
-            .is_err()
-    );
+    kv.create_global_index("tbl", SecondaryIndex::new("byG", KeyAttribute::s("g")))
+        .await
+        .unwrap();
     drop(kv);
     drop(store);
     faulty.heal();
@@ -246,7 +245,7 @@ async fn an_interrupted_index_drop_leaves_no_phantoms_in_a_recreated_index() {
         .await
         .unwrap();
     faulty.fail_after(1);
-    assert!(kv.delete_global_index("tbl", "byG").await.is_err());
+    kv.delete_global_index("tbl", "byG").await.unwrap();
     drop(kv);
     drop(store);
     faulty.heal();
@@ -547,4 +546,75 @@ async fn lsi_filter_and_projection_fetch_unprojected_attributes() {
         filtered.count,
         projected.items
     );
+}
+
+#[derive(Debug)]
+struct AlwaysDown {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Sink for AlwaysDown {
+    async fn deliver(&self, _message: Message) -> Result<(), DeliveryError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(DeliveryError::unavailable("down"))
+    }
+}
+
+/// New writes to the table must not cut a retry's backoff short (and use up its attempts).
+#[tokio::test]
+async fn writes_do_not_cut_a_delivery_backoff_short() {
+    let clock = ManualClock::default();
+    let kv = KvService::new(Store::memory(), clock.shared());
+    kv.create_table(
+        CreateTable::new("tbl", KeyAttribute::s("pk"))
+            .with_stream(cloudlet_kv::StreamViewType::KEYS_ONLY),
+    )
+    .await
+    .unwrap();
+    kv.put_item(PutItem::new("tbl", item([("pk", "a".into())])))
+        .await
+        .unwrap();
+    let (dead, mut dead_letters) = ChannelSink::new();
+    let sink = Arc::new(AlwaysDown {
+        calls: AtomicUsize::new(0),
+    });
+    let task = kv
+        .subscribe_stream(
+            "tbl",
+            "s",
+            StartingPosition::TRIM_HORIZON,
+            sink.clone(),
+            OutboxPolicy::default()
+                .with_max_attempts(3)
+                .with_backoff(Duration::from_secs(3600), Duration::from_secs(3600), 1)
+                .with_batch_size(1)
+                .with_dead_letter(Arc::new(dead)),
+        )
+        .await
+        .unwrap();
+    // The first attempt fails and the worker sleeps for its backoff.
+    clock.wait_for_timers(1).await;
+    for i in 0..5 {
+        kv.put_item(PutItem::new("tbl", item([("pk", format!("w{i}").into())])))
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(
+        sink.calls.load(Ordering::SeqCst),
+        1,
+        "retried before the backoff passed"
+    );
+    assert!(
+        dead_letters.try_recv().is_err(),
+        "dead-lettered without the clock moving"
+    );
+    // After the backoff, it is retried.
+    clock.advance(Duration::from_secs(3600));
+    clock.wait_for_timers(1).await;
+    assert_eq!(sink.calls.load(Ordering::SeqCst), 2);
+    task.shutdown().await;
 }

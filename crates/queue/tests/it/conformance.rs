@@ -49,7 +49,7 @@ macro_rules! conformance {
             conformance!(@tests $open;
                 create_is_idempotent_only_with_matching_attributes, names_are_validated,
                 attributes_have_sqs_defaults_and_ranges, list_get_url_and_delete, tags,
-                send_receive_delete, fair_queue_serves_quiet_groups_first, queue_delay_changes_are_retroactive_only_on_fifo_queues, visibility_timeout_redelivers, stale_receipt_handle_deletes_nothing,
+                send_receive_delete, fair_queue_serves_quiet_groups_first, fifo_delay_change_moves_every_waiting_message, queue_delay_changes_are_retroactive_only_on_fifo_queues, visibility_timeout_redelivers, stale_receipt_handle_deletes_nothing,
                 change_visibility, delays, retention_expiry, long_poll_wakes_on_send,
                 long_poll_times_out_on_the_clock, long_poll_wakes_when_a_delayed_message_is_due,
                 batch_send, purge, rejected_sends_change_nothing, attribute_selection_on_receive,
@@ -416,6 +416,40 @@ mod checks {
         assert!(receive(&h, &fifo, 10).await.is_empty());
         h.clock.advance(Duration::from_secs(20));
         assert_eq!(receive(&h, &fifo, 10).await.len(), 1);
+    }
+
+    pub async fn fifo_delay_change_moves_every_waiting_message(h: Harness) {
+        let fifo = queue(
+            &h,
+            "many.fifo",
+            &[
+                ("FifoQueue", "true"),
+                ("ContentBasedDeduplication", "true"),
+                ("DelaySeconds", "900"),
+            ],
+        )
+        .await;
+        // More messages than one chunk of the change moves at a time.
+        for n in 0..250 {
+            h.sqs
+                .send_message(
+                    &fifo,
+                    SendMessage::new(format!("m{n}")).with_group_id(format!("g{n}")),
+                )
+                .await
+                .unwrap();
+        }
+        let no_delay = BTreeMap::from([("DelaySeconds".to_owned(), "0".to_owned())]);
+        h.sqs.set_queue_attributes(&fifo, no_delay).await.unwrap();
+        let mut received = 0;
+        loop {
+            let got = receive(&h, &fifo, 10).await;
+            if got.is_empty() {
+                break;
+            }
+            received += got.len();
+        }
+        assert_eq!(received, 250);
     }
 
     pub async fn fair_queue_serves_quiet_groups_first(h: Harness) {

@@ -1,7 +1,7 @@
 //! cloudlet: the AWS serverless toolbox as embeddable Rust crates.
 //!
 //! This facade re-exports the foundation, [`cloudlet_core`], and each primitive crate behind a
-//! feature of the same name as it lands (`queue`, `kv` and `pubsub` (filter policies) now;
+//! feature of the same name as it lands (`queue`, `kv` and `pubsub` now;
 //! `stream`, `objectstore`, `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
 //! and one clock shared by every primitive. Everything runs inside your own tokio process, on
 //! an in-memory engine for tests or a durable on-disk engine (feature `redb`, on by default).
@@ -52,6 +52,8 @@ pub struct Cloud {
     queues: cloudlet_queue::QueueService,
     #[cfg(feature = "kv")]
     tables: cloudlet_kv::KvService,
+    #[cfg(feature = "pubsub")]
+    topics: cloudlet_pubsub::TopicService,
 }
 
 impl Cloud {
@@ -71,6 +73,8 @@ impl Cloud {
             queues: cloudlet_queue::QueueService::new(store.clone(), clock.clone()),
             #[cfg(feature = "kv")]
             tables: cloudlet_kv::KvService::new(store.clone(), clock.clone()),
+            #[cfg(feature = "pubsub")]
+            topics: cloudlet_pubsub::TopicService::new(store.clone(), clock.clone()),
             store,
             clock,
         }
@@ -84,6 +88,12 @@ impl Cloud {
     /// The clock every primitive reads.
     pub fn clock(&self) -> &SharedClock {
         &self.clock
+    }
+
+    /// The topics (SNS).
+    #[cfg(feature = "pubsub")]
+    pub fn topics(&self) -> &cloudlet_pubsub::TopicService {
+        &self.topics
     }
 
     /// The tables (DynamoDB).

@@ -1,7 +1,7 @@
 //! The pubsub crate's errors, named after the SNS errors they mirror.
 
 /// What went wrong, named as SNS names it. A rejected request changed nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// `InvalidParameter`: SNS's message, naming the parameter and the rule.
@@ -12,6 +12,15 @@ pub enum Error {
         /// SNS's message.
         message: String,
     },
+    /// `NotFound`: the topic or subscription does not exist.
+    #[error("NotFound: {message}")]
+    NotFound {
+        /// What was not found.
+        message: String,
+    },
+    /// The storage layer failed.
+    #[error(transparent)]
+    Storage(#[from] cloudlet_core::Error),
 }
 
 impl Error {
@@ -19,6 +28,8 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidParameter { .. } => "InvalidParameter",
+            Self::NotFound { .. } => "NotFound",
+            Self::Storage(_) => "InternalError",
         }
     }
 

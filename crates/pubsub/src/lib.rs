@@ -1,6 +1,32 @@
 //! cloudlet-pubsub: SNS semantics as a library, over cloudlet's storage and clock.
 //!
-//! So far: [`FilterPolicy`], subscription filter policies in AWS's JSON syntax, validated as
+//! [`TopicService`]: topics, subscriptions to any core `Sink` (registered by name), and
+//! publishing: matched through each subscription's filter policy, queued durably on the
+//! subscription's outbox in the publish's transaction, delivered with retries on the clock and
+//! a dead-letter sink, as SNS's envelope or raw.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use std::sync::Arc;
+//! use cloudlet_core::{ChannelSink, ManualClock, MessageAttribute, Store};
+//! use cloudlet_pubsub::{Publish, TopicService};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), cloudlet_pubsub::Error> {
+//! let sns = TopicService::new(Store::memory(), ManualClock::default().shared());
+//! let topic = sns.create_topic("orders", BTreeMap::new()).await?;
+//! let (sink, mut received) = ChannelSink::new();
+//! sns.register_sink("billing", Arc::new(sink)).await?;
+//! let filter = BTreeMap::from([("FilterPolicy".to_owned(), r#"{"kind": ["paid"]}"#.to_owned())]);
+//! sns.subscribe(&topic, "sink", "billing", filter).await?;
+//! sns.publish(&topic, Publish::new("order 7").with_attribute("kind", MessageAttribute::string("paid"))).await?;
+//! let envelope: serde_json::Value = serde_json::from_slice(&received.recv().await.unwrap().body).unwrap();
+//! assert_eq!(envelope["Message"], "order 7");
+//! sns.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Filter policies: [`FilterPolicy`], subscription filter policies in AWS's JSON syntax, validated as
 //! SNS validates them and matched against message attributes or a JSON message body; and
 //! [`PolicySet`], a topic's policies indexed by their exact-match keys, so publishing to 1,000
 //! subscriptions does not evaluate 1,000 policies.
@@ -28,10 +54,19 @@
 //! |---|---|
 //! | filter policies: exact strings, numbers, booleans and null; `prefix`, `suffix`, `equals-ignore-case`, `anything-but` (values, numbers, `prefix`), `numeric` comparisons and ranges, `exists`, `cidr`, `$or`, nested keys (MessageBody scope); validation with SNS's messages (5 keys, 150 combinations, operator shapes) | yes |
 //! | matching compiled per topic ([`PolicySet`]): sub-linear in the number of exact-match policies | yes |
-//! | topics, subscriptions, publish, delivery | not yet |
+//! | topics (create idempotent, names, FIFO names, list, attributes, delete), subscriptions to registered sinks (filter policy and scope, RawMessageDelivery, RedrivePolicy to a dead-letter sink), publish (subject, attributes, `json` message structure, 256 KiB), the SNS envelope | yes |
+//! | durable per-subscription delivery (outbox in the publish's transaction), retries with backoff on the clock, dead-letter sink, one subscriber's failures never delay another | yes |
+//! | FIFO topics beyond the group id check (deduplication, ordered delivery), HTTP/HTTPS endpoints, topic tags, PublishBatch, the topic as a `Sink`, the 1 MiB size option | not yet |
 
+mod envelope;
 mod error;
 pub mod filter;
+mod service;
 
+pub use envelope::iso8601;
 pub use error::{Error, Result};
 pub use filter::{FilterPolicy, FilterPolicyScope, PolicySet};
+pub use service::{
+    DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_ATTRIBUTES, MAX_SUBJECT_LENGTH, Publish, Subscription,
+    TopicService,
+};

@@ -1,0 +1,869 @@
+//! [`TopicService`]: topics, subscriptions and publishing, over a [`Store`] and a clock.
+//!
+//! A publish is one transaction: the topic's subscriptions are matched (through the topic's
+//! [`PolicySet`]) and the message each matching subscription must receive is pushed onto that
+//! subscription's outbox. Each subscription's outbox is delivered by its own background task to
+//! the [`Sink`] its endpoint names, with retries on the clock, so one failing subscriber never
+//! delays another, and an acknowledged publish reaches every matching subscriber at least
+//! once, across crashes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cloudlet_core::keys::Tuple;
+use cloudlet_core::outbox::{Outbox, OutboxPolicy};
+use cloudlet_core::{
+    BackgroundTask, Direction, Durability, IdGenerator, Message, MessageAttribute, ReadView,
+    SharedClock, Sink, Store,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Notification, envelope};
+use crate::filter::{FilterPolicy, FilterPolicyScope, PolicySet};
+use crate::{Error, Result};
+
+const KS_TOPICS: &str = "pubsub.topics";
+const KS_SUBSCRIPTIONS: &str = "pubsub.subscriptions";
+const KS_META: &str = "pubsub.meta";
+
+/// The largest message by default, body and attributes.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024;
+/// The most message attributes.
+pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+/// The longest subject.
+pub const MAX_SUBJECT_LENGTH: usize = 100;
+
+/// A topic as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct TopicRecord {
+    id: u64,
+    name: String,
+    attributes: BTreeMap<String, String>,
+    tags: BTreeMap<String, String>,
+}
+
+impl TopicRecord {
+    fn fifo(&self) -> bool {
+        self.attributes
+            .get("FifoTopic")
+            .is_some_and(|v| v == "true")
+    }
+}
+
+/// A subscription as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SubscriptionRecord {
+    id: u64,
+    topic: String,
+    protocol: String,
+    endpoint: String,
+    attributes: BTreeMap<String, String>,
+}
+
+/// A subscription as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Its ARN.
+    pub subscription_arn: String,
+    /// The topic's ARN.
+    pub topic_arn: String,
+    /// `sink` (a sink registered with [`TopicService::register_sink`]).
+    pub protocol: String,
+    /// The sink's name.
+    pub endpoint: String,
+}
+
+/// A Publish request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Publish {
+    /// The message.
+    pub message: String,
+    /// A subject (up to 100 printable ASCII characters), for the envelope.
+    pub subject: Option<String>,
+    /// Message attributes (up to 10).
+    pub attributes: BTreeMap<String, MessageAttribute>,
+    /// `json`: `message` is a JSON object with a `default` message and one per protocol.
+    pub message_structure: Option<String>,
+    /// FIFO topics: the message group.
+    pub group_id: Option<String>,
+    /// FIFO topics: the deduplication id (or content-based deduplication).
+    pub dedup_id: Option<String>,
+}
+
+impl Publish {
+    /// A message with no subject or attributes.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            ..Self::default()
+        }
+    }
+
+    /// With a message attribute.
+    #[must_use]
+    pub fn with_attribute(mut self, name: impl Into<String>, attribute: MessageAttribute) -> Self {
+        self.attributes.insert(name.into(), attribute);
+        self
+    }
+
+    /// With a subject.
+    #[must_use]
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// With a message group (FIFO topics).
+    #[must_use]
+    pub fn with_group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = Some(group.into());
+        self
+    }
+}
+
+/// Topics and their compiled subscriptions, cached; `generation` keeps stale loads out.
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    policies: HashMap<u64, Arc<PolicySet<u64>>>,
+}
+
+/// SNS semantics over cloudlet storage: every topic of one account and region.
+#[derive(Clone)]
+pub struct TopicService {
+    store: Store,
+    clock: SharedClock,
+    ids: Arc<IdGenerator>,
+    region: String,
+    account: String,
+    sinks: Arc<Mutex<HashMap<String, Arc<dyn Sink>>>>,
+    deliveries: Arc<Mutex<HashMap<u64, BackgroundTask>>>,
+    cache: Arc<RwLock<Cache>>,
+    policy: OutboxPolicy,
+}
+
+impl fmt::Debug for TopicService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicService")
+            .field("region", &self.region)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+fn corrupt(keyspace: &str, reason: impl Into<String>) -> Error {
+    Error::Storage(cloudlet_core::Error::corrupt(keyspace, reason))
+}
+
+fn invalid(field: &'static str, reason: impl fmt::Display) -> Error {
+    Error::InvalidParameter {
+        field,
+        message: format!("Invalid parameter: {field} Reason: {reason}"),
+    }
+}
+
+fn not_found(what: &str) -> Error {
+    Error::NotFound {
+        message: format!("{what} does not exist"),
+    }
+}
+
+/// Topic names: 1-256 letters, digits, hyphens and underscores (`.fifo` at the end of a FIFO
+/// topic's).
+fn validate_topic_name(name: &str, fifo: bool) -> Result<()> {
+    let base = if fifo {
+        name.strip_suffix(".fifo").ok_or_else(|| {
+            invalid("Name", "Fifo Topic names must end with .fifo and must be made up of only uppercase and lowercase ASCII letters, numbers, underscores, and hyphens, and must be between 1 and 256 characters long.")
+        })?
+    } else {
+        name
+    };
+    let valid = !base.is_empty()
+        && name.len() <= 256
+        && base
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(invalid(
+            "Name",
+            "Topic names must be made up of only uppercase and lowercase ASCII letters, numbers, underscores, and hyphens, and must be between 1 and 256 characters long.",
+        ));
+    }
+    Ok(())
+}
+
+impl TopicService {
+    /// The service over `store`, in region `us-east-1`, account `000000000000`.
+    pub fn new(store: Store, clock: SharedClock) -> Self {
+        Self {
+            ids: Arc::new(IdGenerator::new(clock.clone())),
+            store,
+            clock,
+            region: "us-east-1".to_owned(),
+            account: "000000000000".to_owned(),
+            sinks: Arc::default(),
+            deliveries: Arc::default(),
+            cache: Arc::default(),
+            // SNS's policy for managed endpoints, in outline: quick retries, then backoff, then
+            // a long tail of attempts.
+            policy: OutboxPolicy::default()
+                .with_backoff(Duration::from_secs(1), Duration::from_secs(20 * 60), 2)
+                .with_max_attempts(100),
+        }
+    }
+
+    /// The same service with another delivery policy for every subscription.
+    #[must_use]
+    pub fn with_delivery_policy(mut self, policy: OutboxPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    fn topic_arn(&self, name: &str) -> String {
+        format!("arn:aws:sns:{}:{}:{name}", self.region, self.account)
+    }
+
+    fn subscription_arn(&self, topic: &str, id: u64) -> String {
+        format!("{}:{id:016x}", self.topic_arn(topic))
+    }
+
+    fn topic_name(arn: &str) -> &str {
+        arn.rsplit(':').next().unwrap_or(arn)
+    }
+
+    fn load_topic(view: &impl ReadView, name: &str) -> Result<TopicRecord> {
+        let raw = view
+            .get(KS_TOPICS, name.as_bytes())?
+            .ok_or_else(|| not_found("Topic"))?;
+        serde_json::from_slice(&raw).map_err(|e| corrupt(KS_TOPICS, e.to_string()))
+    }
+
+    fn subscriptions(view: &impl ReadView, topic_id: u64) -> Result<Vec<SubscriptionRecord>> {
+        view.prefix(
+            KS_SUBSCRIPTIONS,
+            &Tuple::new().u64(topic_id).build(),
+            Direction::Forward,
+        )?
+        .map(|entry| {
+            let (_, raw) = entry?;
+            serde_json::from_slice(&raw).map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))
+        })
+        .collect()
+    }
+
+    fn forget(&self, topic_id: u64) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        cache.generation += 1;
+        cache.policies.remove(&topic_id);
+    }
+
+    /// The topic's subscriptions with their filter policies compiled.
+    fn policies(&self, topic_id: u64) -> Result<Arc<PolicySet<u64>>> {
+        let generation = {
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(set) = cache.policies.get(&topic_id) {
+                return Ok(Arc::clone(set));
+            }
+            cache.generation
+        };
+        let subscriptions = Self::subscriptions(&self.store.snapshot()?, topic_id)?;
+        let mut entries = Vec::new();
+        for subscription in subscriptions {
+            entries.push((subscription.id, compile_policy(&subscription.attributes)?));
+        }
+        let set = Arc::new(PolicySet::from_entries(entries));
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.generation == generation {
+            cache.policies.insert(topic_id, Arc::clone(&set));
+        }
+        Ok(set)
+    }
+
+    /// CreateTopic: idempotent when the attributes match; returns the topic's ARN.
+    ///
+    /// # Errors
+    /// `InvalidParameter` for a bad name or attribute, or a topic of that name with other
+    /// attributes.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<String> {
+        let fifo = attributes.get("FifoTopic").is_some_and(|v| v == "true");
+        validate_topic_name(name, fifo)?;
+        for (key, value) in &attributes {
+            match key.as_str() {
+                "FifoTopic" | "ContentBasedDeduplication" => {
+                    if value != "true" && value != "false" {
+                        return Err(invalid(
+                            "Attributes",
+                            format!("{key} must be true or false"),
+                        ));
+                    }
+                }
+                "DisplayName"
+                | "Policy"
+                | "DeliveryPolicy"
+                | "KmsMasterKeyId"
+                | "SignatureVersion"
+                | "TracingConfig"
+                | "FifoThroughputScope" => {}
+                other => {
+                    return Err(invalid(
+                        "AttributeName",
+                        format!("Unknown attribute {other}"),
+                    ));
+                }
+            }
+        }
+        let name = name.to_owned();
+        let record = self
+            .store
+            .write(Durability::Durable, move |txn| {
+                if let Some(raw) = txn.get(KS_TOPICS, name.as_bytes())? {
+                    let existing: TopicRecord = serde_json::from_slice(&raw)
+                        .map_err(|e| corrupt(KS_TOPICS, e.to_string()))?;
+                    if existing.attributes != attributes {
+                        return Err(invalid(
+                            "Attributes",
+                            "Topic already exists with different attributes",
+                        ));
+                    }
+                    return Ok(existing);
+                }
+                let id = txn.next_sequence(KS_META, b"topic-id")?;
+                let record = TopicRecord {
+                    id,
+                    name: name.clone(),
+                    attributes,
+                    tags: BTreeMap::new(),
+                };
+                let json =
+                    serde_json::to_vec(&record).map_err(|e| corrupt(KS_TOPICS, e.to_string()))?;
+                txn.put(KS_TOPICS, name, json);
+                Ok(record)
+            })
+            .await?;
+        Ok(self.topic_arn(&record.name))
+    }
+
+    /// DeleteTopic, with its subscriptions. Deleting a missing topic succeeds, as on SNS.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn delete_topic(&self, topic_arn: &str) -> Result<()> {
+        let name = Self::topic_name(topic_arn).to_owned();
+        let removed = self
+            .store
+            .write(Durability::Durable, move |txn| {
+                let Ok(topic) = Self::load_topic(txn, &name) else {
+                    return Ok(Vec::new());
+                };
+                let subscriptions = Self::subscriptions(txn, topic.id)?;
+                for subscription in &subscriptions {
+                    txn.delete(
+                        KS_SUBSCRIPTIONS,
+                        Tuple::new().u64(topic.id).u64(subscription.id).build(),
+                    );
+                }
+                txn.delete(KS_TOPICS, name);
+                Ok::<_, Error>(
+                    subscriptions
+                        .into_iter()
+                        .map(|s| (topic.id, s.id))
+                        .collect(),
+                )
+            })
+            .await?;
+        for (topic_id, subscription) in removed {
+            self.forget(topic_id);
+            self.stop_delivery(subscription).await;
+        }
+        Ok(())
+    }
+
+    /// ListTopics: every topic's ARN, by name.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn list_topics(&self) -> Result<Vec<String>> {
+        self.store
+            .snapshot()?
+            .prefix(KS_TOPICS, b"", Direction::Forward)?
+            .map(|entry| {
+                let (name, _) = entry?;
+                Ok(self.topic_arn(&String::from_utf8_lossy(&name)))
+            })
+            .collect()
+    }
+
+    /// GetTopicAttributes: the attributes set, plus `TopicArn` and the subscription counts.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing topic.
+    pub fn get_topic_attributes(&self, topic_arn: &str) -> Result<BTreeMap<String, String>> {
+        let snapshot = self.store.snapshot()?;
+        let topic = Self::load_topic(&snapshot, Self::topic_name(topic_arn))?;
+        let count = Self::subscriptions(&snapshot, topic.id)?.len();
+        let mut attributes = topic.attributes.clone();
+        attributes.insert("TopicArn".to_owned(), self.topic_arn(&topic.name));
+        attributes.insert("SubscriptionsConfirmed".to_owned(), count.to_string());
+        attributes.insert("SubscriptionsPending".to_owned(), "0".to_owned());
+        attributes.insert("SubscriptionsDeleted".to_owned(), "0".to_owned());
+        attributes.entry("DisplayName".to_owned()).or_default();
+        Ok(attributes)
+    }
+
+    /// Registers `sink` under `name`: subscriptions with protocol `sink` and that endpoint
+    /// deliver to it (and deliveries that waited for it start).
+    pub async fn register_sink(&self, name: &str, sink: Arc<dyn Sink>) -> Result<()> {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), sink);
+        let snapshot = self.store.snapshot()?;
+        let all: Vec<SubscriptionRecord> = snapshot
+            .prefix(KS_SUBSCRIPTIONS, b"", Direction::Forward)?
+            .map(|entry| {
+                let (_, raw) = entry?;
+                serde_json::from_slice(&raw).map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        for subscription in all.iter().filter(|s| s.endpoint == name) {
+            self.start_delivery(subscription);
+        }
+        Ok(())
+    }
+
+    fn outbox(subscription: u64) -> Outbox {
+        Outbox::new(format!("pubsub.subscription.{subscription}"))
+    }
+
+    fn start_delivery(&self, subscription: &SubscriptionRecord) {
+        let Some(sink) = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&subscription.endpoint)
+            .cloned()
+        else {
+            return;
+        };
+        let mut deliveries = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        if deliveries.contains_key(&subscription.id) {
+            return;
+        }
+        let mut policy = self.policy.clone();
+        if let Some(dead_letter) = subscription
+            .attributes
+            .get("RedrivePolicy")
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+            .and_then(|p| p["deadLetterTargetArn"].as_str().map(str::to_owned))
+            .and_then(|name| {
+                self.sinks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&name)
+                    .cloned()
+            })
+        {
+            policy = policy.with_dead_letter(dead_letter);
+        }
+        let task = Self::outbox(subscription.id).start(
+            self.store.clone(),
+            self.clock.clone(),
+            sink,
+            policy,
+        );
+        deliveries.insert(subscription.id, task);
+    }
+
+    async fn stop_delivery(&self, subscription: u64) {
+        let task = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&subscription);
+        if let Some(task) = task {
+            task.shutdown().await;
+        }
+    }
+
+    /// Subscribe: protocol `sink`, endpoint the name of a sink given to
+    /// [`register_sink`](Self::register_sink) (before or after). Attributes: `FilterPolicy`,
+    /// `FilterPolicyScope`, `RawMessageDelivery`, `RedrivePolicy` (`deadLetterTargetArn`
+    /// naming a registered sink). Returns the subscription's ARN.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing topic; `InvalidParameter` for an unknown protocol or attribute,
+    /// or an invalid filter policy.
+    pub async fn subscribe(
+        &self,
+        topic_arn: &str,
+        protocol: &str,
+        endpoint: &str,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<String> {
+        if protocol != "sink" {
+            return Err(invalid(
+                "Protocol",
+                format!("Invalid protocol type: {protocol}"),
+            ));
+        }
+        check_subscription_attributes(&attributes)?;
+        let (name, endpoint) = (Self::topic_name(topic_arn).to_owned(), endpoint.to_owned());
+        let record = self
+            .store
+            .write(Durability::Durable, move |txn| {
+                let topic = Self::load_topic(txn, &name)?;
+                // Subscribing the same endpoint again returns the existing subscription.
+                if let Some(existing) = Self::subscriptions(txn, topic.id)?
+                    .into_iter()
+                    .find(|s| s.protocol == "sink" && s.endpoint == endpoint)
+                {
+                    return Ok((topic.id, existing));
+                }
+                let id = txn.next_sequence(KS_META, b"subscription-id")?;
+                let record = SubscriptionRecord {
+                    id,
+                    topic: name,
+                    protocol: "sink".to_owned(),
+                    endpoint,
+                    attributes,
+                };
+                let json = serde_json::to_vec(&record)
+                    .map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
+                txn.put(
+                    KS_SUBSCRIPTIONS,
+                    Tuple::new().u64(topic.id).u64(id).build(),
+                    json,
+                );
+                Ok::<_, Error>((topic.id, record))
+            })
+            .await?;
+        let (topic_id, record) = record;
+        self.forget(topic_id);
+        self.start_delivery(&record);
+        Ok(self.subscription_arn(&record.topic, record.id))
+    }
+
+    fn parse_subscription_arn(arn: &str) -> Result<(String, u64)> {
+        let (topic, id) = arn
+            .rsplit_once(':')
+            .ok_or_else(|| not_found("Subscription"))?;
+        let id = u64::from_str_radix(id, 16).map_err(|_| not_found("Subscription"))?;
+        Ok((Self::topic_name(topic).to_owned(), id))
+    }
+
+    /// Unsubscribe. Messages already accepted for it are not delivered.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing subscription.
+    pub async fn unsubscribe(&self, subscription_arn: &str) -> Result<()> {
+        let (topic, id) = Self::parse_subscription_arn(subscription_arn)?;
+        let topic_id = self
+            .store
+            .write(Durability::Durable, move |txn| {
+                let topic = Self::load_topic(txn, &topic)?;
+                let key = Tuple::new().u64(topic.id).u64(id).build();
+                if txn.get(KS_SUBSCRIPTIONS, &key)?.is_none() {
+                    return Err(not_found("Subscription"));
+                }
+                txn.delete(KS_SUBSCRIPTIONS, key);
+                Ok::<_, Error>(topic.id)
+            })
+            .await?;
+        self.forget(topic_id);
+        self.stop_delivery(id).await;
+        Ok(())
+    }
+
+    /// ListSubscriptionsByTopic.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing topic.
+    pub fn list_subscriptions_by_topic(&self, topic_arn: &str) -> Result<Vec<Subscription>> {
+        let snapshot = self.store.snapshot()?;
+        let topic = Self::load_topic(&snapshot, Self::topic_name(topic_arn))?;
+        Ok(Self::subscriptions(&snapshot, topic.id)?
+            .into_iter()
+            .map(|s| Subscription {
+                subscription_arn: self.subscription_arn(&topic.name, s.id),
+                topic_arn: self.topic_arn(&topic.name),
+                protocol: s.protocol,
+                endpoint: s.endpoint,
+            })
+            .collect())
+    }
+
+    /// SetSubscriptionAttributes.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidParameter` for an unknown attribute or an invalid filter policy.
+    pub async fn set_subscription_attribute(
+        &self,
+        subscription_arn: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<()> {
+        let change = BTreeMap::from([(name.to_owned(), value.to_owned())]);
+        let (topic, id) = Self::parse_subscription_arn(subscription_arn)?;
+        let topic_id = self
+            .store
+            .write(Durability::Durable, move |txn| {
+                let topic = Self::load_topic(txn, &topic)?;
+                let key = Tuple::new().u64(topic.id).u64(id).build();
+                let raw = txn
+                    .get(KS_SUBSCRIPTIONS, &key)?
+                    .ok_or_else(|| not_found("Subscription"))?;
+                let mut record: SubscriptionRecord = serde_json::from_slice(&raw)
+                    .map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
+                record.attributes.extend(change);
+                check_subscription_attributes(&record.attributes)?;
+                let json = serde_json::to_vec(&record)
+                    .map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
+                txn.put(KS_SUBSCRIPTIONS, key, json);
+                Ok::<_, Error>(topic.id)
+            })
+            .await?;
+        self.forget(topic_id);
+        Ok(())
+    }
+
+    /// Publish: matches the topic's subscriptions and queues the message for each matching
+    /// one, durably, in one transaction. Returns the message id.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidParameter` for an empty or oversized message, a bad subject, too
+    /// many attributes, a `json` structure without `default`, or a missing group id on a FIFO
+    /// topic.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: once called, the publish may commit even if the future is dropped.
+    pub async fn publish(&self, topic_arn: &str, publish: Publish) -> Result<String> {
+        check_publish(&publish)?;
+        let name = Self::topic_name(topic_arn).to_owned();
+        let topic = Self::load_topic(&self.store.snapshot()?, &name)?;
+        if topic.fifo() && publish.group_id.is_none() {
+            return Err(invalid(
+                "MessageGroupId",
+                "The MessageGroupId parameter is required for FIFO topics",
+            ));
+        }
+        let policies = self.policies(topic.id)?;
+        let matching = policies.matching(&publish.message, &publish.attributes);
+        let message_id = self.ids.next_id().to_string();
+        let now = self.clock.now();
+        let (topic_arn, arn_base) = (self.topic_arn(&name), self.topic_arn(&name));
+        let answer = message_id.clone();
+        self.store
+            .write(Durability::Durable, move |txn| {
+                let stored = Self::load_topic(txn, &name)?;
+                if stored.id != topic.id {
+                    return Err(not_found("Topic"));
+                }
+                let subscriptions: HashMap<u64, SubscriptionRecord> =
+                    Self::subscriptions(txn, topic.id)?
+                        .into_iter()
+                        .map(|s| (s.id, s))
+                        .collect();
+                for id in matching {
+                    // Unsubscribed since the policies were compiled: skip.
+                    let Some(subscription) = subscriptions.get(&id) else {
+                        continue;
+                    };
+                    let message = delivery_message(
+                        &publish,
+                        subscription,
+                        &Notification {
+                            message_id: &message_id,
+                            topic_arn: &topic_arn,
+                            subscription_arn: &format!("{arn_base}:{id:016x}"),
+                            subject: publish.subject.as_deref(),
+                            message: &publish.message,
+                            timestamp: now,
+                            attributes: &publish.attributes,
+                            sequence_number: None,
+                        },
+                    )?;
+                    Self::outbox(id).push(txn, &message)?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(answer)
+    }
+
+    /// Stops every delivery task, waiting for each.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<BackgroundTask> = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in tasks {
+            task.shutdown().await;
+        }
+    }
+}
+
+/// The subscription's filter policy, compiled.
+fn compile_policy(attributes: &BTreeMap<String, String>) -> Result<Option<FilterPolicy>> {
+    let Some(policy) = attributes
+        .get("FilterPolicy")
+        .filter(|p| !p.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let scope = match attributes.get("FilterPolicyScope") {
+        Some(scope) => scope.parse()?,
+        None => FilterPolicyScope::MessageAttributes,
+    };
+    FilterPolicy::parse(policy, scope).map(Some)
+}
+
+fn check_subscription_attributes(attributes: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in attributes {
+        match key.as_str() {
+            "FilterPolicy" | "FilterPolicyScope" => {}
+            "RawMessageDelivery" => {
+                if value != "true" && value != "false" {
+                    return Err(invalid(
+                        "Attributes",
+                        "RawMessageDelivery: Invalid value. Must be true or false.",
+                    ));
+                }
+            }
+            "RedrivePolicy" | "DeliveryPolicy" | "SubscriptionRoleArn" => {}
+            other => {
+                return Err(invalid(
+                    "AttributeName",
+                    format!("Unknown attribute {other}"),
+                ));
+            }
+        }
+    }
+    compile_policy(attributes).map(|_| ())
+}
+
+fn check_publish(publish: &Publish) -> Result<()> {
+    if publish.message.is_empty() {
+        return Err(invalid("Message", "Empty message"));
+    }
+    let size = publish.message.len()
+        + publish
+            .attributes
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + v.data_type().len()
+                    + match &v.value {
+                        cloudlet_core::AttributeValue::String(s)
+                        | cloudlet_core::AttributeValue::Number(s) => s.len(),
+                        cloudlet_core::AttributeValue::Binary(b) => b.len(),
+                        _ => 0,
+                    }
+            })
+            .sum::<usize>();
+    if size > DEFAULT_MAX_MESSAGE_SIZE {
+        return Err(invalid(
+            "Message",
+            format!("Message too long: {size} bytes, the maximum is {DEFAULT_MAX_MESSAGE_SIZE}"),
+        ));
+    }
+    if let Some(subject) = &publish.subject
+        && (subject.is_empty()
+            || subject.len() > MAX_SUBJECT_LENGTH
+            || !subject.bytes().all(|b| (0x20..0x7f).contains(&b)))
+    {
+        return Err(invalid(
+            "Subject",
+            "Subject must be ASCII text that begins with a letter, number, or punctuation mark; must not include line breaks or control characters; and must be less than 100 characters long",
+        ));
+    }
+    if publish.attributes.len() > MAX_MESSAGE_ATTRIBUTES {
+        return Err(invalid(
+            "MessageAttributes",
+            format!(
+                "Number of message attributes [{}] exceeds the allowed maximum [{MAX_MESSAGE_ATTRIBUTES}].",
+                publish.attributes.len()
+            ),
+        ));
+    }
+    if let Some(structure) = &publish.message_structure {
+        if structure != "json" {
+            return Err(invalid(
+                "MessageStructure",
+                "Invalid value: only json is supported",
+            ));
+        }
+        let parsed: serde_json::Value = serde_json::from_str(&publish.message).map_err(|_| {
+            invalid(
+                "Message",
+                "Message Structure - JSON message body failed to parse",
+            )
+        })?;
+        if !parsed["default"].is_string() {
+            return Err(invalid(
+                "Message",
+                "Message Structure - No default entry in JSON message body",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The message a subscription receives: the envelope, or the raw message with its
+/// attributes when `RawMessageDelivery` is on.
+fn delivery_message(
+    publish: &Publish,
+    subscription: &SubscriptionRecord,
+    notification: &Notification<'_>,
+) -> Result<Message> {
+    let text = match publish.message_structure.as_deref() {
+        Some("json") => {
+            let parsed: serde_json::Value =
+                serde_json::from_str(&publish.message).map_err(|_| {
+                    invalid(
+                        "Message",
+                        "Message Structure - JSON message body failed to parse",
+                    )
+                })?;
+            parsed[subscription.protocol.as_str()]
+                .as_str()
+                .or_else(|| parsed["default"].as_str())
+                .unwrap_or_default()
+                .to_owned()
+        }
+        _ => publish.message.clone(),
+    };
+    let raw = subscription
+        .attributes
+        .get("RawMessageDelivery")
+        .is_some_and(|v| v == "true");
+    let mut message = if raw {
+        let mut message = Message::new(Bytes::from(text));
+        for (name, attribute) in &publish.attributes {
+            message = message.with_attribute(name.clone(), attribute.clone());
+        }
+        message
+    } else {
+        let notification = Notification {
+            message: &text,
+            ..notification.clone()
+        };
+        Message::new(envelope(&notification).to_string())
+    };
+    if let Some(group) = &publish.group_id {
+        message = message.with_group_id(group.clone());
+    }
+    if let Some(dedup) = &publish.dedup_id {
+        message = message.with_dedup_id(dedup.clone());
+    }
+    Ok(message)
+}

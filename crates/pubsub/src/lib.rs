@@ -56,7 +56,9 @@
 //! | matching compiled per topic ([`PolicySet`]): sub-linear in the number of exact-match policies | yes |
 //! | topics (create idempotent, names, FIFO names, list, attributes, delete), subscriptions to registered sinks (filter policy and scope, RawMessageDelivery, RedrivePolicy to a dead-letter sink), publish (subject, attributes, `json` message structure, 256 KiB), the SNS envelope | yes |
 //! | durable per-subscription delivery (outbox in the publish's transaction), retries with backoff on the clock, dead-letter sink, one subscriber's failures never delay another | yes |
-//! | FIFO topics beyond the group id check (deduplication, ordered delivery), HTTP/HTTPS endpoints, topic tags, PublishBatch, the topic as a `Sink`, the 1 MiB size option | not yet |
+//! | FIFO topics: group id required, deduplication for five minutes (explicit or content-based SHA-256; scope topic or message group), sequence numbers, each subscription in publish order with group and deduplication ids passed on | yes |
+//! | a topic as a core `Sink` ([`TopicService::sink`]) | yes |
+//! | HTTP/HTTPS endpoints, topic tags, PublishBatch, the 1 MiB size option | not yet |
 
 mod envelope;
 mod error;
@@ -67,6 +69,6 @@ pub use envelope::iso8601;
 pub use error::{Error, Result};
 pub use filter::{FilterPolicy, FilterPolicyScope, PolicySet};
 pub use service::{
-    DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_ATTRIBUTES, MAX_SUBJECT_LENGTH, Publish, Subscription,
-    TopicService,
+    DEDUP_WINDOW, DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_ATTRIBUTES, MAX_SUBJECT_LENGTH, Publish,
+    PublishResult, Subscription, TopicService, TopicSink,
 };

@@ -28,6 +28,62 @@ use crate::{Error, Result};
 const KS_TOPICS: &str = "pubsub.topics";
 const KS_SUBSCRIPTIONS: &str = "pubsub.subscriptions";
 const KS_META: &str = "pubsub.meta";
+/// FIFO topics: deduplication ids, by (topic id, scope, id).
+const KS_DEDUP: &str = "pubsub.dedup";
+/// How long a FIFO topic remembers a deduplication id.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+
+/// A remembered deduplication id.
+#[derive(Debug, Serialize, Deserialize)]
+struct DedupRecord {
+    expires: cloudlet_core::Timestamp,
+    message_id: String,
+    sequence_number: String,
+}
+
+/// What a publish returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishResult {
+    /// The message's id (a duplicate on a FIFO topic gets the original's).
+    pub message_id: String,
+    /// FIFO topics: the message's sequence number in the topic.
+    pub sequence_number: Option<String>,
+}
+
+/// A topic as a core [`Sink`]; see [`TopicService::sink`].
+#[derive(Debug, Clone)]
+pub struct TopicSink {
+    service: TopicService,
+    topic_arn: String,
+}
+
+#[async_trait::async_trait]
+impl Sink for TopicSink {
+    async fn deliver(
+        &self,
+        message: Message,
+    ) -> std::result::Result<(), cloudlet_core::DeliveryError> {
+        let Ok(text) = String::from_utf8(message.body.to_vec()) else {
+            return Err(cloudlet_core::DeliveryError::rejected(
+                "a topic takes text messages",
+            ));
+        };
+        let publish = Publish {
+            message: text,
+            attributes: message.attributes,
+            group_id: message.group_id,
+            dedup_id: message.dedup_id,
+            ..Publish::default()
+        };
+        match self.service.publish(&self.topic_arn, publish).await {
+            Ok(_) => Ok(()),
+            Err(Error::Storage(error)) => {
+                Err(cloudlet_core::DeliveryError::unavailable(error.to_string()))
+            }
+            Err(other) => Err(cloudlet_core::DeliveryError::rejected(other.to_string())),
+        }
+    }
+}
 
 /// The largest message by default, body and attributes.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024;
@@ -58,6 +114,9 @@ impl TopicRecord {
 struct SubscriptionRecord {
     id: u64,
     topic: String,
+    /// Delivered strictly in order (a FIFO topic's subscription).
+    #[serde(default)]
+    ordered: bool,
     protocol: String,
     endpoint: String,
     attributes: BTreeMap<String, String>,
@@ -457,6 +516,10 @@ impl TopicService {
             return;
         }
         let mut policy = self.policy.clone();
+        if subscription.ordered {
+            // Each group in publish order: a failing message holds back the ones after it.
+            policy = policy.ordered();
+        }
         if let Some(dead_letter) = subscription
             .attributes
             .get("RedrivePolicy")
@@ -529,6 +592,7 @@ impl TopicService {
                 let id = txn.next_sequence(KS_META, b"subscription-id")?;
                 let record = SubscriptionRecord {
                     id,
+                    ordered: topic.fifo(),
                     topic: name,
                     protocol: "sink".to_owned(),
                     endpoint,
@@ -634,7 +698,10 @@ impl TopicService {
     }
 
     /// Publish: matches the topic's subscriptions and queues the message for each matching
-    /// one, durably, in one transaction. Returns the message id.
+    /// one, durably, in one transaction. On a FIFO topic a message with a deduplication id
+    /// (explicit, or the SHA-256 of the message with `ContentBasedDeduplication`) seen in the
+    /// last five minutes is accepted and not sent again; subscriptions receive messages in
+    /// publish order with their group and deduplication ids.
     ///
     /// # Errors
     /// `NotFound`; `InvalidParameter` for an empty or oversized message, a bad subject, too
@@ -643,27 +710,47 @@ impl TopicService {
     ///
     /// # Cancel safety
     /// Not cancel safe: once called, the publish may commit even if the future is dropped.
-    pub async fn publish(&self, topic_arn: &str, publish: Publish) -> Result<String> {
+    pub async fn publish(&self, topic_arn: &str, publish: Publish) -> Result<PublishResult> {
         check_publish(&publish)?;
         let name = Self::topic_name(topic_arn).to_owned();
         let topic = Self::load_topic(&self.store.snapshot()?, &name)?;
-        if topic.fifo() && publish.group_id.is_none() {
-            return Err(invalid(
-                "MessageGroupId",
-                "The MessageGroupId parameter is required for FIFO topics",
-            ));
-        }
+        let dedup = check_fifo(&topic, &publish)?;
         let policies = self.policies(topic.id)?;
         let matching = policies.matching(&publish.message, &publish.attributes);
         let message_id = self.ids.next_id().to_string();
         let now = self.clock.now();
-        let (topic_arn, arn_base) = (self.topic_arn(&name), self.topic_arn(&name));
-        let answer = message_id.clone();
+        let topic_arn = self.topic_arn(&name);
         self.store
             .write(Durability::Durable, move |txn| {
                 let stored = Self::load_topic(txn, &name)?;
                 if stored.id != topic.id {
                     return Err(not_found("Topic"));
+                }
+                let mut sequence_number = None;
+                if let Some(key) = &dedup {
+                    if let Some(raw) = txn.get(KS_DEDUP, key)? {
+                        let record: DedupRecord = serde_json::from_slice(&raw)
+                            .map_err(|e| corrupt(KS_DEDUP, e.to_string()))?;
+                        if record.expires > now {
+                            // A duplicate within five minutes: accepted, not sent again.
+                            return Ok(PublishResult {
+                                message_id: record.message_id,
+                                sequence_number: Some(record.sequence_number),
+                            });
+                        }
+                    }
+                    let seq =
+                        txn.next_sequence(KS_META, &Tuple::new().str("seq").u64(topic.id).build())?;
+                    let sequence = format!("{seq:020}");
+                    let record = DedupRecord {
+                        expires: now.saturating_add(DEDUP_WINDOW),
+                        message_id: message_id.clone(),
+                        sequence_number: sequence.clone(),
+                    };
+                    let json = serde_json::to_vec(&record)
+                        .map_err(|e| corrupt(KS_DEDUP, e.to_string()))?;
+                    txn.put(KS_DEDUP, key.clone(), json);
+                    sequence_number = Some(sequence);
                 }
                 let subscriptions: HashMap<u64, SubscriptionRecord> =
                     Self::subscriptions(txn, topic.id)?
@@ -681,20 +768,31 @@ impl TopicService {
                         &Notification {
                             message_id: &message_id,
                             topic_arn: &topic_arn,
-                            subscription_arn: &format!("{arn_base}:{id:016x}"),
+                            subscription_arn: &format!("{topic_arn}:{id:016x}"),
                             subject: publish.subject.as_deref(),
                             message: &publish.message,
                             timestamp: now,
                             attributes: &publish.attributes,
-                            sequence_number: None,
+                            sequence_number: sequence_number.as_deref(),
                         },
                     )?;
                     Self::outbox(id).push(txn, &message)?;
                 }
-                Ok::<_, Error>(())
+                Ok::<_, Error>(PublishResult {
+                    message_id,
+                    sequence_number,
+                })
             })
-            .await?;
-        Ok(answer)
+            .await
+    }
+
+    /// The topic as a core [`Sink`]: each message delivered to it is published (its body as the
+    /// message, its attributes, group and deduplication ids kept).
+    pub fn sink(&self, topic_arn: &str) -> TopicSink {
+        TopicSink {
+            service: self.clone(),
+            topic_arn: topic_arn.to_owned(),
+        }
     }
 
     /// Stops every delivery task, waiting for each.
@@ -710,6 +808,55 @@ impl TopicService {
             task.shutdown().await;
         }
     }
+}
+
+/// Checks a publish against a FIFO topic's rules; returns the deduplication key to remember.
+fn check_fifo(topic: &TopicRecord, publish: &Publish) -> Result<Option<Bytes>> {
+    if !topic.fifo() {
+        // A standard topic passes a group id on (for fair queues); deduplication is FIFO's.
+        if publish.dedup_id.is_some() {
+            return Err(invalid(
+                "MessageDeduplicationId",
+                "The request includes MessageDeduplicationId parameter that is not valid for this topic type",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(group) = &publish.group_id else {
+        return Err(invalid(
+            "MessageGroupId",
+            "The MessageGroupId parameter is required for FIFO topics",
+        ));
+    };
+    let content_based = topic
+        .attributes
+        .get("ContentBasedDeduplication")
+        .is_some_and(|v| v == "true");
+    let id = match (&publish.dedup_id, content_based) {
+        (Some(id), _) => id.clone(),
+        (None, true) => {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(publish.message.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        }
+        (None, false) => {
+            return Err(invalid(
+                "MessageDeduplicationId",
+                "The topic should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+            ));
+        }
+    };
+    let scope = match topic
+        .attributes
+        .get("FifoThroughputScope")
+        .map(String::as_str)
+    {
+        Some("MessageGroup") => group.as_str(),
+        _ => "",
+    };
+    Ok(Some(Tuple::new().u64(topic.id).str(scope).str(&id).build()))
 }
 
 /// The subscription's filter policy, compiled.

@@ -77,6 +77,8 @@ macro_rules! conformance {
                 failed_deliveries_retry_on_the_clock_then_dead_letter,
                 a_failing_subscriber_does_not_delay_others,
                 accepted_publishes_are_delivered_after_a_restart,
+                fifo_topics_deduplicate_and_deliver_in_order,
+                a_topic_is_a_sink,
             );
         }
     };
@@ -190,7 +192,7 @@ mod checks {
         for rx in [&mut all_rx, &mut corp_rx] {
             let envelope = json(&rx.recv().await.unwrap());
             assert_eq!(envelope["Type"], "Notification");
-            assert_eq!(envelope["MessageId"], id.as_str());
+            assert_eq!(envelope["MessageId"], id.message_id.as_str());
             assert_eq!(envelope["TopicArn"], arn.as_str());
             assert_eq!(envelope["Subject"], "New order");
             assert_eq!(envelope["Message"], "order 1");
@@ -378,6 +380,102 @@ mod checks {
                 format!("m{n}")
             );
         }
+        h.sns.shutdown().await;
+    }
+
+    pub async fn fifo_topics_deduplicate_and_deliver_in_order(h: Harness) {
+        let attributes = BTreeMap::from([
+            ("FifoTopic".to_owned(), "true".to_owned()),
+            ("ContentBasedDeduplication".to_owned(), "true".to_owned()),
+        ]);
+        let arn = h.sns.create_topic("orders.fifo", attributes).await.unwrap();
+        let (sink, mut rx) = ChannelSink::new();
+        h.sns.register_sink("s", Arc::new(sink)).await.unwrap();
+        h.sns
+            .subscribe(&arn, "sink", "s", BTreeMap::new())
+            .await
+            .unwrap();
+        let first = h
+            .sns
+            .publish(&arn, Publish::new("a").with_group_id("g"))
+            .await
+            .unwrap();
+        let again = h
+            .sns
+            .publish(&arn, Publish::new("a").with_group_id("g"))
+            .await
+            .unwrap();
+        assert_eq!(
+            again, first,
+            "a duplicate gets the original's id and sequence number"
+        );
+        let second = h
+            .sns
+            .publish(&arn, Publish::new("b").with_group_id("g"))
+            .await
+            .unwrap();
+        assert!(second.sequence_number > first.sequence_number);
+        for expected in ["a", "b"] {
+            let message = rx.recv().await.unwrap();
+            assert_eq!(message.group_id.as_deref(), Some("g"));
+            let envelope = json(&message);
+            assert_eq!(envelope["Message"], expected);
+            assert!(envelope["SequenceNumber"].is_string());
+        }
+        // Five minutes later the same content is new again.
+        h.clock.advance(Duration::from_secs(301));
+        let later = h
+            .sns
+            .publish(&arn, Publish::new("a").with_group_id("g"))
+            .await
+            .unwrap();
+        assert_ne!(later.message_id, first.message_id);
+        assert_eq!(json(&rx.recv().await.unwrap())["Message"], "a");
+        let plain = h
+            .sns
+            .create_topic(
+                "plain.fifo",
+                BTreeMap::from([("FifoTopic".to_owned(), "true".to_owned())]),
+            )
+            .await
+            .unwrap();
+        let no_dedup = h
+            .sns
+            .publish(&plain, Publish::new("x").with_group_id("g"))
+            .await;
+        assert!(
+            matches!(no_dedup, Err(Error::InvalidParameter { .. })),
+            "{no_dedup:?}"
+        );
+        h.sns.shutdown().await;
+    }
+
+    pub async fn a_topic_is_a_sink(h: Harness) {
+        use cloudlet_core::Sink as _;
+        let arn = h.sns.create_topic("events", BTreeMap::new()).await.unwrap();
+        let (sink, mut rx) = ChannelSink::new();
+        h.sns.register_sink("s", Arc::new(sink)).await.unwrap();
+        h.sns
+            .subscribe(&arn, "sink", "s", BTreeMap::new())
+            .await
+            .unwrap();
+        let topic = h.sns.sink(&arn);
+        topic
+            .deliver(
+                Message::new("object created")
+                    .with_attribute("bucket", MessageAttribute::string("b")),
+            )
+            .await
+            .unwrap();
+        let envelope = json(&rx.recv().await.unwrap());
+        assert_eq!(envelope["Message"], "object created");
+        assert_eq!(envelope["MessageAttributes"]["bucket"]["Value"], "b");
+        assert!(
+            topic
+                .deliver(Message::new(vec![0xffu8, 0xfe]))
+                .await
+                .is_err()
+        );
         h.sns.shutdown().await;
     }
 

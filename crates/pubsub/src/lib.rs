@@ -58,7 +58,8 @@
 //! | durable per-subscription delivery (outbox in the publish's transaction), retries with backoff on the clock, dead-letter sink, one subscriber's failures never delay another | yes |
 //! | FIFO topics: group id required, deduplication for five minutes (explicit or content-based SHA-256; scope topic or message group), sequence numbers, each subscription in publish order with group and deduplication ids passed on | yes |
 //! | a topic as a core `Sink` ([`TopicService::sink`]) | yes |
-//! | HTTP/HTTPS endpoints, topic tags, PublishBatch, the 1 MiB size option | not yet |
+//! | PublishBatch (10 entries, ids, per-entry results), topic tags, SetTopicAttributes | yes |
+//! | HTTP/HTTPS endpoints, the 1 MiB size option, subscription confirmation | not yet |
 
 mod envelope;
 mod error;
@@ -69,6 +70,7 @@ pub use envelope::iso8601;
 pub use error::{Error, Result};
 pub use filter::{FilterPolicy, FilterPolicyScope, PolicySet};
 pub use service::{
-    DEDUP_WINDOW, DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_ATTRIBUTES, MAX_SUBJECT_LENGTH, Publish,
+    BatchResultErrorEntry, DEDUP_WINDOW, DEFAULT_MAX_MESSAGE_SIZE, MAX_BATCH_ENTRIES,
+    MAX_MESSAGE_ATTRIBUTES, MAX_SUBJECT_LENGTH, MAX_TAGS, Publish, PublishBatchResult,
     PublishResult, Subscription, TopicService, TopicSink,
 };

@@ -41,6 +41,33 @@ struct DedupRecord {
     sequence_number: String,
 }
 
+/// The most entries of a PublishBatch.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+/// The most tags on a topic.
+pub const MAX_TAGS: usize = 50;
+
+/// What PublishBatch returns: the entries published and the ones that failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishBatchResult {
+    /// Entry id and what its publish returned.
+    pub successful: Vec<(String, PublishResult)>,
+    /// The entries that failed.
+    pub failed: Vec<BatchResultErrorEntry>,
+}
+
+/// One failed entry of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchResultErrorEntry {
+    /// The entry's id.
+    pub id: String,
+    /// The error's name.
+    pub code: String,
+    /// Its message.
+    pub message: String,
+    /// True when the request was at fault.
+    pub sender_fault: bool,
+}
+
 /// What a publish returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishResult {
@@ -782,6 +809,177 @@ impl TopicService {
                     message_id,
                     sequence_number,
                 })
+            })
+            .await
+    }
+
+    /// PublishBatch: up to 10 entries, each with an id (1-80 letters, digits, `-`, `_`),
+    /// published one by one; each entry succeeds or fails on its own.
+    ///
+    /// # Errors
+    /// `EmptyBatchRequest`, `TooManyEntriesInBatchRequest`, `BatchEntryIdsNotDistinct`,
+    /// `InvalidBatchEntryId` (as `InvalidParameter` naming them), `BatchRequestTooLong` (over
+    /// 256 KiB in all); nothing is published then.
+    pub async fn publish_batch(
+        &self,
+        topic_arn: &str,
+        entries: Vec<(String, Publish)>,
+    ) -> Result<PublishBatchResult> {
+        if entries.is_empty() {
+            return Err(invalid(
+                "PublishBatchRequestEntries",
+                "EmptyBatchRequest: The batch request doesn't contain any entries",
+            ));
+        }
+        if entries.len() > MAX_BATCH_ENTRIES {
+            return Err(invalid(
+                "PublishBatchRequestEntries",
+                format!(
+                    "TooManyEntriesInBatchRequest: The batch request contains more entries than permissible ({} > {MAX_BATCH_ENTRIES})",
+                    entries.len()
+                ),
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut total = 0;
+        for (id, publish) in &entries {
+            let valid = !id.is_empty()
+                && id.len() <= 80
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(invalid(
+                    "Id",
+                    format!(
+                        "InvalidBatchEntryId: The Id of a batch entry in a batch request doesn't abide by the specification: {id}"
+                    ),
+                ));
+            }
+            if !ids.insert(id.as_str()) {
+                return Err(invalid(
+                    "Id",
+                    format!(
+                        "BatchEntryIdsNotDistinct: Two or more batch entries in the request have the same Id: {id}"
+                    ),
+                ));
+            }
+            total += publish.message.len();
+        }
+        if total > DEFAULT_MAX_MESSAGE_SIZE {
+            return Err(invalid(
+                "PublishBatchRequestEntries",
+                format!(
+                    "BatchRequestTooLong: The length of all the messages put together is more than the limit ({total} > {DEFAULT_MAX_MESSAGE_SIZE} bytes)"
+                ),
+            ));
+        }
+        let mut result = PublishBatchResult::default();
+        for (id, publish) in entries {
+            match self.publish(topic_arn, publish).await {
+                Ok(published) => result.successful.push((id, published)),
+                Err(error @ Error::Storage(_)) => return Err(error),
+                Err(error) => result.failed.push(BatchResultErrorEntry {
+                    id,
+                    code: error.code().to_owned(),
+                    message: error.to_string(),
+                    sender_fault: true,
+                }),
+            }
+        }
+        Ok(result)
+    }
+
+    /// TagResource: adds or replaces tags on a topic (at most 50; keys 1-128, values up to 256
+    /// characters).
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidParameter` past the limits (nothing changes).
+    pub async fn tag_topic(&self, topic_arn: &str, tags: BTreeMap<String, String>) -> Result<()> {
+        for (key, value) in &tags {
+            if key.is_empty() || key.len() > 128 || value.len() > 256 {
+                return Err(invalid(
+                    "Tags",
+                    "Tag keys must be 1-128 characters and values at most 256",
+                ));
+            }
+        }
+        self.change_topic(topic_arn, move |topic| {
+            topic.tags.extend(tags);
+            if topic.tags.len() > MAX_TAGS {
+                return Err(invalid("Tags", format!("Could not complete request: tag quota of per resource exceeded (at most {MAX_TAGS})")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// UntagResource.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn untag_topic(&self, topic_arn: &str, keys: Vec<String>) -> Result<()> {
+        self.change_topic(topic_arn, move |topic| {
+            for key in keys {
+                topic.tags.remove(&key);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// ListTagsForResource.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn topic_tags(&self, topic_arn: &str) -> Result<BTreeMap<String, String>> {
+        Ok(Self::load_topic(&self.store.snapshot()?, Self::topic_name(topic_arn))?.tags)
+    }
+
+    /// SetTopicAttributes: `DisplayName`, `Policy`, `DeliveryPolicy`, `KmsMasterKeyId`,
+    /// `SignatureVersion`, `TracingConfig`, and (FIFO topics) `ContentBasedDeduplication`.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidParameter` for other attributes (`FifoTopic` cannot change).
+    pub async fn set_topic_attribute(
+        &self,
+        topic_arn: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<()> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.change_topic(topic_arn, move |topic| {
+            match name.as_str() {
+                "DisplayName" | "Policy" | "DeliveryPolicy" | "KmsMasterKeyId"
+                | "SignatureVersion" | "TracingConfig" => {}
+                "ContentBasedDeduplication" | "FifoThroughputScope" if topic.fifo() => {}
+                other => {
+                    return Err(invalid(
+                        "AttributeName",
+                        format!("Invalid attribute name: {other}"),
+                    ));
+                }
+            }
+            topic.attributes.insert(name, value);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change_topic(
+        &self,
+        topic_arn: &str,
+        change: impl FnOnce(&mut TopicRecord) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let name = Self::topic_name(topic_arn).to_owned();
+        self.store
+            .write(Durability::Durable, move |txn| {
+                let mut topic = Self::load_topic(txn, &name)?;
+                change(&mut topic)?;
+                let json =
+                    serde_json::to_vec(&topic).map_err(|e| corrupt(KS_TOPICS, e.to_string()))?;
+                txn.put(KS_TOPICS, name, json);
+                Ok(())
             })
             .await
     }

@@ -79,6 +79,7 @@ macro_rules! conformance {
                 accepted_publishes_are_delivered_after_a_restart,
                 fifo_topics_deduplicate_and_deliver_in_order,
                 a_topic_is_a_sink,
+                batches_tags_and_attributes,
             );
         }
     };
@@ -473,6 +474,95 @@ mod checks {
         assert!(
             topic
                 .deliver(Message::new(vec![0xffu8, 0xfe]))
+                .await
+                .is_err()
+        );
+        h.sns.shutdown().await;
+    }
+
+    pub async fn batches_tags_and_attributes(h: Harness) {
+        let arn = h.sns.create_topic("orders", BTreeMap::new()).await.unwrap();
+        let (sink, mut rx) = ChannelSink::new();
+        h.sns.register_sink("s", Arc::new(sink)).await.unwrap();
+        h.sns
+            .subscribe(&arn, "sink", "s", BTreeMap::new())
+            .await
+            .unwrap();
+        let result = h
+            .sns
+            .publish_batch(
+                &arn,
+                vec![
+                    ("one".to_owned(), Publish::new("1")),
+                    ("empty".to_owned(), Publish::new("")),
+                    ("two".to_owned(), Publish::new("2")),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            result
+                .successful
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>(),
+            ["one", "two"]
+        );
+        assert_eq!(result.failed.len(), 1);
+        assert_eq!(
+            (result.failed[0].id.as_str(), result.failed[0].code.as_str()),
+            ("empty", "InvalidParameter")
+        );
+        assert_eq!(json(&rx.recv().await.unwrap())["Message"], "1");
+        assert_eq!(json(&rx.recv().await.unwrap())["Message"], "2");
+        let eleven: Vec<(String, Publish)> = (0..11)
+            .map(|i| (format!("e{i}"), Publish::new("m")))
+            .collect();
+        assert!(h.sns.publish_batch(&arn, eleven).await.is_err());
+        let twins = vec![
+            ("a".to_owned(), Publish::new("m")),
+            ("a".to_owned(), Publish::new("m")),
+        ];
+        assert!(h.sns.publish_batch(&arn, twins).await.is_err());
+        assert!(h.sns.publish_batch(&arn, Vec::new()).await.is_err());
+        assert!(
+            h.sns
+                .publish_batch(&arn, vec![("bad id!".to_owned(), Publish::new("m"))])
+                .await
+                .is_err()
+        );
+        assert!(rx.try_recv().is_err(), "a refused batch publishes nothing");
+        h.sns
+            .tag_topic(
+                &arn,
+                BTreeMap::from([("team".to_owned(), "core".to_owned())]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(h.sns.topic_tags(&arn).unwrap()["team"], "core");
+        h.sns
+            .untag_topic(&arn, vec!["team".to_owned()])
+            .await
+            .unwrap();
+        assert!(h.sns.topic_tags(&arn).unwrap().is_empty());
+        let many: BTreeMap<String, String> =
+            (0..51).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        assert!(h.sns.tag_topic(&arn, many).await.is_err());
+        assert!(
+            h.sns.topic_tags(&arn).unwrap().is_empty(),
+            "a refused change changes nothing"
+        );
+        h.sns
+            .set_topic_attribute(&arn, "DisplayName", "Orders")
+            .await
+            .unwrap();
+        assert_eq!(
+            h.sns.get_topic_attributes(&arn).unwrap()["DisplayName"],
+            "Orders"
+        );
+        assert!(
+            h.sns
+                .set_topic_attribute(&arn, "FifoTopic", "true")
                 .await
                 .is_err()
         );

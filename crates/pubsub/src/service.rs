@@ -28,6 +28,8 @@ use crate::{Error, Result};
 const KS_TOPICS: &str = "pubsub.topics";
 const KS_SUBSCRIPTIONS: &str = "pubsub.subscriptions";
 const KS_META: &str = "pubsub.meta";
+/// Ids of live topics: a publish checks its topic still exists without decoding it.
+const KS_LIVE: &str = "pubsub.live";
 /// FIFO topics: deduplication ids, by (topic id, scope, id).
 const KS_DEDUP: &str = "pubsub.dedup";
 /// How long a FIFO topic remembers a deduplication id.
@@ -214,7 +216,14 @@ impl Publish {
 #[derive(Default)]
 struct Cache {
     generation: u64,
-    policies: HashMap<u64, Arc<PolicySet<u64>>>,
+    compiled: HashMap<u64, Arc<Compiled>>,
+    topics: HashMap<String, Arc<TopicRecord>>,
+}
+
+/// A topic's subscriptions, with their filter policies compiled into one [`PolicySet`].
+struct Compiled {
+    policies: PolicySet<u64>,
+    subscriptions: HashMap<u64, SubscriptionRecord>,
 }
 
 /// SNS semantics over cloudlet storage: every topic of one account and region.
@@ -343,29 +352,56 @@ impl TopicService {
     fn forget(&self, topic_id: u64) {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         cache.generation += 1;
-        cache.policies.remove(&topic_id);
+        cache.compiled.remove(&topic_id);
     }
 
-    /// The topic's subscriptions with their filter policies compiled.
-    fn policies(&self, topic_id: u64) -> Result<Arc<PolicySet<u64>>> {
+    fn forget_topic(&self, name: &str) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        cache.generation += 1;
+        cache.topics.remove(name);
+    }
+
+    /// The topic called `name`, cached until it changes.
+    fn topic(&self, name: &str) -> Result<Arc<TopicRecord>> {
         let generation = {
             let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(set) = cache.policies.get(&topic_id) {
-                return Ok(Arc::clone(set));
+            if let Some(topic) = cache.topics.get(name) {
+                return Ok(Arc::clone(topic));
+            }
+            cache.generation
+        };
+        let topic = Arc::new(Self::load_topic(&self.store.snapshot()?, name)?);
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.generation == generation {
+            cache.topics.insert(name.to_owned(), Arc::clone(&topic));
+        }
+        Ok(topic)
+    }
+
+    /// The topic's subscriptions with their filter policies compiled, cached until a
+    /// subscription changes.
+    fn compiled(&self, topic_id: u64) -> Result<Arc<Compiled>> {
+        let generation = {
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(compiled) = cache.compiled.get(&topic_id) {
+                return Ok(Arc::clone(compiled));
             }
             cache.generation
         };
         let subscriptions = Self::subscriptions(&self.store.snapshot()?, topic_id)?;
         let mut entries = Vec::new();
-        for subscription in subscriptions {
+        for subscription in &subscriptions {
             entries.push((subscription.id, compile_policy(&subscription.attributes)?));
         }
-        let set = Arc::new(PolicySet::from_entries(entries));
+        let compiled = Arc::new(Compiled {
+            policies: PolicySet::from_entries(entries),
+            subscriptions: subscriptions.into_iter().map(|s| (s.id, s)).collect(),
+        });
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         if cache.generation == generation {
-            cache.policies.insert(topic_id, Arc::clone(&set));
+            cache.compiled.insert(topic_id, Arc::clone(&compiled));
         }
-        Ok(set)
+        Ok(compiled)
     }
 
     /// CreateTopic: idempotent when the attributes match; returns the topic's ARN.
@@ -430,9 +466,11 @@ impl TopicService {
                 let json =
                     serde_json::to_vec(&record).map_err(|e| corrupt(KS_TOPICS, e.to_string()))?;
                 txn.put(KS_TOPICS, name, json);
+                txn.put(KS_LIVE, Tuple::new().u64(id).build(), Bytes::new());
                 Ok(record)
             })
             .await?;
+        self.forget_topic(&record.name);
         Ok(self.topic_arn(&record.name))
     }
 
@@ -456,6 +494,7 @@ impl TopicService {
                     );
                 }
                 txn.delete(KS_TOPICS, name);
+                txn.delete(KS_LIVE, Tuple::new().u64(topic.id).build());
                 Ok::<_, Error>(
                     subscriptions
                         .into_iter()
@@ -464,6 +503,7 @@ impl TopicService {
                 )
             })
             .await?;
+        self.forget_topic(Self::topic_name(topic_arn));
         for (topic_id, subscription) in removed {
             self.forget(topic_id);
             self.stop_delivery(subscription).await;
@@ -740,17 +780,17 @@ impl TopicService {
     pub async fn publish(&self, topic_arn: &str, publish: Publish) -> Result<PublishResult> {
         check_publish(&publish)?;
         let name = Self::topic_name(topic_arn).to_owned();
-        let topic = Self::load_topic(&self.store.snapshot()?, &name)?;
+        let topic = self.topic(&name)?;
         let dedup = check_fifo(&topic, &publish)?;
-        let policies = self.policies(topic.id)?;
-        let matching = policies.matching(&publish.message, &publish.attributes);
+        let compiled = self.compiled(topic.id)?;
+        let matching = compiled.policies.matching(&publish.message, &publish.attributes);
         let message_id = self.ids.next_id().to_string();
         let now = self.clock.now();
         let topic_arn = self.topic_arn(&name);
         self.store
             .write(Durability::Durable, move |txn| {
-                let stored = Self::load_topic(txn, &name)?;
-                if stored.id != topic.id {
+                // Deleted (or deleted and re-created) since it was looked up: not this topic.
+                if txn.get(KS_LIVE, &Tuple::new().u64(topic.id).build())?.is_none() {
                     return Err(not_found("Topic"));
                 }
                 let mut sequence_number = None;
@@ -779,14 +819,12 @@ impl TopicService {
                     txn.put(KS_DEDUP, key.clone(), json);
                     sequence_number = Some(sequence);
                 }
-                let subscriptions: HashMap<u64, SubscriptionRecord> =
-                    Self::subscriptions(txn, topic.id)?
-                        .into_iter()
-                        .map(|s| (s.id, s))
-                        .collect();
                 for id in matching {
                     // Unsubscribed since the policies were compiled: skip.
-                    let Some(subscription) = subscriptions.get(&id) else {
+                    let key = Tuple::new().u64(topic.id).u64(id).build();
+                    let (Some(subscription), Some(_)) =
+                        (compiled.subscriptions.get(&id), txn.get(KS_SUBSCRIPTIONS, &key)?)
+                    else {
                         continue;
                     };
                     let message = delivery_message(
@@ -978,10 +1016,11 @@ impl TopicService {
                 change(&mut topic)?;
                 let json =
                     serde_json::to_vec(&topic).map_err(|e| corrupt(KS_TOPICS, e.to_string()))?;
-                txn.put(KS_TOPICS, name, json);
-                Ok(())
+                txn.put(KS_TOPICS, name.clone(), json);
+                Ok(name)
             })
             .await
+            .map(|name| self.forget_topic(&name))
     }
 
     /// The topic as a core [`Sink`]: each message delivered to it is published (its body as the

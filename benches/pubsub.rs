@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudlet::pubsub::{FilterPolicy, FilterPolicyScope, PolicySet, Publish, TopicService};
 use cloudlet::message::sink_fn;
+use cloudlet::pubsub::{FilterPolicy, FilterPolicyScope, PolicySet, Publish, TopicService};
 use cloudlet::{MessageAttribute, Store, SystemClock};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -33,7 +33,9 @@ fn topic(rt: &tokio::runtime::Runtime, subscriptions: usize) -> (TopicService, S
                 .unwrap();
             let policy = format!(r#"{{"store": ["store-{i}"]}}"#);
             let attributes = BTreeMap::from([("FilterPolicy".to_owned(), policy)]);
-            sns.subscribe(&arn, "sink", &format!("s{i}"), attributes).await.unwrap();
+            sns.subscribe(&arn, "sink", &format!("s{i}"), attributes)
+                .await
+                .unwrap();
         }
         arn
     });
@@ -49,17 +51,20 @@ fn publishes(c: &mut Criterion) {
     for subscriptions in [10usize, 1000] {
         let (sns, arn) = topic(&rt, subscriptions);
         let mut i = 0usize;
-        group.bench_function(format!("publish_1KiB_{subscriptions}_filtered_subscriptions"), |b| {
-            b.to_async(&rt).iter(|| {
-                i = (i + 1) % subscriptions;
-                let publish = Publish::new(body.clone())
-                    .with_attribute("store", MessageAttribute::string(format!("store-{i}")));
-                let (sns, arn) = (sns.clone(), arn.clone());
-                async move {
-                    sns.publish(&arn, publish).await.unwrap();
-                }
-            });
-        });
+        group.bench_function(
+            format!("publish_1KiB_{subscriptions}_filtered_subscriptions"),
+            |b| {
+                b.to_async(&rt).iter(|| {
+                    i = (i + 1) % subscriptions;
+                    let publish = Publish::new(body.clone())
+                        .with_attribute("store", MessageAttribute::string(format!("store-{i}")));
+                    let (sns, arn) = (sns.clone(), arn.clone());
+                    async move {
+                        sns.publish(&arn, publish).await.unwrap();
+                    }
+                });
+            },
+        );
         rt.block_on(sns.shutdown());
     }
     group.finish();
@@ -78,7 +83,9 @@ fn fan_out_latency(c: &mut Criterion) {
             async { Ok(()) }
         });
         sns.register_sink("s", Arc::new(sink)).await.unwrap();
-        sns.subscribe(&arn, "sink", "s", BTreeMap::new()).await.unwrap();
+        sns.subscribe(&arn, "sink", "s", BTreeMap::new())
+            .await
+            .unwrap();
         arn
     });
     let mut samples = Vec::new();
@@ -88,7 +95,8 @@ fn fan_out_latency(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let start = Instant::now();
-                rt.block_on(sns.publish(&arn, Publish::new("ping"))).unwrap();
+                rt.block_on(sns.publish(&arn, Publish::new("ping")))
+                    .unwrap();
                 let delivered = receiver.recv().unwrap();
                 let latency = delivered - start;
                 samples.push(latency);
@@ -102,7 +110,12 @@ fn fan_out_latency(c: &mut Criterion) {
     samples.sort();
     if !samples.is_empty() {
         let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
-        println!("pubsub_fan_out: {} samples, p50 {:?}, p99 {:?}", samples.len(), at(0.5), at(0.99));
+        println!(
+            "pubsub_fan_out: {} samples, p50 {:?}, p99 {:?}",
+            samples.len(),
+            at(0.5),
+            at(0.99)
+        );
     }
 }
 

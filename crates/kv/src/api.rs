@@ -96,6 +96,19 @@ macro_rules! placeholder_builders {
     };
 }
 
+macro_rules! return_values_builder {
+    ($t:ty) => {
+        impl $t {
+            /// With `ReturnValues`.
+            #[must_use]
+            pub fn with_return_values(mut self, value: ReturnValues) -> Self {
+                self.return_values = value;
+                self
+            }
+        }
+    };
+}
+
 macro_rules! condition_builders {
     ($t:ty) => {
         impl $t {
@@ -200,15 +213,9 @@ impl PutItem {
             ..Self::default()
         }
     }
-
-    /// With `ReturnValues`.
-    #[must_use]
-    pub fn with_return_values(mut self, value: ReturnValues) -> Self {
-        self.return_values = value;
-        self
-    }
 }
 placeholder_builders!(PutItem);
+return_values_builder!(PutItem);
 condition_builders!(PutItem);
 built_setter!(PutItem; condition => condition_expression);
 
@@ -241,15 +248,9 @@ impl UpdateItem {
             ..Self::default()
         }
     }
-
-    /// With `ReturnValues`.
-    #[must_use]
-    pub fn with_return_values(mut self, value: ReturnValues) -> Self {
-        self.return_values = value;
-        self
-    }
 }
 placeholder_builders!(UpdateItem);
+return_values_builder!(UpdateItem);
 condition_builders!(UpdateItem);
 built_setter!(UpdateItem; condition => condition_expression, update => update_expression);
 
@@ -279,15 +280,9 @@ impl DeleteItem {
             ..Self::default()
         }
     }
-
-    /// With `ReturnValues`.
-    #[must_use]
-    pub fn with_return_values(mut self, value: ReturnValues) -> Self {
-        self.return_values = value;
-        self
-    }
 }
 placeholder_builders!(DeleteItem);
+return_values_builder!(DeleteItem);
 condition_builders!(DeleteItem);
 built_setter!(DeleteItem; condition => condition_expression);
 

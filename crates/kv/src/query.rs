@@ -363,6 +363,22 @@ fn resolve_index<'t>(
     Ok((index.map(|(i, _)| i), select))
 }
 
+/// The key condition, filter and projection of a query or scan, parsed and checked.
+fn read_expressions(
+    key_condition: Option<&str>,
+    filter: Option<&str>,
+    projection: Option<&str>,
+    placeholders: crate::api::Placeholders,
+) -> Result<Prepared> {
+    let texts = Texts {
+        condition: filter.map(|f| ("FilterExpression", f)),
+        key_condition,
+        projection,
+        ..Texts::default()
+    };
+    Prepared::new(texts, placeholders.names, placeholders.values)
+}
+
 fn check_limit(limit: Option<u32>) -> Result<()> {
     if limit == Some(0) {
         return Err(Error::validation(
@@ -496,19 +512,11 @@ impl KvService {
             request.select,
             request.projection_expression.is_some(),
         )?;
-        let texts = Texts {
-            condition: request
-                .filter_expression
-                .as_deref()
-                .map(|f| ("FilterExpression", f)),
-            key_condition: Some(&request.key_condition_expression),
-            projection: request.projection_expression.as_deref(),
-            ..Texts::default()
-        };
-        let prepared = Prepared::new(
-            texts,
-            request.placeholders.names,
-            request.placeholders.values,
+        let prepared = read_expressions(
+            Some(&request.key_condition_expression),
+            request.filter_expression.as_deref(),
+            request.projection_expression.as_deref(),
+            request.placeholders,
         )?;
         let schema = index.map_or(&table.key_schema, |i| &i.key_schema);
         let (partition, sort) = key_condition(&prepared, schema)?;
@@ -582,18 +590,11 @@ impl KvService {
             request.select,
             request.projection_expression.is_some(),
         )?;
-        let texts = Texts {
-            condition: request
-                .filter_expression
-                .as_deref()
-                .map(|f| ("FilterExpression", f)),
-            projection: request.projection_expression.as_deref(),
-            ..Texts::default()
-        };
-        let prepared = Prepared::new(
-            texts,
-            request.placeholders.names,
-            request.placeholders.values,
+        let prepared = read_expressions(
+            None,
+            request.filter_expression.as_deref(),
+            request.projection_expression.as_deref(),
+            request.placeholders,
         )?;
         let base = match index {
             Some(i) => index_prefix(&table, &i.index_name),

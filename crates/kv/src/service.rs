@@ -368,6 +368,24 @@ impl KvService {
         }
     }
 
+    /// Publishes a definition change with the job that follows it, then runs the job. Once the
+    /// change commits the call succeeds: a job that fails stays pending and resumes.
+    pub(crate) async fn change_definition(
+        &self,
+        current: Arc<TableRecord>,
+        updated: TableRecord,
+        job: crate::jobs::Job,
+    ) -> Result<Arc<TableRecord>> {
+        self.run_blocking(move |service| {
+            let updated = service.publish_definition(&current, updated, Some(job))?;
+            if let Err(error) = service.run_jobs(Some(updated.id)) {
+                tracing::warn!(%error, "kv: work after a definition change failed; it resumes at the next start");
+            }
+            Ok(updated)
+        })
+        .await
+    }
+
     /// Stores `updated` as the table's definition, with `job` to follow it, if the stored one
     /// is still `current`'s version and the table has no job pending; gives new indexes their
     /// ids; forgets the cached definition.
@@ -565,16 +583,7 @@ impl Tables for KvService {
         let job = crate::jobs::Job::Backfill {
             index: index.index_name,
         };
-        let updated = self
-            .run_blocking(move |service| {
-                let updated = service.publish_definition(&record, updated, Some(job))?;
-                // The change is committed; a job that fails now stays pending and resumes.
-                if let Err(error) = service.run_jobs(Some(updated.id)) {
-                    tracing::warn!(%error, "kv: work after a definition change failed; it resumes at the next start");
-                }
-                Ok(updated)
-            })
-            .await?;
+        let updated = self.change_definition(record, updated, job).await?;
         self.describe(&updated, false)
     }
 
@@ -593,16 +602,7 @@ impl Tables for KvService {
         let job = crate::jobs::Job::RemoveIndex {
             index_id: record.index_ids.get(index).copied().unwrap_or(u64::MAX),
         };
-        let updated = self
-            .run_blocking(move |service| {
-                let updated = service.publish_definition(&record, updated, Some(job))?;
-                // The change is committed; a job that fails now stays pending and resumes.
-                if let Err(error) = service.run_jobs(Some(updated.id)) {
-                    tracing::warn!(%error, "kv: work after a definition change failed; it resumes at the next start");
-                }
-                Ok(updated)
-            })
-            .await?;
+        let updated = self.change_definition(record, updated, job).await?;
         self.describe(&updated, false)
     }
 

@@ -140,16 +140,8 @@ impl KvService {
         let mut updated = (*record).clone();
         updated.time_to_live_attribute = attribute.clone();
         updated.time_to_live_changed = Some(now);
-        self.run_blocking(move |service| {
-            let updated =
-                service.publish_definition(&record, updated, Some(crate::jobs::Job::ReindexTtl))?;
-            // The change is committed; a job that fails now stays pending and resumes.
-            if let Err(error) = service.run_jobs(Some(updated.id)) {
-                tracing::warn!(%error, "kv: rebuilding the expiry index failed; it resumes at the next start");
-            }
-            Ok(())
-        })
-        .await?;
+        self.change_definition(record, updated, crate::jobs::Job::ReindexTtl)
+            .await?;
         Ok(TimeToLiveDescription {
             time_to_live_status: if attribute.is_some() {
                 "ENABLED"

@@ -783,14 +783,19 @@ impl TopicService {
         let topic = self.topic(&name)?;
         let dedup = check_fifo(&topic, &publish)?;
         let compiled = self.compiled(topic.id)?;
-        let matching = compiled.policies.matching(&publish.message, &publish.attributes);
+        let matching = compiled
+            .policies
+            .matching(&publish.message, &publish.attributes);
         let message_id = self.ids.next_id().to_string();
         let now = self.clock.now();
         let topic_arn = self.topic_arn(&name);
         self.store
             .write(Durability::Durable, move |txn| {
                 // Deleted (or deleted and re-created) since it was looked up: not this topic.
-                if txn.get(KS_LIVE, &Tuple::new().u64(topic.id).build())?.is_none() {
+                if txn
+                    .get(KS_LIVE, &Tuple::new().u64(topic.id).build())?
+                    .is_none()
+                {
                     return Err(not_found("Topic"));
                 }
                 let mut sequence_number = None;
@@ -822,9 +827,10 @@ impl TopicService {
                 for id in matching {
                     // Unsubscribed since the policies were compiled: skip.
                     let key = Tuple::new().u64(topic.id).u64(id).build();
-                    let (Some(subscription), Some(_)) =
-                        (compiled.subscriptions.get(&id), txn.get(KS_SUBSCRIPTIONS, &key)?)
-                    else {
+                    let (Some(subscription), Some(_)) = (
+                        compiled.subscriptions.get(&id),
+                        txn.get(KS_SUBSCRIPTIONS, &key)?,
+                    ) else {
                         continue;
                     };
                     let message = delivery_message(

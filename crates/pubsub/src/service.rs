@@ -1038,6 +1038,16 @@ impl TopicService {
         }
     }
 
+    /// How many messages wait for delivery to a subscription (accepted by publishes, not yet
+    /// taken by its sink).
+    ///
+    /// # Errors
+    /// `NotFound` for a malformed subscription ARN; storage errors.
+    pub fn pending_deliveries(&self, subscription_arn: &str) -> Result<usize> {
+        let (_, id) = Self::parse_subscription_arn(subscription_arn)?;
+        Ok(Self::outbox(id).pending(&self.store.snapshot()?)?)
+    }
+
     /// Stops every delivery task, waiting for each.
     pub async fn shutdown(&self) {
         let tasks: Vec<BackgroundTask> = self

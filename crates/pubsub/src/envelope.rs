@@ -95,6 +95,32 @@ pub(crate) fn envelope(n: &Notification<'_>) -> Value {
     Value::Object(out)
 }
 
+/// The `SubscriptionConfirmation` an HTTP endpoint receives when it is subscribed.
+pub(crate) fn confirmation(
+    message_id: &str,
+    topic_arn: &str,
+    token: &str,
+    region: &str,
+    at: Timestamp,
+) -> Value {
+    json!({
+        "Type": "SubscriptionConfirmation",
+        "MessageId": message_id,
+        "Token": token,
+        "TopicArn": topic_arn,
+        "Message": format!(
+            "You have chosen to subscribe to the topic {topic_arn}.\nTo confirm the subscription, visit the SubscribeURL included in this message."
+        ),
+        "SubscribeURL": format!(
+            "https://sns.{region}.amazonaws.com/?Action=ConfirmSubscription&TopicArn={topic_arn}&Token={token}"
+        ),
+        "Timestamp": iso8601(at),
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLE",
+        "SigningCertURL": format!("https://sns.{region}.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

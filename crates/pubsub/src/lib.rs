@@ -59,11 +59,13 @@
 //! | FIFO topics: group id required, deduplication for five minutes (explicit or content-based SHA-256; scope topic or message group), sequence numbers, each subscription in publish order with group and deduplication ids passed on | yes |
 //! | a topic as a core `Sink` ([`TopicService::sink`]) | yes |
 //! | PublishBatch (10 entries, ids, per-entry results), topic tags, SetTopicAttributes | yes |
-//! | HTTP/HTTPS endpoints, the 1 MiB size option, subscription confirmation | not yet |
+//! | HTTP endpoints (`http://`): the SubscriptionConfirmation handshake (`confirm_subscription`), notifications POSTed with SNS's `x-amz-sns-*` headers, raw or envelope bodies, retries on 429, 5xx, timeouts and refused connections | yes |
+//! | HTTPS endpoints (no TLS client), the 1 MiB size option | not yet |
 
 mod envelope;
 mod error;
 pub mod filter;
+mod http;
 mod service;
 
 pub use envelope::iso8601;

@@ -146,9 +146,19 @@ struct SubscriptionRecord {
     /// Delivered strictly in order (a FIFO topic's subscription).
     #[serde(default)]
     ordered: bool,
+    /// False for an HTTP subscription until its endpoint confirms it.
+    #[serde(default = "confirmed_by_default")]
+    confirmed: bool,
+    /// The confirmation token sent to an HTTP endpoint.
+    #[serde(default)]
+    token: Option<String>,
     protocol: String,
     endpoint: String,
     attributes: BTreeMap<String, String>,
+}
+
+fn confirmed_by_default() -> bool {
+    true
 }
 
 /// A subscription as listed.
@@ -388,7 +398,12 @@ impl TopicService {
             }
             cache.generation
         };
-        let subscriptions = Self::subscriptions(&self.store.snapshot()?, topic_id)?;
+        let subscriptions: Vec<SubscriptionRecord> =
+            Self::subscriptions(&self.store.snapshot()?, topic_id)?
+                .into_iter()
+                // An HTTP subscription receives nothing until its endpoint confirms it.
+                .filter(|s| s.confirmed)
+                .collect();
         let mut entries = Vec::new();
         for subscription in &subscriptions {
             entries.push((subscription.id, compile_policy(&subscription.attributes)?));
@@ -569,13 +584,17 @@ impl TopicService {
     }
 
     fn start_delivery(&self, subscription: &SubscriptionRecord) {
-        let Some(sink) = self
-            .sinks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&subscription.endpoint)
-            .cloned()
-        else {
+        let sink: Option<Arc<dyn Sink>> = if subscription.protocol == "http" {
+            crate::http::Endpoint::parse(&subscription.endpoint)
+                .map(|endpoint| Arc::new(crate::http::HttpSink::new(endpoint)) as Arc<dyn Sink>)
+        } else {
+            self.sinks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&subscription.endpoint)
+                .cloned()
+        };
+        let Some(sink) = sink else {
             return;
         };
         let mut deliveries = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
@@ -637,14 +656,38 @@ impl TopicService {
         endpoint: &str,
         attributes: BTreeMap<String, String>,
     ) -> Result<String> {
-        if protocol != "sink" {
-            return Err(invalid(
-                "Protocol",
-                format!("Invalid protocol type: {protocol}"),
-            ));
-        }
+        let http = match protocol {
+            "sink" => false,
+            "http" => {
+                if crate::http::Endpoint::parse(endpoint).is_none() {
+                    return Err(invalid(
+                        "Endpoint",
+                        format!(
+                            "Invalid parameter: Endpoint: {endpoint} (an http:// URL with a host)"
+                        ),
+                    ));
+                }
+                true
+            }
+            other => {
+                return Err(invalid(
+                    "Protocol",
+                    format!("Invalid protocol type: {other}"),
+                ));
+            }
+        };
         check_subscription_attributes(&attributes)?;
         let (name, endpoint) = (Self::topic_name(topic_arn).to_owned(), endpoint.to_owned());
+        let (protocol, token) = (
+            protocol.to_owned(),
+            http.then(|| self.ids.next_id().simple().to_string()),
+        );
+        let (topic_arn, now, message_id) = (
+            self.topic_arn(&name),
+            self.clock.now(),
+            self.ids.next_id().to_string(),
+        );
+        let region = self.region.clone();
         let record = self
             .store
             .write(Durability::Durable, move |txn| {
@@ -652,7 +695,7 @@ impl TopicService {
                 // Subscribing the same endpoint again returns the existing subscription.
                 if let Some(existing) = Self::subscriptions(txn, topic.id)?
                     .into_iter()
-                    .find(|s| s.protocol == "sink" && s.endpoint == endpoint)
+                    .find(|s| s.protocol == protocol && s.endpoint == endpoint)
                 {
                     return Ok((topic.id, existing));
                 }
@@ -660,8 +703,10 @@ impl TopicService {
                 let record = SubscriptionRecord {
                     id,
                     ordered: topic.fifo(),
+                    confirmed: !http,
+                    token: token.clone(),
                     topic: name,
-                    protocol: "sink".to_owned(),
+                    protocol,
                     endpoint,
                     attributes,
                 };
@@ -672,12 +717,66 @@ impl TopicService {
                     Tuple::new().u64(topic.id).u64(id).build(),
                     json,
                 );
+                if let Some(token) = &token {
+                    let confirmation =
+                        crate::envelope::confirmation(&message_id, &topic_arn, token, &region, now);
+                    let message = Message::new(confirmation.to_string())
+                        .with_attribute(
+                            "x-amz-sns-message-type",
+                            MessageAttribute::string("SubscriptionConfirmation"),
+                        )
+                        .with_attribute(
+                            "x-amz-sns-message-id",
+                            MessageAttribute::string(message_id.clone()),
+                        )
+                        .with_attribute(
+                            "x-amz-sns-topic-arn",
+                            MessageAttribute::string(topic_arn.clone()),
+                        );
+                    Self::outbox(id).push(txn, &message)?;
+                }
                 Ok::<_, Error>((topic.id, record))
             })
             .await?;
         let (topic_id, record) = record;
         self.forget(topic_id);
         self.start_delivery(&record);
+        if record.confirmed {
+            Ok(self.subscription_arn(&record.topic, record.id))
+        } else {
+            Ok("pending confirmation".to_owned())
+        }
+    }
+
+    /// ConfirmSubscription: the token an HTTP endpoint received in its
+    /// `SubscriptionConfirmation`. From then on the subscription receives publishes. Returns the
+    /// subscription's ARN.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing topic; `InvalidParameter` for a token no pending subscription
+    /// of the topic was sent.
+    pub async fn confirm_subscription(&self, topic_arn: &str, token: &str) -> Result<String> {
+        let (name, token) = (Self::topic_name(topic_arn).to_owned(), token.to_owned());
+        let (topic_id, record) = self
+            .store
+            .write(Durability::Durable, move |txn| {
+                let topic = Self::load_topic(txn, &name)?;
+                let mut record = Self::subscriptions(txn, topic.id)?
+                    .into_iter()
+                    .find(|s| s.token.as_deref() == Some(token.as_str()))
+                    .ok_or_else(|| invalid("Token", "Invalid token"))?;
+                record.confirmed = true;
+                let json = serde_json::to_vec(&record)
+                    .map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
+                txn.put(
+                    KS_SUBSCRIPTIONS,
+                    Tuple::new().u64(topic.id).u64(record.id).build(),
+                    json,
+                );
+                Ok::<_, Error>((topic.id, record))
+            })
+            .await?;
+        self.forget(topic_id);
         Ok(self.subscription_arn(&record.topic, record.id))
     }
 
@@ -722,7 +821,11 @@ impl TopicService {
         Ok(Self::subscriptions(&snapshot, topic.id)?
             .into_iter()
             .map(|s| Subscription {
-                subscription_arn: self.subscription_arn(&topic.name, s.id),
+                subscription_arn: if s.confirmed {
+                    self.subscription_arn(&topic.name, s.id)
+                } else {
+                    "PendingConfirmation".to_owned()
+                },
                 topic_arn: self.topic_arn(&topic.name),
                 protocol: s.protocol,
                 endpoint: s.endpoint,
@@ -1246,10 +1349,14 @@ fn delivery_message(
         .attributes
         .get("RawMessageDelivery")
         .is_some_and(|v| v == "true");
+    let http = subscription.protocol == "http";
     let mut message = if raw {
         let mut message = Message::new(Bytes::from(text));
-        for (name, attribute) in &publish.attributes {
-            message = message.with_attribute(name.clone(), attribute.clone());
+        // Raw HTTP deliveries carry the body alone, as SNS's do.
+        if !http {
+            for (name, attribute) in &publish.attributes {
+                message = message.with_attribute(name.clone(), attribute.clone());
+            }
         }
         message
     } else {
@@ -1259,6 +1366,17 @@ fn delivery_message(
         };
         Message::new(envelope(&notification).to_string())
     };
+    if http {
+        for (header, value) in [
+            ("x-amz-sns-message-type", "Notification"),
+            ("x-amz-sns-message-id", notification.message_id),
+            ("x-amz-sns-topic-arn", notification.topic_arn),
+            ("x-amz-sns-subscription-arn", notification.subscription_arn),
+            ("x-amz-sns-rawdelivery", if raw { "true" } else { "false" }),
+        ] {
+            message = message.with_attribute(header, MessageAttribute::string(value));
+        }
+    }
     if let Some(group) = &publish.group_id {
         message = message.with_group_id(group.clone());
     }

@@ -3,4 +3,5 @@
 
 mod crash;
 mod filter_policies;
+mod http;
 mod topics;

@@ -4,7 +4,7 @@
 //! Semantics: every key of a policy must match (AND); a key matches when any of its
 //! conditions matches any of the key's values (OR); `$or` holds alternative sub-policies. A
 //! `String.Array` attribute, and an array in a body, give the key each of their elements as a
-//! value. Numbers are compared as numbers, to six decimal places; a string never equals a
+//! value. Numbers are compared as numbers, to five decimal places; a string never equals a
 //! number. `exists: false` matches a key with no value.
 
 use std::borrow::Cow;
@@ -49,11 +49,16 @@ impl FromStr for FilterPolicyScope {
     }
 }
 
-/// A number as policies compare them: millionths, so `100.1234567` equals `100.123456789`.
+/// A number as policies compare them: to five decimal places, as SNS documents, so
+/// `100.1234567` equals `100.123456789`.
 type Fixed = i128;
 
 fn fixed(number: f64) -> Fixed {
-    (number * 1_000_000.0).round() as Fixed
+    if !number.is_finite() {
+        // NaN and infinities compare as nothing real: far outside any policy's range.
+        return Fixed::MIN;
+    }
+    (number * 100_000.0).round() as Fixed
 }
 
 /// One condition on a key's values.
@@ -145,6 +150,10 @@ impl FilterPolicy {
 
     /// True when the message's attributes satisfy the policy.
     pub fn matches_attributes(&self, attributes: &BTreeMap<String, MessageAttribute>) -> bool {
+        // SNS: a message without attributes matches no attribute-scope policy.
+        if attributes.is_empty() {
+            return false;
+        }
         self.root.matches(&|path: &[String]| {
             let attribute = path.first().and_then(|name| attributes.get(name))?;
             Some(attribute_values(attribute))

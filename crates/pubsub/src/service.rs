@@ -79,6 +79,42 @@ pub struct PublishResult {
     pub sequence_number: Option<String>,
 }
 
+/// A sink found by name in the service's registry when a message is delivered.
+struct NamedSink {
+    sinks: Arc<Mutex<HashMap<String, Arc<dyn Sink>>>>,
+    name: String,
+}
+
+impl fmt::Debug for NamedSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedSink")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for NamedSink {
+    async fn deliver(
+        &self,
+        message: Message,
+    ) -> std::result::Result<(), cloudlet_core::DeliveryError> {
+        let sink = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.name)
+            .cloned();
+        match sink {
+            Some(sink) => sink.deliver(message).await,
+            None => Err(cloudlet_core::DeliveryError::unavailable(format!(
+                "no sink is registered as {}",
+                self.name
+            ))),
+        }
+    }
+}
+
 /// A topic as a core [`Sink`]; see [`TopicService::sink`].
 #[derive(Debug, Clone)]
 pub struct TopicSink {
@@ -248,6 +284,8 @@ pub struct TopicService {
     deliveries: Arc<Mutex<HashMap<u64, BackgroundTask>>>,
     cache: Arc<RwLock<Cache>>,
     policy: OutboxPolicy,
+    /// Set once the deliveries of stored subscriptions have been started in this process.
+    resumed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for TopicService {
@@ -312,6 +350,7 @@ impl TopicService {
             sinks: Arc::default(),
             deliveries: Arc::default(),
             cache: Arc::default(),
+            resumed: Arc::default(),
             // SNS's policy for managed endpoints, in outline: quick retries, then backoff, then
             // a long tail of attempts.
             policy: OutboxPolicy::default()
@@ -521,7 +560,7 @@ impl TopicService {
         self.forget_topic(Self::topic_name(topic_arn));
         for (topic_id, subscription) in removed {
             self.forget(topic_id);
-            self.stop_delivery(subscription).await;
+            self.stop_delivery(subscription);
         }
         Ok(())
     }
@@ -561,20 +600,43 @@ impl TopicService {
     /// Registers `sink` under `name`: subscriptions with protocol `sink` and that endpoint
     /// deliver to it (and deliveries that waited for it start).
     pub async fn register_sink(&self, name: &str, sink: Arc<dyn Sink>) -> Result<()> {
-        self.sinks
+        let replaced = self
+            .sinks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), sink);
-        let snapshot = self.store.snapshot()?;
-        let all: Vec<SubscriptionRecord> = snapshot
-            .prefix(KS_SUBSCRIPTIONS, b"", Direction::Forward)?
+            .insert(name.to_owned(), sink)
+            .is_some();
+        self.resume()?;
+        for subscription in Self::all_subscriptions(&self.store.snapshot()?)? {
+            if subscription.endpoint == name {
+                if replaced {
+                    // The old sink's task stops; the new sink takes over from the outbox.
+                    self.stop_delivery(subscription.id);
+                }
+                self.start_delivery(&subscription);
+            }
+        }
+        Ok(())
+    }
+
+    fn all_subscriptions(view: &impl ReadView) -> Result<Vec<SubscriptionRecord>> {
+        view.prefix(KS_SUBSCRIPTIONS, b"", Direction::Forward)?
             .map(|entry| {
                 let (_, raw) = entry?;
                 serde_json::from_slice(&raw).map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))
             })
-            .collect::<Result<_>>()?;
-        for subscription in all.iter().filter(|s| s.endpoint == name) {
-            self.start_delivery(subscription);
+            .collect()
+    }
+
+    /// Starts the deliveries of the subscriptions stored by an earlier run (HTTP ones, and
+    /// those whose sink is registered), once per service. Every async entry point calls it.
+    fn resume(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.resumed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        for subscription in Self::all_subscriptions(&self.store.snapshot()?)? {
+            self.start_delivery(&subscription);
         }
         Ok(())
     }
@@ -606,20 +668,17 @@ impl TopicService {
             // Each group in publish order: a failing message holds back the ones after it.
             policy = policy.ordered();
         }
-        if let Some(dead_letter) = subscription
+        if let Some(name) = subscription
             .attributes
             .get("RedrivePolicy")
             .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
             .and_then(|p| p["deadLetterTargetArn"].as_str().map(str::to_owned))
-            .and_then(|name| {
-                self.sinks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&name)
-                    .cloned()
-            })
         {
-            policy = policy.with_dead_letter(dead_letter);
+            // Looked up at each dead-lettering: the sink may be registered later.
+            policy = policy.with_dead_letter(Arc::new(NamedSink {
+                sinks: Arc::clone(&self.sinks),
+                name,
+            }));
         }
         let task = Self::outbox(subscription.id).start(
             self.store.clone(),
@@ -630,15 +689,15 @@ impl TopicService {
         deliveries.insert(subscription.id, task);
     }
 
-    async fn stop_delivery(&self, subscription: u64) {
+    /// Stops a subscription's delivery task without waiting for a delivery in progress (a
+    /// sink that never answers must not hang the caller).
+    fn stop_delivery(&self, subscription: u64) {
         let task = self
             .deliveries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&subscription);
-        if let Some(task) = task {
-            task.shutdown().await;
-        }
+        drop(task);
     }
 
     /// Subscribe: protocol `sink`, endpoint the name of a sink given to
@@ -677,6 +736,7 @@ impl TopicService {
             }
         };
         check_subscription_attributes(&attributes)?;
+        self.resume()?;
         let (name, endpoint) = (Self::topic_name(topic_arn).to_owned(), endpoint.to_owned());
         let (protocol, token) = (
             protocol.to_owned(),
@@ -697,6 +757,12 @@ impl TopicService {
                     .into_iter()
                     .find(|s| s.protocol == protocol && s.endpoint == endpoint)
                 {
+                    // Still pending: the confirmation is sent again (it may have been lost).
+                    if let (false, Some(token)) = (existing.confirmed, &existing.token) {
+                        let message =
+                            confirmation_message(&message_id, &topic_arn, token, &region, now);
+                        Self::outbox(existing.id).push(txn, &message)?;
+                    }
                     return Ok((topic.id, existing));
                 }
                 let id = txn.next_sequence(KS_META, b"subscription-id")?;
@@ -756,6 +822,7 @@ impl TopicService {
     /// `NotFound` for a missing topic; `InvalidParameter` for a token no pending subscription
     /// of the topic was sent.
     pub async fn confirm_subscription(&self, topic_arn: &str, token: &str) -> Result<String> {
+        self.resume()?;
         let (name, token) = (Self::topic_name(topic_arn).to_owned(), token.to_owned());
         let (topic_id, record) = self
             .store
@@ -807,7 +874,7 @@ impl TopicService {
             })
             .await?;
         self.forget(topic_id);
-        self.stop_delivery(id).await;
+        self.stop_delivery(id);
         Ok(())
     }
 
@@ -844,6 +911,7 @@ impl TopicService {
         value: &str,
     ) -> Result<()> {
         let change = BTreeMap::from([(name.to_owned(), value.to_owned())]);
+        let name_changed = name.to_owned();
         let (topic, id) = Self::parse_subscription_arn(subscription_arn)?;
         let topic_id = self
             .store
@@ -860,10 +928,24 @@ impl TopicService {
                 let json = serde_json::to_vec(&record)
                     .map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
                 txn.put(KS_SUBSCRIPTIONS, key, json);
-                Ok::<_, Error>(topic.id)
+                Ok::<_, Error>((topic.id, record))
             })
             .await?;
+        let (topic_id, record) = topic_id;
         self.forget(topic_id);
+        if name_changed == "RedrivePolicy" {
+            // The delivery task holds the dead-letter setting: restart it, letting it finish
+            // the delivery in progress so nothing is sent twice.
+            let task = self
+                .deliveries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&record.id);
+            if let Some(task) = task {
+                task.shutdown().await;
+            }
+            self.start_delivery(&record);
+        }
         Ok(())
     }
 
@@ -882,9 +964,15 @@ impl TopicService {
     /// Not cancel safe: once called, the publish may commit even if the future is dropped.
     pub async fn publish(&self, topic_arn: &str, publish: Publish) -> Result<PublishResult> {
         check_publish(&publish)?;
+        self.resume()?;
         let name = Self::topic_name(topic_arn).to_owned();
         let topic = self.topic(&name)?;
         let dedup = check_fifo(&topic, &publish)?;
+        // FIFO subscribers (a FIFO queue) get the deduplication id, computed or explicit.
+        let mut publish = publish;
+        if let Some((_, id)) = &dedup {
+            publish.dedup_id = Some(id.clone());
+        }
         let compiled = self.compiled(topic.id)?;
         let matching = compiled
             .policies
@@ -902,7 +990,7 @@ impl TopicService {
                     return Err(not_found("Topic"));
                 }
                 let mut sequence_number = None;
-                if let Some(key) = &dedup {
+                if let Some((key, _)) = &dedup {
                     if let Some(raw) = txn.get(KS_DEDUP, key)? {
                         let record: DedupRecord = serde_json::from_slice(&raw)
                             .map_err(|e| corrupt(KS_DEDUP, e.to_string()))?;
@@ -1166,8 +1254,9 @@ impl TopicService {
     }
 }
 
-/// Checks a publish against a FIFO topic's rules; returns the deduplication key to remember.
-fn check_fifo(topic: &TopicRecord, publish: &Publish) -> Result<Option<Bytes>> {
+/// Checks a publish against a FIFO topic's rules; returns the deduplication key to remember
+/// and the deduplication id.
+fn check_fifo(topic: &TopicRecord, publish: &Publish) -> Result<Option<(Bytes, String)>> {
     if !topic.fifo() {
         // A standard topic passes a group id on (for fair queues); deduplication is FIFO's.
         if publish.dedup_id.is_some() {
@@ -1212,7 +1301,26 @@ fn check_fifo(topic: &TopicRecord, publish: &Publish) -> Result<Option<Bytes>> {
         Some("MessageGroup") => group.as_str(),
         _ => "",
     };
-    Ok(Some(Tuple::new().u64(topic.id).str(scope).str(&id).build()))
+    let key = Tuple::new().u64(topic.id).str(scope).str(&id).build();
+    Ok(Some((key, id)))
+}
+
+/// The SubscriptionConfirmation POST for an HTTP endpoint.
+fn confirmation_message(
+    message_id: &str,
+    topic_arn: &str,
+    token: &str,
+    region: &str,
+    now: cloudlet_core::Timestamp,
+) -> Message {
+    let body = crate::envelope::confirmation(message_id, topic_arn, token, region, now);
+    Message::new(body.to_string())
+        .with_attribute(
+            "x-amz-sns-message-type",
+            MessageAttribute::string("SubscriptionConfirmation"),
+        )
+        .with_attribute("x-amz-sns-message-id", MessageAttribute::string(message_id))
+        .with_attribute("x-amz-sns-topic-arn", MessageAttribute::string(topic_arn))
 }
 
 /// The subscription's filter policy, compiled.

@@ -129,7 +129,13 @@ fn each_operator_on_attributes() {
             attrs(&[("store", s("x"))]),
             false,
         ),
-        (r#"{"store": [{"exists": false}]}"#, attrs(&[]), true),
+        // A message without attributes matches no attribute-scope policy.
+        (r#"{"store": [{"exists": false}]}"#, attrs(&[]), false),
+        (
+            r#"{"store": [{"exists": false}]}"#,
+            attrs(&[("other", s("x"))]),
+            true,
+        ),
         (
             r#"{"source_ip": [{"cidr": "10.0.0.0/24"}]}"#,
             attrs(&[("source_ip", s("10.0.0.255"))]),

@@ -90,7 +90,7 @@ fn json(text: &str) -> serde_json::Value {
 
 async fn confirmation_and_delivery(store: Store) {
     let clock = ManualClock::default();
-    let sns = TopicService::new(store, clock.shared()).with_delivery_policy(
+    let sns = TopicService::new(store.clone(), clock.shared()).with_delivery_policy(
         OutboxPolicy::default().with_backoff(Duration::from_secs(1), Duration::from_secs(20), 2),
     );
     let topic = sns.create_topic("hooks", BTreeMap::new()).await.unwrap();

@@ -80,6 +80,8 @@ macro_rules! conformance {
                 fifo_topics_deduplicate_and_deliver_in_order,
                 a_topic_is_a_sink,
                 batches_tags_and_attributes,
+                a_dead_letter_sink_registered_later_is_used,
+                fifo_deliveries_carry_the_deduplication_id,
             );
         }
     };
@@ -565,6 +567,59 @@ mod checks {
                 .set_topic_attribute(&arn, "FifoTopic", "true")
                 .await
                 .is_err()
+        );
+        h.sns.shutdown().await;
+    }
+
+    pub async fn a_dead_letter_sink_registered_later_is_used(h: Harness) {
+        let sns = h.sns.clone().with_delivery_policy(
+            OutboxPolicy::default()
+                .with_backoff(Duration::from_secs(1), Duration::from_secs(60), 2)
+                .with_max_attempts(2),
+        );
+        let arn = sns.create_topic("orders", BTreeMap::new()).await.unwrap();
+        let down = sink_fn(|_message: Message| async { Err(DeliveryError::unavailable("down")) });
+        sns.register_sink("down", Arc::new(down)).await.unwrap();
+        let redrive = BTreeMap::from([(
+            "RedrivePolicy".to_owned(),
+            r#"{"deadLetterTargetArn": "dlq"}"#.to_owned(),
+        )]);
+        sns.subscribe(&arn, "sink", "down", redrive).await.unwrap();
+        // The dead-letter sink comes after the subscriber's own.
+        let (dead, mut dead_rx) = ChannelSink::new();
+        sns.register_sink("dlq", Arc::new(dead)).await.unwrap();
+        sns.publish(&arn, Publish::new("doomed")).await.unwrap();
+        let dead_lettered = loop {
+            tokio::select! {
+                message = dead_rx.recv() => break message.unwrap(),
+                () = h.clock.wait_for_timers(1) => { h.clock.advance_to_next(); }
+            }
+        };
+        assert_eq!(json(&dead_lettered)["Message"], "doomed");
+        sns.shutdown().await;
+    }
+
+    pub async fn fifo_deliveries_carry_the_deduplication_id(h: Harness) {
+        let attributes = BTreeMap::from([
+            ("FifoTopic".to_owned(), "true".to_owned()),
+            ("ContentBasedDeduplication".to_owned(), "true".to_owned()),
+        ]);
+        let arn = h.sns.create_topic("feed.fifo", attributes).await.unwrap();
+        let (sink, mut rx) = ChannelSink::new();
+        h.sns.register_sink("s", Arc::new(sink)).await.unwrap();
+        h.sns
+            .subscribe(&arn, "sink", "s", BTreeMap::new())
+            .await
+            .unwrap();
+        h.sns
+            .publish(&arn, Publish::new("hello").with_group_id("g"))
+            .await
+            .unwrap();
+        let message = rx.recv().await.unwrap();
+        // SHA-256 of "hello": what a FIFO queue downstream deduplicates on.
+        assert_eq!(
+            message.dedup_id.as_deref(),
+            Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
         );
         h.sns.shutdown().await;
     }

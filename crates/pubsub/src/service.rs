@@ -314,6 +314,14 @@ fn not_found(what: &str) -> Error {
     }
 }
 
+/// Non-empty, and only ASCII letters, digits, hyphens and underscores (names and batch ids).
+fn is_word(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Topic names: 1-256 letters, digits, hyphens and underscores (`.fifo` at the end of a FIFO
 /// topic's).
 fn validate_topic_name(name: &str, fifo: bool) -> Result<()> {
@@ -324,11 +332,7 @@ fn validate_topic_name(name: &str, fifo: bool) -> Result<()> {
     } else {
         name
     };
-    let valid = !base.is_empty()
-        && name.len() <= 256
-        && base
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let valid = name.len() <= 256 && is_word(base);
     if !valid {
         return Err(invalid(
             "Name",
@@ -1078,11 +1082,7 @@ impl TopicService {
         let mut ids = std::collections::BTreeSet::new();
         let mut total = 0;
         for (id, publish) in &entries {
-            let valid = !id.is_empty()
-                && id.len() <= 80
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let valid = id.len() <= 80 && is_word(id);
             if !valid {
                 return Err(invalid(
                     "Id",

@@ -60,7 +60,7 @@
 //! | a topic as a core `Sink` ([`TopicService::sink`]) | yes |
 //! | PublishBatch (10 entries, ids, per-entry results), topic tags, SetTopicAttributes | yes |
 //! | HTTP endpoints (`http://`): the SubscriptionConfirmation handshake (`confirm_subscription`), notifications POSTed with SNS's `x-amz-sns-*` headers, raw or envelope bodies, retries on 429, 5xx, timeouts and refused connections | yes |
-//! | HTTPS endpoints (no TLS client), the 1 MiB size option, per-subscription DeliveryPolicy, removing an unsubscribed subscription's queued messages and expired FIFO deduplication records (they stay in storage) | not yet |
+//! | HTTPS endpoints (no TLS client), the 1 MiB size option, per-subscription DeliveryPolicy, removing an unsubscribed subscription's queued messages (they stay in storage) | not yet |
 
 mod envelope;
 mod error;

@@ -32,6 +32,10 @@ const KS_META: &str = "pubsub.meta";
 const KS_LIVE: &str = "pubsub.live";
 /// FIFO topics: deduplication ids, by (topic id, scope, id).
 const KS_DEDUP: &str = "pubsub.dedup";
+/// The same records by (expiry, key), so expired ones are found and removed.
+const KS_DEDUP_EXPIRY: &str = "pubsub.dedup_expiry";
+/// How many expired deduplication records a publish removes, at most.
+const DEDUP_PURGE: usize = 16;
 /// How long a FIFO topic remembers a deduplication id.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(300);
 
@@ -1017,6 +1021,12 @@ impl TopicService {
                     let json = serde_json::to_vec(&record)
                         .map_err(|e| corrupt(KS_DEDUP, e.to_string()))?;
                     txn.put(KS_DEDUP, key.clone(), json);
+                    let expiry = Tuple::new()
+                        .u64(record.expires.as_nanos())
+                        .bytes(key)
+                        .build();
+                    txn.put(KS_DEDUP_EXPIRY, expiry, Bytes::new());
+                    purge_dedup(txn, now)?;
                     sequence_number = Some(sequence);
                 }
                 for id in matching {
@@ -1303,6 +1313,35 @@ fn check_fifo(topic: &TopicRecord, publish: &Publish) -> Result<Option<(Bytes, S
     };
     let key = Tuple::new().u64(topic.id).str(scope).str(&id).build();
     Ok(Some((key, id)))
+}
+
+/// Removes a few deduplication records whose five minutes have passed (each FIFO publish
+/// does, so they never pile up).
+fn purge_dedup(txn: &mut cloudlet_core::WriteTxn<'_>, now: cloudlet_core::Timestamp) -> Result<()> {
+    let range = cloudlet_core::KeyRange {
+        start: std::ops::Bound::Unbounded,
+        end: std::ops::Bound::Included(Tuple::new().u64(now.as_nanos()).build()),
+    };
+    let expired: Vec<Bytes> = txn
+        .range(KS_DEDUP_EXPIRY, &range, Direction::Forward)?
+        .take(DEDUP_PURGE)
+        .map(|entry| entry.map(|(key, _)| key))
+        .collect::<cloudlet_core::Result<_>>()?;
+    for entry in expired {
+        let mut reader = cloudlet_core::keys::TupleReader::new(&entry);
+        let expires = reader.u64()?;
+        let key = reader.bytes()?;
+        // Only if the record is still the one this entry was written for.
+        let current = txn
+            .get(KS_DEDUP, &key)?
+            .and_then(|raw| serde_json::from_slice::<DedupRecord>(&raw).ok())
+            .is_some_and(|r| r.expires.as_nanos() == expires);
+        if current {
+            txn.delete(KS_DEDUP, key);
+        }
+        txn.delete(KS_DEDUP_EXPIRY, entry);
+    }
+    Ok(())
 }
 
 /// The SubscriptionConfirmation POST for an HTTP endpoint.

@@ -21,6 +21,8 @@ use crate::{Error, Result};
 pub const MAX_KEYS: usize = 5;
 /// The most value combinations a policy may have.
 pub const MAX_COMBINATIONS: usize = 150;
+/// The longest policy text, in bytes.
+pub const MAX_POLICY_BYTES: usize = 256 * 1024;
 
 /// What a policy is matched against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -125,6 +127,9 @@ impl FilterPolicy {
     /// object nor an array, empty arrays, unknown or malformed operators, more than 5 keys,
     /// more than 150 combinations, a nested policy in the `MessageAttributes` scope.
     pub fn parse(json: &str, scope: FilterPolicyScope) -> Result<Self> {
+        if json.len() > MAX_POLICY_BYTES {
+            return Err(Error::filter_policy("Filter policy is too long"));
+        }
         let value: Value = serde_json::from_str(json)
             .map_err(|e| Error::filter_policy(format!("failed to parse JSON. {e}")))?;
         let Value::Object(object) = &value else {

@@ -230,6 +230,18 @@ fn each_operator_on_bodies() {
 }
 
 #[test]
+fn policies_over_256_kib_are_refused() {
+    let values: Vec<String> = (0..30_000).map(|i| format!("\"value-{i:05}\"")).collect();
+    let text = format!("{{\"key\": [{}]}}", values.join(", "));
+    assert!(text.len() > 256 * 1024);
+    let refused = FilterPolicy::parse(&text, FilterPolicyScope::MessageAttributes).unwrap_err();
+    assert!(
+        refused.to_string().contains("Filter policy is too long"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn nested_policies_need_the_body_scope() {
     let nested = r#"{"store": {"name": ["example_corp"]}}"#;
     assert!(FilterPolicy::parse(nested, FilterPolicyScope::MessageAttributes).is_err());

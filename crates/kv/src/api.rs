@@ -152,6 +152,55 @@ macro_rules! built_setter {
     };
 }
 
+/// The builders Query and Scan share.
+macro_rules! read_builders {
+    ($t:ty) => {
+        impl $t {
+            /// Reads an index of the table instead of the table.
+            #[must_use]
+            pub fn with_index(mut self, index: impl Into<String>) -> Self {
+                self.index_name = Some(index.into());
+                self
+            }
+
+            /// With a filter expression.
+            #[must_use]
+            pub fn with_filter(mut self, expression: impl Into<String>) -> Self {
+                self.filter_expression = Some(expression.into());
+                self
+            }
+
+            /// With a projection expression.
+            #[must_use]
+            pub fn with_projection(mut self, expression: impl Into<String>) -> Self {
+                self.projection_expression = Some(expression.into());
+                self
+            }
+
+            /// With a limit on evaluated items.
+            #[must_use]
+            pub fn with_limit(mut self, limit: u32) -> Self {
+                self.limit = Some(limit);
+                self
+            }
+
+            /// Continuing after `key` (a previous page's `last_evaluated_key`).
+            #[must_use]
+            pub fn with_exclusive_start_key(mut self, key: Option<Item>) -> Self {
+                self.exclusive_start_key = key;
+                self
+            }
+
+            /// With `Select`.
+            #[must_use]
+            pub fn with_select(mut self, select: Select) -> Self {
+                self.select = Some(select);
+                self
+            }
+        }
+    };
+}
+
 /// A GetItem request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetItem {
@@ -361,56 +410,15 @@ impl Query {
         }
     }
 
-    /// Queries an index instead of the table.
-    #[must_use]
-    pub fn with_index(mut self, index: impl Into<String>) -> Self {
-        self.index_name = Some(index.into());
-        self
-    }
-
-    /// With a filter expression.
-    #[must_use]
-    pub fn with_filter(mut self, expression: impl Into<String>) -> Self {
-        self.filter_expression = Some(expression.into());
-        self
-    }
-
-    /// With a projection expression.
-    #[must_use]
-    pub fn with_projection(mut self, expression: impl Into<String>) -> Self {
-        self.projection_expression = Some(expression.into());
-        self
-    }
-
     /// Descending order.
     #[must_use]
     pub fn backwards(mut self) -> Self {
         self.scan_index_forward = false;
         self
     }
-
-    /// With a limit on evaluated items.
-    #[must_use]
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-
-    /// Continuing after `key`.
-    #[must_use]
-    pub fn with_exclusive_start_key(mut self, key: Option<Item>) -> Self {
-        self.exclusive_start_key = key;
-        self
-    }
-
-    /// With `Select`.
-    #[must_use]
-    pub fn with_select(mut self, select: Select) -> Self {
-        self.select = Some(select);
-        self
-    }
 }
 placeholder_builders!(Query);
+read_builders!(Query);
 
 impl Query {
     /// With expressions made by the [builder](crate::expr::builder): the key condition,
@@ -468,41 +476,6 @@ impl Scan {
         }
     }
 
-    /// Scans an index instead of the table.
-    #[must_use]
-    pub fn with_index(mut self, index: impl Into<String>) -> Self {
-        self.index_name = Some(index.into());
-        self
-    }
-
-    /// With a filter expression.
-    #[must_use]
-    pub fn with_filter(mut self, expression: impl Into<String>) -> Self {
-        self.filter_expression = Some(expression.into());
-        self
-    }
-
-    /// With a projection expression.
-    #[must_use]
-    pub fn with_projection(mut self, expression: impl Into<String>) -> Self {
-        self.projection_expression = Some(expression.into());
-        self
-    }
-
-    /// With a limit on evaluated items.
-    #[must_use]
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-
-    /// Continuing after `key`.
-    #[must_use]
-    pub fn with_exclusive_start_key(mut self, key: Option<Item>) -> Self {
-        self.exclusive_start_key = key;
-        self
-    }
-
     /// One segment of a parallel scan.
     #[must_use]
     pub fn with_segment(mut self, segment: u32, total_segments: u32) -> Self {
@@ -510,15 +483,9 @@ impl Scan {
         self.total_segments = Some(total_segments);
         self
     }
-
-    /// With `Select`.
-    #[must_use]
-    pub fn with_select(mut self, select: Select) -> Self {
-        self.select = Some(select);
-        self
-    }
 }
 placeholder_builders!(Scan);
+read_builders!(Scan);
 built_setter!(Scan; filter => filter_expression, projection => projection_expression);
 
 /// One page of a query or scan.

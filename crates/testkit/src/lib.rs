@@ -11,7 +11,6 @@ pub mod crash {
     use std::io::{BufRead, BufReader, Write};
     use std::path::Path;
     use std::process::{Command, Stdio};
-    use std::time::{SystemTime, UNIX_EPOCH};
 
     /// The environment variable that replays a run: the seed its first line printed.
     pub const SEED_VAR: &str = "CLOUDLET_CRASH_SEED";
@@ -22,15 +21,17 @@ pub mod crash {
     pub struct Rng(u64);
 
     impl Rng {
-        /// Seeds from `CLOUDLET_CRASH_SEED` if set, else from the time; prints the seed.
+        /// Seeds from `CLOUDLET_CRASH_SEED` if set, else at random (std's per-process hash
+        /// keys, not the clock); prints the seed.
         pub fn from_env(test: &str) -> Self {
             let seed = std::env::var(SEED_VAR)
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or_else(|| {
-                    SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(1, |d| d.as_nanos() as u64)
+                    use std::hash::{BuildHasher, Hasher};
+                    std::collections::hash_map::RandomState::new()
+                        .build_hasher()
+                        .finish()
                         | 1
                 });
             println!("{test}: seed {seed} (set {SEED_VAR} to replay)");
@@ -48,6 +49,24 @@ pub mod crash {
         /// A number in `low..low + span`.
         pub fn between(&mut self, low: usize, span: usize) -> usize {
             low + (self.next_u64() % span.max(1) as u64) as usize
+        }
+    }
+
+    /// Runs `rounds` children one after another on the same data directory, each killed after
+    /// a random number of acknowledgements in `low..low + span`; `on_line` sees every line of
+    /// every child and says whether it is an acknowledgement.
+    pub fn run_rounds(
+        test: &str,
+        rounds: usize,
+        (low, span): (usize, usize),
+        dir_var: &str,
+        dir: &Path,
+        mut on_line: impl FnMut(&str) -> bool,
+    ) {
+        let mut rng = Rng::from_env(test);
+        for _ in 0..rounds {
+            let kill_after = rng.between(low, span);
+            run_child("crash::child_entry", dir_var, dir, kill_after, &mut on_line);
         }
     }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::SystemTime;
 
-use cloudlet_testkit::crash::{Rng, report, run_child};
+use cloudlet_testkit::crash::{report, run_rounds};
 
 use cloudlet_core::{ManualClock, Store, SystemClock, Timestamp};
 use cloudlet_kv::stream::EventName;
@@ -84,25 +84,22 @@ fn child_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_transactions_survive_sigkill() {
-    let mut rng = Rng::from_env("kv crash test");
     let dir = tempfile::tempdir().unwrap();
     let mut acked = HashSet::new();
-    for _ in 0..ROUNDS {
-        let kill_after = rng.between(10, 200);
-        run_child(
-            "crash::child_entry",
-            CHILD_DIR,
-            dir.path(),
-            kill_after,
-            |line| {
-                let Some(id) = line.strip_prefix("acked ") else {
-                    return false;
-                };
-                acked.insert(id.parse::<u64>().unwrap());
-                true
-            },
-        );
-    }
+    run_rounds(
+        "kv crash test",
+        ROUNDS,
+        (10, 200),
+        CHILD_DIR,
+        dir.path(),
+        |line| {
+            let Some(id) = line.strip_prefix("acked ") else {
+                return false;
+            };
+            acked.insert(id.parse::<u64>().unwrap());
+            true
+        },
+    );
 
     let clock = ManualClock::new(Timestamp::from_system_time(SystemTime::now()));
     let kv = KvService::new(Store::open(dir.path()).unwrap(), clock.shared());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cloudlet_core::{ChannelSink, ManualClock, Store, SystemClock};
 use cloudlet_pubsub::{Publish, TopicService};
-use cloudlet_testkit::crash::{Rng, report, run_child};
+use cloudlet_testkit::crash::{report, run_rounds};
 
 const CHILD_DIR: &str = "CLOUDLET_PUBSUB_CRASH_DIR";
 const ROUNDS: usize = 8;
@@ -52,25 +52,22 @@ fn child_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_publishes_are_delivered_after_sigkill() {
-    let mut rng = Rng::from_env("pubsub crash test");
     let dir = tempfile::tempdir().unwrap();
     let mut acked = HashSet::new();
-    for _ in 0..ROUNDS {
-        let kill_after = rng.between(10, 150);
-        run_child(
-            "crash::child_entry",
-            CHILD_DIR,
-            dir.path(),
-            kill_after,
-            |line| {
-                let Some(body) = line.strip_prefix("acked ") else {
-                    return false;
-                };
-                acked.insert(body.to_owned());
-                true
-            },
-        );
-    }
+    run_rounds(
+        "pubsub crash test",
+        ROUNDS,
+        (10, 150),
+        CHILD_DIR,
+        dir.path(),
+        |line| {
+            let Some(body) = line.strip_prefix("acked ") else {
+                return false;
+            };
+            acked.insert(body.to_owned());
+            true
+        },
+    );
     let sns = TopicService::new(
         Store::open(dir.path()).unwrap(),
         ManualClock::default().shared(),

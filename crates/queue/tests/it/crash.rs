@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use cloudlet_testkit::crash::{Rng, report, run_child};
+use cloudlet_testkit::crash::{report, run_rounds};
 
 use cloudlet_core::{ManualClock, Store, SystemClock, Timestamp};
 use cloudlet_queue::{QueueService, Queues, ReceiveMessage, SendMessage};
@@ -70,28 +70,25 @@ fn child_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_sends_and_deletes_survive_sigkill() {
-    let mut rng = Rng::from_env("queue crash test");
     let dir = tempfile::tempdir().unwrap();
     let (mut sent, mut deleting, mut deleted) = (HashSet::new(), HashSet::new(), HashSet::new());
-    for _ in 0..ROUNDS {
-        let kill_after = rng.between(20, 300);
-        run_child(
-            "crash::child_entry",
-            CHILD_DIR,
-            dir.path(),
-            kill_after,
-            |line| {
-                if let Some(body) = line.strip_prefix("sent ") {
-                    sent.insert(body.to_owned());
-                } else if let Some(body) = line.strip_prefix("deleting ") {
-                    deleting.insert(body.to_owned());
-                } else if let Some(body) = line.strip_prefix("deleted ") {
-                    deleted.insert(body.to_owned());
-                }
-                true
-            },
-        );
-    }
+    run_rounds(
+        "queue crash test",
+        ROUNDS,
+        (20, 300),
+        CHILD_DIR,
+        dir.path(),
+        |line| {
+            if let Some(body) = line.strip_prefix("sent ") {
+                sent.insert(body.to_owned());
+            } else if let Some(body) = line.strip_prefix("deleting ") {
+                deleting.insert(body.to_owned());
+            } else if let Some(body) = line.strip_prefix("deleted ") {
+                deleted.insert(body.to_owned());
+            }
+            true
+        },
+    );
 
     // Reopen on a clock past every visibility timeout, and drain the queue.
     let clock = ManualClock::new(Timestamp::from_system_time(SystemTime::now()));

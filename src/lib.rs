@@ -1,8 +1,8 @@
 //! cloudlet: the AWS serverless toolbox as embeddable Rust crates.
 //!
 //! This facade re-exports the foundation, [`cloudlet_core`], and each primitive crate behind a
-//! feature of the same name as it lands (`queue`, `kv` and `pubsub` now;
-//! `stream`, `objectstore`, `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
+//! feature of the same name as it lands (`queue`, `kv`, `pubsub` and `objectstore` now;
+//! `stream`, `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
 //! and one clock shared by every primitive. Everything runs inside your own tokio process, on
 //! an in-memory engine for tests or a durable on-disk engine (feature `redb`, on by default).
 //!
@@ -38,6 +38,8 @@ pub use cloudlet_core::{
 };
 #[cfg(feature = "kv")]
 pub use cloudlet_kv as kv;
+#[cfg(feature = "objectstore")]
+pub use cloudlet_objectstore as objectstore;
 #[cfg(feature = "pubsub")]
 pub use cloudlet_pubsub as pubsub;
 #[cfg(feature = "queue")]
@@ -54,12 +56,21 @@ pub struct Cloud {
     tables: cloudlet_kv::KvService,
     #[cfg(feature = "pubsub")]
     topics: cloudlet_pubsub::TopicService,
+    #[cfg(feature = "objectstore")]
+    buckets: cloudlet_objectstore::ObjectService,
 }
 
 impl Cloud {
     /// Everything in memory, on the system clock.
     pub fn memory() -> Self {
-        Self::assemble(Store::memory(), SystemClock::shared())
+        let clock = SystemClock::shared();
+        let store = Store::memory();
+        Self::assemble(
+            store.clone(),
+            clock.clone(),
+            #[cfg(feature = "objectstore")]
+            cloudlet_objectstore::ObjectService::new(store, clock),
+        )
     }
 
     /// A builder: choose a data directory (durable) and a clock.
@@ -67,8 +78,14 @@ impl Cloud {
         CloudBuilder::default()
     }
 
-    fn assemble(store: Store, clock: SharedClock) -> Self {
+    fn assemble(
+        store: Store,
+        clock: SharedClock,
+        #[cfg(feature = "objectstore")] buckets: cloudlet_objectstore::ObjectService,
+    ) -> Self {
         Self {
+            #[cfg(feature = "objectstore")]
+            buckets,
             #[cfg(feature = "queue")]
             queues: cloudlet_queue::QueueService::new(store.clone(), clock.clone()),
             #[cfg(feature = "kv")]
@@ -100,6 +117,13 @@ impl Cloud {
     #[cfg(feature = "kv")]
     pub fn tables(&self) -> &cloudlet_kv::KvService {
         &self.tables
+    }
+
+    /// The buckets (S3): bodies over 128 KiB in files under `<data dir>/objects` when the
+    /// cloud is durable.
+    #[cfg(feature = "objectstore")]
+    pub fn buckets(&self) -> &cloudlet_objectstore::ObjectService {
+        &self.buckets
     }
 
     /// The queues (SQS).
@@ -135,7 +159,8 @@ impl CloudBuilder {
     /// [`Error::Storage`] when the data directory cannot be opened; [`Error::InvalidArgument`]
     /// when a data directory is given without the `redb` feature.
     pub fn build(self) -> Result<Cloud, Error> {
-        let store = match self.data_dir {
+        let clock = self.clock.unwrap_or_else(SystemClock::shared);
+        let store = match &self.data_dir {
             #[cfg(feature = "redb")]
             Some(dir) => Store::open(dir)?,
             #[cfg(not(feature = "redb"))]
@@ -147,9 +172,21 @@ impl CloudBuilder {
             }
             None => Store::memory(),
         };
+        #[cfg(feature = "objectstore")]
+        let buckets = match &self.data_dir {
+            Some(dir) => cloudlet_objectstore::ObjectService::open(
+                store.clone(),
+                clock.clone(),
+                dir.join("objects"),
+            )
+            .map_err(Error::storage)?,
+            None => cloudlet_objectstore::ObjectService::new(store.clone(), clock.clone()),
+        };
         Ok(Cloud::assemble(
             store,
-            self.clock.unwrap_or_else(SystemClock::shared),
+            clock,
+            #[cfg(feature = "objectstore")]
+            buckets,
         ))
     }
 }

@@ -40,3 +40,56 @@ async fn a_memory_cloud_shares_its_clock() {
     assert_eq!(cloud.clock().now(), clock.now());
     let _ = Cloud::memory();
 }
+
+#[cfg(all(feature = "objectstore", feature = "queue"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_events_land_in_a_queue_and_large_bodies_in_files() {
+    use std::sync::Arc;
+
+    use cloudlet::Cloud;
+    use cloudlet::objectstore::{Buckets, GetObject, NotificationRule, PutObject};
+    use cloudlet::queue::{QueueSink, Queues, ReceiveMessage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = Cloud::builder().data_dir(dir.path()).build().unwrap();
+    let url = cloud
+        .queues()
+        .create_queue("uploads", Default::default(), Default::default())
+        .await
+        .unwrap();
+    let s3 = cloud.buckets();
+    s3.register_target(
+        "uploads",
+        Arc::new(QueueSink::new(cloud.queues().clone(), url.clone())),
+    );
+    s3.create_bucket("media").await.unwrap();
+    s3.put_bucket_notifications(
+        "media",
+        vec![NotificationRule::new(
+            "all",
+            "uploads",
+            ["s3:ObjectCreated:*"],
+        )],
+    )
+    .await
+    .unwrap();
+    let body = vec![7u8; 512 * 1024];
+    s3.put_object(PutObject::new("media", "video.mp4", body.clone()))
+        .await
+        .unwrap();
+    let files = std::fs::read_dir(dir.path().join("objects/bodies"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1);
+    let got = s3
+        .get_object(GetObject::new("media", "video.mp4"))
+        .await
+        .unwrap();
+    assert_eq!(got.body.bytes().await.unwrap(), body);
+    // A long poll: it returns as soon as the event lands.
+    let request = ReceiveMessage::max(1).with_wait_time_seconds(20);
+    let messages = cloud.queues().receive_message(&url, request).await.unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&messages[0].body).unwrap();
+    assert_eq!(event["Records"][0]["s3"]["object"]["key"], "video.mp4");
+    s3.shutdown().await;
+}

@@ -1,0 +1,285 @@
+//! ListObjectsV2, ListObjectVersions and ListMultipartUploads.
+
+use std::ops::Bound;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use cloudlet_core::engine::prefix_successor;
+use cloudlet_core::keys::TupleReader;
+use cloudlet_core::{Direction, KeyRange, ReadView};
+
+use crate::error::{Error, Result};
+use crate::record::{
+    KS_HISTORY, KS_OBJECTS, KS_UPLOADS, ObjectRecord, UploadRecord, decode, history_prefix,
+    key_prefix, load_bucket, object_key,
+};
+use crate::service::{ObjectService, decode_object_key};
+use crate::types::{
+    ListObjectVersions, ListObjectVersionsOutput, ListObjects, ListObjectsOutput, ObjectSummary,
+    ObjectVersion, UploadInfo,
+};
+
+/// The most entries of one page.
+pub const MAX_KEYS: usize = 1000;
+
+/// Where a listing resumes: after a key, or after every key under a common prefix.
+enum After {
+    Key(String),
+    Prefix(String),
+}
+
+impl After {
+    fn token(&self) -> String {
+        let raw = match self {
+            Self::Key(k) => format!("k{k}"),
+            Self::Prefix(p) => format!("p{p}"),
+        };
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    fn parse(token: &str) -> Result<Self> {
+        let bad = || {
+            Error::invalid(
+                "ContinuationToken",
+                "The continuation token provided is incorrect",
+            )
+        };
+        let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+        let text = String::from_utf8(raw).map_err(|_| bad())?;
+        match text.split_at_checked(1) {
+            Some(("k", key)) => Ok(Self::Key(key.to_owned())),
+            Some(("p", prefix)) => Ok(Self::Prefix(prefix.to_owned())),
+            _ => Err(bad()),
+        }
+    }
+
+    fn lower_bound(&self, bucket: &str) -> Bound<Vec<u8>> {
+        match self {
+            Self::Key(k) => Bound::Excluded(object_key(bucket, k).to_vec()),
+            Self::Prefix(p) => match prefix_successor(&key_prefix(bucket, p)) {
+                Some(next) => Bound::Included(next),
+                None => Bound::Excluded(key_prefix(bucket, p).to_vec()),
+            },
+        }
+    }
+}
+
+fn range(lower: Bound<Vec<u8>>, upper: &Option<Vec<u8>>) -> KeyRange {
+    let upper = match upper {
+        Some(u) => Bound::Excluded(u.clone()),
+        None => Bound::Unbounded,
+    };
+    KeyRange::new((lower, upper))
+}
+
+/// The common prefix `key` rolls up to, if the delimiter occurs after the prefix.
+fn common_prefix<'a>(key: &'a str, prefix: &str, delimiter: Option<&str>) -> Option<&'a str> {
+    let delimiter = delimiter.filter(|d| !d.is_empty())?;
+    let rest = key.get(prefix.len()..)?;
+    rest.find(delimiter)
+        .map(|at| &key[..prefix.len() + at + delimiter.len()])
+}
+
+impl ObjectService {
+    pub(crate) fn list_objects_impl(&self, request: &ListObjects) -> Result<ListObjectsOutput> {
+        let snapshot = self.store.snapshot()?;
+        load_bucket(&snapshot, &request.bucket)?;
+        let max = request.max_keys.unwrap_or(MAX_KEYS).min(MAX_KEYS);
+        let prefix = request.prefix.as_deref().unwrap_or("");
+        let delimiter = request.delimiter.as_deref();
+        let bucket = request.bucket.as_str();
+        let start = key_prefix(bucket, prefix);
+        let upper = prefix_successor(&start);
+        let mut lower = Bound::Included(start.to_vec());
+        let after = match (&request.continuation_token, &request.start_after) {
+            (Some(token), _) => Some(After::parse(token)?),
+            (None, Some(key)) if !key.is_empty() => Some(After::Key(key.clone())),
+            _ => None,
+        };
+        if let Some(after) = &after {
+            let bound = after.lower_bound(bucket);
+            if bound_after(&bound, &lower) {
+                lower = bound;
+            }
+        }
+        let mut out = ListObjectsOutput::default();
+        let mut last: Option<After> = None;
+        'scan: loop {
+            for entry in snapshot.range(
+                KS_OBJECTS,
+                &range(lower.clone(), &upper),
+                Direction::Forward,
+            )? {
+                let (raw_key, raw) = entry?;
+                let key = decode_object_key(&raw_key)?;
+                if let Some(cp) = common_prefix(&key, prefix, delimiter) {
+                    if out.key_count == max {
+                        out.is_truncated = true;
+                        break 'scan;
+                    }
+                    let cp = cp.to_owned();
+                    out.common_prefixes.push(cp.clone());
+                    out.key_count += 1;
+                    let resume = After::Prefix(cp);
+                    lower = resume.lower_bound(bucket);
+                    last = Some(resume);
+                    continue 'scan;
+                }
+                let record: ObjectRecord = decode(KS_OBJECTS, &raw)?;
+                if record.delete_marker {
+                    continue;
+                }
+                if out.key_count == max {
+                    out.is_truncated = true;
+                    break 'scan;
+                }
+                out.contents.push(ObjectSummary {
+                    key: key.clone(),
+                    last_modified: record.last_modified,
+                    etag: record.etag,
+                    size: record.size,
+                });
+                out.key_count += 1;
+                last = Some(After::Key(key));
+            }
+            break;
+        }
+        if out.is_truncated {
+            out.next_continuation_token = last.map(|l| l.token());
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn list_versions_impl(
+        &self,
+        request: &ListObjectVersions,
+    ) -> Result<ListObjectVersionsOutput> {
+        let snapshot = self.store.snapshot()?;
+        load_bucket(&snapshot, &request.bucket)?;
+        let max = request.max_keys.unwrap_or(MAX_KEYS).min(MAX_KEYS);
+        let prefix = request.prefix.as_deref().unwrap_or("");
+        let delimiter = request.delimiter.as_deref();
+        let bucket = request.bucket.as_str();
+        let start = key_prefix(bucket, prefix);
+        let upper = prefix_successor(&start);
+        let mut lower = Bound::Included(start.to_vec());
+        if let Some(marker) = request.key_marker.as_deref().filter(|m| !m.is_empty()) {
+            let bound = if request.version_id_marker.is_some() {
+                Bound::Included(object_key(bucket, marker).to_vec())
+            } else {
+                Bound::Excluded(object_key(bucket, marker).to_vec())
+            };
+            if bound_after(&bound, &lower) {
+                lower = bound;
+            }
+        }
+        let mut out = ListObjectVersionsOutput::default();
+        let mut count = 0;
+        let mut skip_until = request.version_id_marker.clone();
+        let full = |out: &mut ListObjectVersionsOutput, count: usize| {
+            if count == max {
+                out.is_truncated = true;
+                true
+            } else {
+                false
+            }
+        };
+        'scan: loop {
+            for entry in snapshot.range(
+                KS_OBJECTS,
+                &range(lower.clone(), &upper),
+                Direction::Forward,
+            )? {
+                let (raw_key, raw) = entry?;
+                let key = decode_object_key(&raw_key)?;
+                if let Some(cp) = common_prefix(&key, prefix, delimiter) {
+                    if full(&mut out, count) {
+                        break 'scan;
+                    }
+                    out.common_prefixes.push(cp.to_owned());
+                    out.next_key_marker = Some(cp.to_owned());
+                    out.next_version_id_marker = None;
+                    count += 1;
+                    lower = After::Prefix(cp.to_owned()).lower_bound(bucket);
+                    continue 'scan;
+                }
+                let head: ObjectRecord = decode(KS_OBJECTS, &raw)?;
+                let mut versions = vec![(head, true)];
+                for h in snapshot.prefix(
+                    KS_HISTORY,
+                    &history_prefix(bucket, &key),
+                    Direction::Forward,
+                )? {
+                    let (_, raw) = h?;
+                    versions.push((decode(KS_HISTORY, &raw)?, false));
+                }
+                for (record, is_latest) in versions {
+                    let label = record.version_label();
+                    if let Some(marker) = &skip_until {
+                        if *marker == label {
+                            skip_until = None;
+                        }
+                        continue;
+                    }
+                    if full(&mut out, count) {
+                        break 'scan;
+                    }
+                    out.next_key_marker = Some(key.clone());
+                    out.next_version_id_marker = Some(label.clone());
+                    out.versions.push(ObjectVersion {
+                        key: key.clone(),
+                        version_id: label,
+                        is_latest,
+                        delete_marker: record.delete_marker,
+                        last_modified: record.last_modified,
+                        etag: record.etag,
+                        size: record.size,
+                    });
+                    count += 1;
+                }
+                skip_until = None;
+            }
+            break;
+        }
+        if !out.is_truncated {
+            out.next_key_marker = None;
+            out.next_version_id_marker = None;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn list_uploads_impl(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
+        let snapshot = self.store.snapshot()?;
+        load_bucket(&snapshot, bucket)?;
+        let mut out = Vec::new();
+        for entry in snapshot.prefix(KS_UPLOADS, &key_prefix(bucket, prefix), Direction::Forward)? {
+            let (raw_key, raw) = entry?;
+            let mut reader = TupleReader::new(&raw_key);
+            reader.str()?;
+            let key = reader.str()?;
+            let upload_id = reader.str()?;
+            let record: UploadRecord = decode(KS_UPLOADS, &raw)?;
+            out.push(UploadInfo {
+                key,
+                upload_id,
+                initiated: record.initiated,
+            });
+            if out.len() == MAX_KEYS {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+        Ok(out)
+    }
+}
+
+/// Whether `candidate` starts a range later than `current` does.
+fn bound_after(candidate: &Bound<Vec<u8>>, current: &Bound<Vec<u8>>) -> bool {
+    let key = |b: &Bound<Vec<u8>>| match b {
+        Bound::Included(k) => (Bytes::from(k.clone()), 0),
+        Bound::Excluded(k) => (Bytes::from(k.clone()), 1),
+        Bound::Unbounded => (Bytes::new(), 0),
+    };
+    key(candidate) > key(current)
+}

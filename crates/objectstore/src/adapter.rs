@@ -73,18 +73,17 @@ impl fmt::Display for BucketStore {
 fn to_os_error(error: Error, path: &str) -> object_store::Error {
     let path = path.to_owned();
     match error {
-        Error::NoSuchKey { .. } | Error::NoSuchVersion { .. } | Error::NoSuchUpload { .. } => {
-            object_store::Error::NotFound {
-                path,
-                source: Box::new(error),
-            }
-        }
-        Error::PreconditionFailed { .. } | Error::MethodNotAllowed => {
-            object_store::Error::Precondition {
-                path,
-                source: Box::new(error),
-            }
-        }
+        Error::NoSuchKey { .. }
+        | Error::NoSuchVersion { .. }
+        | Error::NoSuchUpload { .. }
+        | Error::MethodNotAllowed => object_store::Error::NotFound {
+            path,
+            source: Box::new(error),
+        },
+        Error::PreconditionFailed { .. } => object_store::Error::Precondition {
+            path,
+            source: Box::new(error),
+        },
         Error::NotModified { .. } => object_store::Error::NotModified {
             path,
             source: Box::new(error),
@@ -93,6 +92,13 @@ fn to_os_error(error: Error, path: &str) -> object_store::Error {
             store: STORE,
             source: Box::new(other),
         },
+    }
+}
+
+fn already_exists(path: &Path) -> object_store::Error {
+    object_store::Error::AlreadyExists {
+        path: path.to_string(),
+        source: "an object exists at this key".into(),
     }
 }
 
@@ -525,8 +531,12 @@ impl ObjectStore for BucketStore {
         }
         if from == to {
             // object_store allows copying onto itself; S3 only with new metadata. Nothing
-            // changes, so check that the source exists and succeed.
-            return self.head(from).await.map(|_| ());
+            // changes: the source must exist, and in create mode it is the destination too.
+            self.head(from).await?;
+            return match create {
+                true => Err(already_exists(to)),
+                false => Ok(()),
+            };
         }
         match self.service.copy_object(request).await {
             Ok(_) => Ok(()),
@@ -553,7 +563,11 @@ impl ObjectStore for BucketStore {
             WriteConditions::default()
         };
         if from == to {
-            return self.head(from).await.map(|_| ());
+            self.head(from).await?;
+            return match create {
+                true => Err(already_exists(to)),
+                false => Ok(()),
+            };
         }
         match self
             .service

@@ -299,32 +299,33 @@ impl Data {
             });
         };
         let bodies = self.dirs()?.bodies.clone();
-        let final_path = bodies.join(&id);
         let durable = self.durable;
-        let target = final_path.clone();
+        // The `Staged` is made on the blocking thread: if this future is dropped meanwhile,
+        // dropping the task's output removes the renamed file.
         blocking(move || {
             if durable {
                 f.sync_all()?;
             }
             drop(f);
+            let target = bodies.join(&id);
             std::fs::rename(&temp.0, &target)?;
             temp.disarm();
+            let staged = Staged {
+                segment: Segment {
+                    id,
+                    size,
+                    storage: Storage::File,
+                },
+                md5,
+                chunks: Vec::new(),
+                file: Some(target),
+            };
             if durable {
                 File::open(&bodies)?.sync_all()?;
             }
-            Ok(())
+            Ok(staged)
         })
-        .await?;
-        Ok(Staged {
-            segment: Segment {
-                id,
-                size,
-                storage: Storage::File,
-            },
-            md5,
-            chunks: Vec::new(),
-            file: Some(final_path),
-        })
+        .await
     }
 
     fn dirs(&self) -> Result<&Dirs> {
@@ -456,9 +457,10 @@ impl Data {
         let guard = match (&self.dirs, files.first()) {
             (Some(dirs), Some(first)) => {
                 let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
-                // Files are removed under this lock, every file of a record at once: if the
-                // first is still there, all are, and pinning them keeps them.
-                if !dirs.bodies.join(first).exists() {
+                // Files are removed under this lock: if they are all there now, pinning them
+                // keeps them until this read is done.
+                let _ = first;
+                if !files.iter().all(|id| dirs.bodies.join(id).exists()) {
                     return Ok(Opened::Changed);
                 }
                 for id in &files {

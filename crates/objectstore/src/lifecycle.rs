@@ -80,9 +80,19 @@ fn validate(rules: &[LifecycleRule]) -> Result<()> {
 /// A lifecycle action found by a scan, checked again when applied.
 #[derive(Clone)]
 enum Action {
-    Expire { key: String, seq: u64 },
-    Noncurrent { key: String, version: String },
-    Abort { key: String, upload_id: String },
+    Expire {
+        key: String,
+        seq: u64,
+    },
+    Noncurrent {
+        key: String,
+        version: String,
+        seq: u64,
+    },
+    Abort {
+        key: String,
+        upload_id: String,
+    },
 }
 
 impl ObjectService {
@@ -146,8 +156,14 @@ impl ObjectService {
                                         done.expired += 1;
                                     }
                                 }
-                                Action::Noncurrent { key, version } => {
-                                    if Self::find_version(txn, &bucket, &key, &version)?.is_some() {
+                                Action::Noncurrent { key, version, seq } => {
+                                    // Still the same noncurrent version: a version that became
+                                    // current again is not noncurrent any more.
+                                    let still = matches!(
+                                        Self::find_version(txn, &bucket, &key, &version)?,
+                                        Some(crate::service::Found::History(r)) if r.seq == seq
+                                    );
+                                    if still {
                                         this.delete_in(
                                             txn,
                                             &bucket,
@@ -229,6 +245,7 @@ impl ObjectService {
                                 actions.push(Action::Noncurrent {
                                     key: key.clone(),
                                     version: version.version_label(),
+                                    seq: version.seq,
                                 });
                             }
                             successor = version.last_modified;

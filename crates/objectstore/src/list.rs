@@ -86,6 +86,9 @@ impl ObjectService {
         let snapshot = self.store.snapshot()?;
         load_bucket(&snapshot, &request.bucket)?;
         let max = request.max_keys.unwrap_or(MAX_KEYS).min(MAX_KEYS);
+        if max == 0 {
+            return Ok(Default::default());
+        }
         let prefix = request.prefix.as_deref().unwrap_or("");
         let delimiter = request.delimiter.as_deref();
         let bucket = request.bucket.as_str();
@@ -114,14 +117,19 @@ impl ObjectService {
                 let (raw_key, raw) = entry?;
                 let key = decode_object_key(&raw_key)?;
                 if let Some(cp) = common_prefix(&key, prefix, delimiter) {
+                    let cp = cp.to_owned();
+                    let resume = After::Prefix(cp.clone());
+                    // A prefix under which every key is a delete marker lists nothing.
+                    if !has_live_key(&snapshot, &raw_key, &resume.lower_bound(bucket))? {
+                        lower = resume.lower_bound(bucket);
+                        continue 'scan;
+                    }
                     if out.key_count == max {
                         out.is_truncated = true;
                         break 'scan;
                     }
-                    let cp = cp.to_owned();
-                    out.common_prefixes.push(cp.clone());
+                    out.common_prefixes.push(cp);
                     out.key_count += 1;
-                    let resume = After::Prefix(cp);
                     lower = resume.lower_bound(bucket);
                     last = Some(resume);
                     continue 'scan;
@@ -158,14 +166,29 @@ impl ObjectService {
         let snapshot = self.store.snapshot()?;
         load_bucket(&snapshot, &request.bucket)?;
         let max = request.max_keys.unwrap_or(MAX_KEYS).min(MAX_KEYS);
+        if max == 0 {
+            return Ok(Default::default());
+        }
         let prefix = request.prefix.as_deref().unwrap_or("");
         let delimiter = request.delimiter.as_deref();
         let bucket = request.bucket.as_str();
         let start = key_prefix(bucket, prefix);
         let upper = prefix_successor(&start);
         let mut lower = Bound::Included(start.to_vec());
-        if let Some(marker) = request.key_marker.as_deref().filter(|m| !m.is_empty()) {
-            let bound = if request.version_id_marker.is_some() {
+        if request.version_id_marker.is_some()
+            && request.key_marker.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(Error::invalid(
+                "VersionIdMarker",
+                "A version-id marker cannot be specified without a key marker.",
+            ));
+        }
+        let key_marker = request.key_marker.as_deref().filter(|m| !m.is_empty());
+        if let Some(marker) = key_marker {
+            let bound = if common_prefix(marker, prefix, delimiter) == Some(marker) {
+                // The last page ended on a rolled-up prefix: resume after all of it.
+                After::Prefix(marker.to_owned()).lower_bound(bucket)
+            } else if request.version_id_marker.is_some() {
                 Bound::Included(object_key(bucket, marker).to_vec())
             } else {
                 Bound::Excluded(object_key(bucket, marker).to_vec())
@@ -176,7 +199,7 @@ impl ObjectService {
         }
         let mut out = ListObjectVersionsOutput::default();
         let mut count = 0;
-        let mut skip_until = request.version_id_marker.clone();
+        let skip_until = request.version_id_marker.clone();
         let full = |out: &mut ListObjectVersionsOutput, count: usize| {
             if count == max {
                 out.is_truncated = true;
@@ -214,12 +237,20 @@ impl ObjectService {
                     let (_, raw) = h?;
                     versions.push((decode(KS_HISTORY, &raw)?, false));
                 }
+                // The version-id marker applies to the key marker only: versions of that key
+                // up to and including it were listed already.
+                let marker_seq = match (&skip_until, key_marker) {
+                    (Some(marker), Some(k)) if k == key => versions
+                        .iter()
+                        .find(|(r, _)| r.version_label() == *marker)
+                        .map(|(r, _)| r.seq),
+                    _ => None,
+                };
                 for (record, is_latest) in versions {
                     let label = record.version_label();
-                    if let Some(marker) = &skip_until {
-                        if *marker == label {
-                            skip_until = None;
-                        }
+                    if let Some(seq) = marker_seq
+                        && record.seq >= seq
+                    {
                         continue;
                     }
                     if full(&mut out, count) {
@@ -238,7 +269,6 @@ impl ObjectService {
                     });
                     count += 1;
                 }
-                skip_until = None;
             }
             break;
         }
@@ -265,13 +295,30 @@ impl ObjectService {
                 upload_id,
                 initiated: record.initiated,
             });
-            if out.len() == MAX_KEYS {
-                break;
-            }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+        out.truncate(MAX_KEYS);
         Ok(out)
     }
+}
+
+/// Whether a key from `from` (inclusive) up to `end` (the start of what follows a common
+/// prefix) is a live object rather than a delete marker.
+fn has_live_key(view: &impl ReadView, from: &[u8], end: &Bound<Vec<u8>>) -> Result<bool> {
+    let upper = match end {
+        Bound::Included(k) => Bound::Excluded(k.clone()),
+        Bound::Excluded(k) => Bound::Included(k.clone()),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    let range = KeyRange::new((Bound::Included(from.to_vec()), upper));
+    for entry in view.range(KS_OBJECTS, &range, Direction::Forward)? {
+        let (_, raw) = entry?;
+        let record: ObjectRecord = decode(KS_OBJECTS, &raw)?;
+        if !record.delete_marker {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether `candidate` starts a range later than `current` does.

@@ -138,21 +138,20 @@ impl ObjectService {
             segment: staged.segment.clone(),
         };
         let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        let staged = self
-            .commit(move |txn| {
-                load_upload(txn, &bucket, &key, &upload_id)?;
-                let mut freed = Vec::new();
-                let pk = part_key(&upload_id, part_number);
-                if let Some(raw) = txn.get(KS_PARTS, &pk)? {
-                    let old: PartRecord = decode(KS_PARTS, &raw)?;
-                    free_segment(txn, &old.segment, &mut freed);
-                }
-                txn.put(KS_PARTS, pk, encode(&record));
-                staged.write_into(txn);
-                Ok((staged, freed))
-            })
-            .await?;
-        staged.keep();
+        self.commit(move |txn| {
+            load_upload(txn, &bucket, &key, &upload_id)?;
+            let mut freed = Vec::new();
+            let pk = part_key(&upload_id, part_number);
+            if let Some(raw) = txn.get(KS_PARTS, &pk)? {
+                let old: PartRecord = decode(KS_PARTS, &raw)?;
+                free_segment(txn, &old.segment, &mut freed);
+            }
+            txn.put(KS_PARTS, pk, encode(&record));
+            staged.write_into(txn);
+            txn.on_commit(move || staged.keep());
+            Ok(((), freed))
+        })
+        .await?;
         Ok(etag)
     }
 

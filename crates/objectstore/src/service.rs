@@ -139,10 +139,10 @@ pub(crate) fn check_read(
             condition: names[1],
         });
     }
-    let not_modified = || {
+    let not_modified = |copy_condition| {
         if copy {
             Error::PreconditionFailed {
-                condition: "x-amz-copy-source-if-none-match",
+                condition: copy_condition,
             }
         } else {
             Error::NotModified {
@@ -152,12 +152,12 @@ pub(crate) fn check_read(
     };
     if let Some(m) = &conditions.if_none_match {
         if etag_matches(m, &record.etag) {
-            return Err(not_modified());
+            return Err(not_modified("x-amz-copy-source-if-none-match"));
         }
     } else if let Some(since) = conditions.if_modified_since
         && modified <= since.as_secs()
     {
-        return Err(not_modified());
+        return Err(not_modified("x-amz-copy-source-if-modified-since"));
     }
     Ok(())
 }
@@ -304,14 +304,22 @@ impl ObjectService {
         Ok(Arc::new(self.store.snapshot()?))
     }
 
-    /// Runs `f` in a write transaction and removes the files it freed once it has committed.
+    /// Runs `f` in a write transaction; the files it freed are removed once it has committed,
+    /// on the writer, so a caller cancelled after the commit leaks nothing.
     pub(crate) async fn commit<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut WriteTxn<'_>) -> Result<(T, Freed)> + Send + 'static,
     ) -> Result<T> {
-        let (value, freed) = self.store.write(self.durability, f).await?;
-        self.data.remove_files(&freed);
-        Ok(value)
+        let data = self.data.clone();
+        self.store
+            .write(self.durability, move |txn| {
+                let (value, freed) = f(txn)?;
+                if !freed.is_empty() {
+                    txn.on_commit(move || data.remove_files(&freed));
+                }
+                Ok(value)
+            })
+            .await
     }
 
     // ---- buckets ----
@@ -498,6 +506,7 @@ impl ObjectService {
         validate_key(&request.key)?;
         // A body file removed between the snapshot and the open means the object changed:
         // read again from a newer snapshot.
+        let mut seen = None;
         loop {
             let snapshot = self.snapshot()?;
             let record = Self::resolve(
@@ -521,7 +530,7 @@ impl ObjectService {
             }
             match self.data.open(snapshot, &record.segments, range.clone())? {
                 Opened::Body(body) => return Ok(GetObjectOutput { info, range, body }),
-                Opened::Changed => continue,
+                Opened::Changed => vanished(&mut seen, &record).await?,
             }
         }
     }
@@ -659,25 +668,25 @@ impl ObjectService {
         };
         let now = self.now();
         let this = self.clone();
-        let (output, staged) = self
-            .commit(move |txn| {
-                let mut freed = Vec::new();
-                let output = this.install(
-                    txn,
-                    &bucket,
-                    &key,
-                    new,
-                    &conditions,
-                    "ObjectCreated:Put",
-                    now,
-                    &mut freed,
-                )?;
-                staged.write_into(txn);
-                Ok(((output, staged), freed))
-            })
-            .await?;
-        staged.keep();
-        Ok(output)
+        self.commit(move |txn| {
+            let mut freed = Vec::new();
+            let output = this.install(
+                txn,
+                &bucket,
+                &key,
+                new,
+                &conditions,
+                "ObjectCreated:Put",
+                now,
+                &mut freed,
+            )?;
+            staged.write_into(txn);
+            // The body's file is kept only if this commits, whether or not we are still
+            // waiting for the answer.
+            txn.on_commit(move || staged.keep());
+            Ok((output, freed))
+        })
+        .await
     }
 
     /// Deletes `key` (or one version of it) inside `txn`, as DeleteObject does.
@@ -884,13 +893,19 @@ impl ObjectService {
             validate_tags(tags)?;
         }
         let same = request.source_bucket == request.bucket && request.source_key == request.key;
-        if same && request.metadata_directive == MetadataDirective::Copy && request.tags.is_none() {
+        // Copying a version onto its own key is how a previous version is restored.
+        if same
+            && request.source_version_id.is_none()
+            && request.metadata_directive == MetadataDirective::Copy
+            && request.tags.is_none()
+        {
             return Err(Error::InvalidArgument {
                 code: "InvalidRequest",
                 field: "CopySource",
                 message: "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
             });
         }
+        let mut seen = None;
         loop {
             let snapshot = self.store.snapshot()?;
             let source = Self::resolve(
@@ -900,9 +915,19 @@ impl ObjectService {
                 request.source_version_id.as_deref(),
             )?;
             check_read(&request.source_conditions, &source, true)?;
+            if source.size > MAX_PUT_BYTES {
+                return Err(Error::InvalidArgument {
+                    code: "InvalidRequest",
+                    field: "CopySource",
+                    message: format!(
+                        "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PUT_BYTES}"
+                    ),
+                });
+            }
             load_bucket(&snapshot, &request.bucket)?;
             drop(snapshot);
             let Some((linked, links)) = self.data.link(&source.segments).await? else {
+                vanished(&mut seen, &source).await?;
                 continue;
             };
             let (headers, metadata) = match request.metadata_directive.clone() {
@@ -925,6 +950,7 @@ impl ObjectService {
                     if current.seq != source.seq {
                         return Ok((None, Vec::new()));
                     }
+                    txn.on_commit(move || links.into_iter().for_each(Staged::keep));
                     let segments = copy_chunks(txn, &source.segments, &linked)?;
                     let new = NewObject {
                         size: source.size,
@@ -958,7 +984,6 @@ impl ObjectService {
                 })
                 .await?;
             if let Some(output) = result {
-                links.into_iter().for_each(Staged::keep);
                 return Ok(output);
             }
         }
@@ -979,11 +1004,13 @@ impl ObjectService {
         if from == to {
             return Err(Error::invalid("Key", "a rename needs two different keys"));
         }
+        let mut seen = None;
         loop {
             let snapshot = self.store.snapshot()?;
             let source = Self::resolve(&snapshot, bucket, from, None)?;
             drop(snapshot);
             let Some((linked, links)) = self.data.link(&source.segments).await? else {
+                vanished(&mut seen, &source).await?;
                 continue;
             };
             let (bucket2, from2, to2, conditions2) = (
@@ -1000,6 +1027,7 @@ impl ObjectService {
                     if current.seq != source.seq {
                         return Ok((None, Vec::new()));
                     }
+                    txn.on_commit(move || links.into_iter().for_each(Staged::keep));
                     let segments = copy_chunks(txn, &source.segments, &linked)?;
                     let new = NewObject {
                         size: source.size,
@@ -1026,7 +1054,6 @@ impl ObjectService {
                 })
                 .await?;
             if let Some(output) = result {
-                links.into_iter().for_each(Staged::keep);
                 return Ok(output);
             }
         }
@@ -1073,6 +1100,24 @@ impl ObjectService {
         validate_key(key)?;
         Ok(Self::resolve(&self.store.snapshot()?, bucket, key, version_id)?.tags)
     }
+}
+
+/// A body file of `record` was gone when a read or copy tried to open it: the record was
+/// replaced meanwhile, so the caller reads again. Gone twice for the same record, the file is
+/// missing for good: an error, not a loop.
+async fn vanished(seen: &mut Option<u64>, record: &ObjectRecord) -> Result<()> {
+    if *seen == Some(record.seq) {
+        return Err(Error::corrupt(
+            KS_OBJECTS,
+            format!(
+                "a body file of version {} is missing",
+                record.version_label()
+            ),
+        ));
+    }
+    *seen = Some(record.seq);
+    tokio::task::yield_now().await;
+    Ok(())
 }
 
 /// Frees `record`'s body: its engine chunks now, its files after the commit.

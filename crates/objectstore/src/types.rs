@@ -61,44 +61,37 @@ pub enum ByteRange {
 }
 
 impl ByteRange {
-    /// Parses an HTTP `Range` header value: `bytes=a-b`, `bytes=a-` or `bytes=-n`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] naming `Range` when the value is not one of those forms.
-    pub fn parse(header: &str) -> Result<Self> {
-        let bad = || {
-            Error::invalid(
-                "Range",
-                format!("unsupported range {header:?}: expected bytes=a-b, bytes=a- or bytes=-n"),
-            )
-        };
-        let spec = header.trim().strip_prefix("bytes=").ok_or_else(bad)?;
-        let (first, last) = spec.split_once('-').ok_or_else(bad)?;
-        let number = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+    /// Parses an HTTP `Range` header value: `bytes=a-b`, `bytes=a-` or `bytes=-n`. `None` for
+    /// anything else (other units, several ranges, malformed numbers): as RFC 9110 says and S3
+    /// does, such a header is ignored and the whole object is served.
+    pub fn parse(header: &str) -> Option<Self> {
+        let spec = header.trim().strip_prefix("bytes=")?;
+        let (first, last) = spec.split_once('-')?;
+        let number = |s: &str| s.trim().parse::<u64>().ok();
         match (first.trim().is_empty(), last.trim().is_empty()) {
-            (true, false) => Ok(Self::Suffix(number(last)?)),
-            (false, true) => Ok(Self::From(number(first)?)),
-            (false, false) => Ok(Self::Bounded {
-                first: number(first)?,
-                last: number(last)?,
-            }),
-            (true, true) => Err(bad()),
+            (true, false) => Some(Self::Suffix(number(last)?)),
+            (false, true) => Some(Self::From(number(first)?)),
+            (false, false) => {
+                let (first, last) = (number(first)?, number(last)?);
+                (first <= last).then_some(Self::Bounded { first, last })
+            }
+            (true, true) => None,
         }
     }
 
     /// The bytes of an object of `size` this range selects.
     ///
     /// # Errors
-    /// [`Error::InvalidRange`] when the range starts past the end (or is an empty suffix).
+    /// [`Error::InvalidRange`] when the range starts past the end (or is an empty suffix). A
+    /// bounded range whose last byte precedes its first is ignored: the whole object. A
+    /// bounded range whose last byte precedes its first is ignored: the whole object.
     pub fn resolve(self, size: u64) -> Result<Range<u64>> {
         let unsatisfiable = Error::InvalidRange { size };
         match self {
             Self::Bounded { first, last } => {
                 if last < first {
-                    return Err(Error::invalid(
-                        "Range",
-                        "the last byte of a range must not precede its first",
-                    ));
+                    // Not a valid range: ignored, as RFC 9110 says and S3 does.
+                    return Ok(0..size);
                 }
                 if first >= size {
                     return Err(unsatisfiable);

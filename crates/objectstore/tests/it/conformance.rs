@@ -42,6 +42,10 @@ macro_rules! conformance {
                 large_bodies_stream_and_leave_no_files_behind,
                 a_read_keeps_its_bytes_while_the_object_changes,
                 tags_and_metadata_are_validated,
+                listings_skip_delete_markers_and_end,
+                restoring_a_version_by_copying_it_onto_its_key,
+                lifecycle_spares_a_version_that_became_current,
+                a_ranged_read_survives_a_delete_of_other_parts,
             );
         }
     };
@@ -319,8 +323,12 @@ mod checks {
         );
         assert_eq!(ByteRange::parse("bytes=5-").unwrap(), ByteRange::From(5));
         assert_eq!(ByteRange::parse("bytes=-5").unwrap(), ByteRange::Suffix(5));
-        assert!(ByteRange::parse("bytes=a-b").is_err());
-        assert!(ByteRange::parse("items=0-1").is_err());
+        // Headers S3 ignores, serving the whole object.
+        for ignored in ["bytes=a-b", "items=0-1", "bytes=5-3", "bytes=0-1,4-5"] {
+            assert_eq!(ByteRange::parse(ignored), None, "{ignored}");
+        }
+        let reversed = get(ByteRange::Bounded { first: 5, last: 3 }).await.unwrap();
+        assert_eq!(reversed.body.bytes().await.unwrap(), "0123456789");
     }
 
     pub async fn conditional_reads(h: Harness) {
@@ -1581,5 +1589,167 @@ mod checks {
                 .code(),
             "NoSuchKey"
         );
+    }
+
+    pub async fn listings_skip_delete_markers_and_end(h: Harness) {
+        h.s3.create_bucket("bkt").await.unwrap();
+        h.s3.put_bucket_versioning("bkt", Versioning::Enabled)
+            .await
+            .unwrap();
+        for key in ["a/1", "a/2", "b", "dir/x"] {
+            h.s3.put_object(PutObject::new("bkt", key, "x"))
+                .await
+                .unwrap();
+        }
+        h.s3.delete_object("bkt", "dir/x", None).await.unwrap();
+        // A prefix holding only delete markers is not listed.
+        let top =
+            h.s3.list_objects(ListObjects::new("bkt").with_delimiter("/"))
+                .await
+                .unwrap();
+        assert_eq!(top.common_prefixes, ["a/"]);
+        assert_eq!(top.key_count, 2);
+        // max-keys 0: an empty page that is not truncated.
+        let none =
+            h.s3.list_objects(ListObjects::new("bkt").with_max_keys(0))
+                .await
+                .unwrap();
+        assert_eq!((none.key_count, none.is_truncated), (0, false));
+        // Version listings page through common prefixes and end.
+        let mut request = ListObjectVersions::new("bkt");
+        request.delimiter = Some("/".into());
+        request.max_keys = Some(1);
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let page = h.s3.list_object_versions(request.clone()).await.unwrap();
+            seen.extend(page.common_prefixes.clone());
+            seen.extend(page.versions.iter().map(|v| v.key.clone()));
+            if !page.is_truncated {
+                break;
+            }
+            request.key_marker = page.next_key_marker;
+            request.version_id_marker = page.next_version_id_marker;
+        }
+        assert_eq!(seen, ["a/", "b", "dir/"]);
+        let mut orphan_marker = ListObjectVersions::new("bkt");
+        orphan_marker.version_id_marker = Some("null".into());
+        assert_eq!(
+            h.s3.list_object_versions(orphan_marker)
+                .await
+                .unwrap_err()
+                .code(),
+            "InvalidArgument"
+        );
+    }
+
+    pub async fn restoring_a_version_by_copying_it_onto_its_key(h: Harness) {
+        h.s3.create_bucket("bkt").await.unwrap();
+        h.s3.put_bucket_versioning("bkt", Versioning::Enabled)
+            .await
+            .unwrap();
+        let v1 =
+            h.s3.put_object(PutObject::new("bkt", "doc", "first"))
+                .await
+                .unwrap()
+                .version_id
+                .unwrap();
+        h.s3.put_object(PutObject::new("bkt", "doc", "second"))
+            .await
+            .unwrap();
+        let out =
+            h.s3.copy_object(
+                CopyObject::new("bkt", "doc", "bkt", "doc").with_source_version(v1.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.source_version_id, Some(v1));
+        assert_eq!(read(&h, "bkt", "doc").await.unwrap(), "first");
+        let versions =
+            h.s3.list_object_versions(ListObjectVersions::new("bkt"))
+                .await
+                .unwrap();
+        assert_eq!(versions.versions.len(), 3);
+        // object_store's copy onto itself in create mode: the destination exists.
+        let store = h.s3.bucket_store("bkt");
+        let path = object_store::path::Path::from("doc");
+        let err = object_store::ObjectStoreExt::copy_if_not_exists(&store, &path, &path)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, object_store::Error::AlreadyExists { .. }),
+            "{err}"
+        );
+    }
+
+    pub async fn lifecycle_spares_a_version_that_became_current(h: Harness) {
+        h.s3.create_bucket("bkt").await.unwrap();
+        h.s3.put_bucket_versioning("bkt", Versioning::Enabled)
+            .await
+            .unwrap();
+        h.s3.put_bucket_lifecycle(
+            "bkt",
+            vec![LifecycleRule::new("nc").expire_noncurrent_after_days(1)],
+        )
+        .await
+        .unwrap();
+        h.s3.put_object(PutObject::new("bkt", "doc", "old"))
+            .await
+            .unwrap();
+        let v2 =
+            h.s3.put_object(PutObject::new("bkt", "doc", "new"))
+                .await
+                .unwrap()
+                .version_id
+                .unwrap();
+        h.clock.advance(Duration::from_secs(3 * 86_400));
+        // The current version goes; the old one is current again and must stay.
+        h.s3.delete_object("bkt", "doc", Some(&v2)).await.unwrap();
+        let report = h.s3.run_lifecycle().await.unwrap();
+        assert_eq!(report.noncurrent_deleted, 0);
+        assert_eq!(read(&h, "bkt", "doc").await.unwrap(), "old");
+    }
+
+    pub async fn a_ranged_read_survives_a_delete_of_other_parts(h: Harness) {
+        h.s3.create_bucket("bkt").await.unwrap();
+        let relaxed = h.s3.clone().with_relaxed_part_sizes();
+        let upload = relaxed
+            .create_multipart_upload(CreateMultipartUpload::new("bkt", "mp"))
+            .await
+            .unwrap();
+        let (p1, p2) = (big(300_000, 1), big(300_000, 2));
+        let e1 = relaxed
+            .upload_part("bkt", "mp", &upload, 1, p1.clone().into())
+            .await
+            .unwrap();
+        let e2 = relaxed
+            .upload_part("bkt", "mp", &upload, 2, p2.clone().into())
+            .await
+            .unwrap();
+        relaxed
+            .complete_multipart_upload(
+                "bkt",
+                "mp",
+                &upload,
+                vec![CompletedPart::new(1, e1), CompletedPart::new(2, e2)],
+                WriteConditions::default(),
+            )
+            .await
+            .unwrap();
+        // One reader holds part 1 only; another reads everything, then the object goes.
+        let first =
+            h.s3.get_object(
+                GetObject::new("bkt", "mp").with_range(ByteRange::Bounded { first: 0, last: 9 }),
+            )
+            .await
+            .unwrap();
+        let whole = h.s3.get_object(GetObject::new("bkt", "mp")).await.unwrap();
+        h.s3.delete_object("bkt", "mp", None).await.unwrap();
+        assert_eq!(
+            whole.body.bytes().await.unwrap(),
+            [p1.as_ref(), p2.as_ref()].concat()
+        );
+        assert_eq!(first.body.bytes().await.unwrap(), p1.slice(..10));
+        assert_eq!(h.body_files(), 0);
+        assert_eq!(read(&h, "bkt", "mp").await.unwrap_err().code(), "NoSuchKey");
     }
 }

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod conformance;
+mod crash;
 mod harness;
 mod object_store_suite;

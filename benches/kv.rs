@@ -3,6 +3,8 @@
 //! table. Items are about 1 KiB. `cargo bench --bench kv`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,14 +16,7 @@ use cloudlet::kv::{
 };
 use cloudlet::{Store, SystemClock};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::{concurrently, runtime};
 
 /// An item of about 1 KiB.
 fn payload_item(pk: u64, sk: u64) -> Item {
@@ -134,30 +129,6 @@ fn memory_get(c: &mut Criterion) {
         });
     });
     group.finish();
-}
-
-/// Runs `writers` tasks that together do `total` calls of `op`, and returns the elapsed time.
-async fn concurrently<F, Fut>(writers: u64, total: u64, op: F) -> Duration
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let op = Arc::new(op);
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                for i in 0..total / writers {
-                    op(i * writers + w).await;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    start.elapsed()
 }
 
 /// Durable PutItem from 32 concurrent writers; durable TransactWriteItems of 10 puts from 32.

@@ -29,6 +29,9 @@ use crate::record::{
 /// then cost no file, no fsync of their own, and share the group commit.
 pub(crate) const INLINE_LIMIT: u64 = 128 * 1024;
 
+/// A durable body file starts writing back every this many bytes.
+const WRITEBACK: u64 = 8 << 20;
+
 /// A fresh body id: 32 hex digits.
 pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -228,7 +231,11 @@ impl Data {
         let mut size = 0u64;
         let mut buf = BytesMut::new();
         let mut chunks: Vec<Bytes> = Vec::new();
-        let mut file: Option<(File, TempFile)> = None;
+        let mut file: Option<(Arc<File>, TempFile)> = None;
+        // Durable large bodies start their writeback while the rest streams in: one
+        // `fdatasync` at a time runs beside the writes, so the last one has little left to do.
+        let mut written = 0u64;
+        let mut flushing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
         loop {
             let next = body.next_chunk().await.transpose()?;
             let end = next.is_none();
@@ -242,29 +249,42 @@ impl Data {
             if file.is_none() && self.goes_to_file(size) {
                 let dirs = self.dirs()?;
                 let temp = TempFile(dirs.tmp.join(&id));
-                let mut f = File::create(&temp.0)?;
+                let f = Arc::new(File::create(&temp.0)?);
                 let earlier = std::mem::take(&mut chunks);
-                f = blocking(move || {
+                let out = f.clone();
+                blocking(move || {
                     for chunk in earlier {
-                        f.write_all(&chunk)?;
+                        (&*out).write_all(&chunk)?;
                     }
-                    Ok(f)
+                    Ok(())
                 })
                 .await?;
                 file = Some((f, temp));
             }
             while buf.len() >= CHUNK || (end && !buf.is_empty()) {
                 let piece = buf.split_to(buf.len().min(CHUNK)).freeze();
-                match file.take() {
-                    Some((mut f, temp)) => {
-                        let (f2, h) = blocking(move || {
+                match &file {
+                    Some((f, _)) => {
+                        // Hash and write side by side, on two blocking threads.
+                        let (out, copy) = (f.clone(), piece.clone());
+                        let write = blocking(move || Ok((&*out).write_all(&copy)?));
+                        let hash = blocking(move || {
                             hasher.update(&piece);
-                            f.write_all(&piece)?;
-                            Ok((f, hasher))
-                        })
-                        .await?;
-                        hasher = h;
-                        file = Some((f2, temp));
+                            Ok(hasher)
+                        });
+                        let (wrote, hashed) = tokio::join!(write, hash);
+                        wrote?;
+                        hasher = hashed?;
+                        written += CHUNK as u64;
+                        if self.durable && written.is_multiple_of(WRITEBACK) {
+                            if let Some(previous) = flushing.take() {
+                                previous
+                                    .await
+                                    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+                            }
+                            let out = f.clone();
+                            flushing = Some(tokio::task::spawn_blocking(move || out.sync_data()));
+                        }
                     }
                     None if piece.len() >= 64 * 1024 => {
                         let (h, piece) = blocking(move || {
@@ -284,6 +304,11 @@ impl Data {
             if end {
                 break;
             }
+        }
+        if let Some(previous) = flushing.take() {
+            previous
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
         }
         let md5: [u8; 16] = hasher.finalize().into();
         let Some((f, temp)) = file else {

@@ -87,6 +87,23 @@ pub(crate) struct NewObject {
     pub(crate) tags: BTreeMap<String, String>,
 }
 
+/// A copy or a rename, as [`ObjectService::copy_inner`] does it.
+struct Copy {
+    source_bucket: String,
+    source_key: String,
+    source_version_id: Option<String>,
+    source_conditions: ReadConditions,
+    size_limit: Option<u64>,
+    bucket: String,
+    key: String,
+    conditions: WriteConditions,
+    /// Replacement headers and metadata; the source's when `None`.
+    metadata: Option<(Headers, BTreeMap<String, String>)>,
+    /// Replacement tags; the source's when `None`.
+    tags: Option<BTreeMap<String, String>>,
+    delete_source: bool,
+}
+
 /// What a write freed: body files to remove once it has committed.
 pub(crate) type Freed = Vec<Segment>;
 
@@ -905,88 +922,30 @@ impl ObjectService {
                 message: "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
             });
         }
-        let mut seen = None;
-        loop {
-            let snapshot = self.store.snapshot()?;
-            let source = Self::resolve(
-                &snapshot,
-                &request.source_bucket,
-                &request.source_key,
-                request.source_version_id.as_deref(),
-            )?;
-            check_read(&request.source_conditions, &source, true)?;
-            if source.size > MAX_PUT_BYTES {
-                return Err(Error::InvalidArgument {
-                    code: "InvalidRequest",
-                    field: "CopySource",
-                    message: format!(
-                        "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PUT_BYTES}"
-                    ),
-                });
-            }
-            load_bucket(&snapshot, &request.bucket)?;
-            drop(snapshot);
-            let Some((linked, links)) = self.data.link(&source.segments).await? else {
-                vanished(&mut seen, &source).await?;
-                continue;
-            };
-            let (headers, metadata) = match request.metadata_directive.clone() {
-                MetadataDirective::Copy => (source.headers.clone(), source.metadata.clone()),
-                MetadataDirective::Replace { headers, metadata } => (headers, metadata),
-            };
-            let tags = request.tags.clone().unwrap_or_else(|| source.tags.clone());
-            let request2 = request.clone();
-            let now = self.now();
-            let this = self.clone();
-            let result = self
-                .commit(move |txn| {
-                    // The source must not have changed since it was linked.
-                    let current = Self::resolve(
-                        txn,
-                        &request2.source_bucket,
-                        &request2.source_key,
-                        request2.source_version_id.as_deref(),
-                    )?;
-                    if current.seq != source.seq {
-                        return Ok((None, Vec::new()));
-                    }
-                    txn.on_commit(move || links.into_iter().for_each(Staged::keep));
-                    let segments = copy_chunks(txn, &source.segments, &linked)?;
-                    let new = NewObject {
-                        size: source.size,
-                        etag: source.etag.clone(),
-                        segments,
-                        parts: source.parts,
-                        headers,
-                        metadata,
-                        tags,
-                    };
-                    let mut freed = Vec::new();
-                    let out = this.install(
-                        txn,
-                        &request2.bucket,
-                        &request2.key,
-                        new,
-                        &request2.conditions,
-                        "ObjectCreated:Copy",
-                        now,
-                        &mut freed,
-                    )?;
-                    Ok((
-                        Some(CopyObjectOutput {
-                            etag: out.etag,
-                            last_modified: now,
-                            version_id: out.version_id,
-                            source_version_id: source.version_id.clone(),
-                        }),
-                        freed,
-                    ))
-                })
-                .await?;
-            if let Some(output) = result {
-                return Ok(output);
-            }
-        }
+        let (out, (source_version_id, last_modified)) = self
+            .copy_inner(Copy {
+                source_bucket: request.source_bucket,
+                source_key: request.source_key,
+                source_version_id: request.source_version_id,
+                source_conditions: request.source_conditions,
+                size_limit: Some(MAX_PUT_BYTES),
+                bucket: request.bucket,
+                key: request.key,
+                conditions: request.conditions,
+                metadata: match request.metadata_directive {
+                    MetadataDirective::Copy => None,
+                    MetadataDirective::Replace { headers, metadata } => Some((headers, metadata)),
+                },
+                tags: request.tags,
+                delete_source: false,
+            })
+            .await?;
+        Ok(CopyObjectOutput {
+            etag: out.etag,
+            last_modified,
+            version_id: out.version_id,
+            source_version_id,
+        })
     }
 
     /// Renames the current object `from` to `to` in one transaction (an extension: S3 has no
@@ -1004,57 +963,116 @@ impl ObjectService {
         if from == to {
             return Err(Error::invalid("Key", "a rename needs two different keys"));
         }
+        let (out, _) = self
+            .copy_inner(Copy {
+                source_bucket: bucket.to_owned(),
+                source_key: from.to_owned(),
+                source_version_id: None,
+                source_conditions: ReadConditions::default(),
+                size_limit: None,
+                bucket: bucket.to_owned(),
+                key: to.to_owned(),
+                conditions,
+                metadata: None,
+                tags: None,
+                delete_source: true,
+            })
+            .await?;
+        Ok(out)
+    }
+
+    /// Copies a version to a key without the body passing through the caller: file bodies are
+    /// hard-linked first, then one transaction checks that the source has not changed, copies
+    /// engine chunks, installs the copy and, for a rename, deletes the source. Answers the
+    /// copy's output with the source's version id and the copy's time.
+    async fn copy_inner(
+        &self,
+        copy: Copy,
+    ) -> Result<(PutObjectOutput, (Option<String>, Timestamp))> {
+        let copy = Arc::new(copy);
         let mut seen = None;
         loop {
             let snapshot = self.store.snapshot()?;
-            let source = Self::resolve(&snapshot, bucket, from, None)?;
+            let source = Self::resolve(
+                &snapshot,
+                &copy.source_bucket,
+                &copy.source_key,
+                copy.source_version_id.as_deref(),
+            )?;
+            check_read(&copy.source_conditions, &source, true)?;
+            if let Some(limit) = copy.size_limit
+                && source.size > limit
+            {
+                return Err(Error::InvalidArgument {
+                    code: "InvalidRequest",
+                    field: "CopySource",
+                    message: format!(
+                        "The specified copy source is larger than the maximum allowable size for a copy source: {limit}"
+                    ),
+                });
+            }
+            load_bucket(&snapshot, &copy.bucket)?;
             drop(snapshot);
             let Some((linked, links)) = self.data.link(&source.segments).await? else {
                 vanished(&mut seen, &source).await?;
                 continue;
             };
-            let (bucket2, from2, to2, conditions2) = (
-                bucket.to_owned(),
-                from.to_owned(),
-                to.to_owned(),
-                conditions.clone(),
-            );
-            let now = self.now();
-            let this = self.clone();
+            let (copy2, now, this) = (copy.clone(), self.now(), self.clone());
             let result = self
                 .commit(move |txn| {
-                    let current = Self::resolve(txn, &bucket2, &from2, None)?;
+                    let copy = copy2;
+                    // The source must not have changed since it was linked.
+                    let current = Self::resolve(
+                        txn,
+                        &copy.source_bucket,
+                        &copy.source_key,
+                        copy.source_version_id.as_deref(),
+                    )?;
                     if current.seq != source.seq {
                         return Ok((None, Vec::new()));
                     }
                     txn.on_commit(move || links.into_iter().for_each(Staged::keep));
                     let segments = copy_chunks(txn, &source.segments, &linked)?;
+                    let (headers, metadata) = copy
+                        .metadata
+                        .clone()
+                        .unwrap_or_else(|| (source.headers.clone(), source.metadata.clone()));
                     let new = NewObject {
                         size: source.size,
                         etag: source.etag.clone(),
                         segments,
                         parts: source.parts,
-                        headers: source.headers.clone(),
-                        metadata: source.metadata.clone(),
-                        tags: source.tags.clone(),
+                        headers,
+                        metadata,
+                        tags: copy.tags.clone().unwrap_or_else(|| source.tags.clone()),
                     };
                     let mut freed = Vec::new();
                     let out = this.install(
                         txn,
-                        &bucket2,
-                        &to2,
+                        &copy.bucket,
+                        &copy.key,
                         new,
-                        &conditions2,
+                        &copy.conditions,
                         "ObjectCreated:Copy",
                         now,
                         &mut freed,
                     )?;
-                    this.delete_in(txn, &bucket2, &from2, None, false, now, &mut freed)?;
-                    Ok((Some(out), freed))
+                    if copy.delete_source {
+                        this.delete_in(
+                            txn,
+                            &copy.source_bucket,
+                            &copy.source_key,
+                            None,
+                            false,
+                            now,
+                            &mut freed,
+                        )?;
+                    }
+                    Ok((Some((out, (source.version_id.clone(), now))), freed))
                 })
                 .await?;
-            if let Some(output) = result {
-                return Ok(output);
+            if let Some(done) = result {
+                return Ok(done);
             }
         }
     }

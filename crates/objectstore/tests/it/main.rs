@@ -5,4 +5,5 @@
 mod conformance;
 mod crash;
 mod harness;
+mod model;
 mod object_store_suite;

@@ -1,8 +1,8 @@
 //! cloudlet: the AWS serverless toolbox as embeddable Rust crates.
 //!
 //! This facade re-exports the foundation, [`cloudlet_core`], and each primitive crate behind a
-//! feature of the same name as it lands (`queue`, `kv`, `pubsub` and `objectstore` now;
-//! `stream`, `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
+//! feature of the same name as it lands (`queue`, `kv`, `pubsub`, `objectstore` and `stream` now;
+//! `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
 //! and one clock shared by every primitive. Everything runs inside your own tokio process, on
 //! an in-memory engine for tests or a durable on-disk engine (feature `redb`, on by default).
 //!
@@ -44,6 +44,8 @@ pub use cloudlet_objectstore as objectstore;
 pub use cloudlet_pubsub as pubsub;
 #[cfg(feature = "queue")]
 pub use cloudlet_queue as queue;
+#[cfg(feature = "stream")]
+pub use cloudlet_stream as stream;
 
 /// The primitives of one process, sharing one store and one clock.
 #[derive(Debug, Clone)]
@@ -58,6 +60,8 @@ pub struct Cloud {
     topics: cloudlet_pubsub::TopicService,
     #[cfg(feature = "objectstore")]
     buckets: cloudlet_objectstore::ObjectService,
+    #[cfg(feature = "stream")]
+    streams: cloudlet_stream::StreamService,
 }
 
 impl Cloud {
@@ -86,6 +90,8 @@ impl Cloud {
         Self {
             #[cfg(feature = "objectstore")]
             buckets,
+            #[cfg(feature = "stream")]
+            streams: cloudlet_stream::StreamService::new(store.clone(), clock.clone()),
             #[cfg(feature = "queue")]
             queues: cloudlet_queue::QueueService::new(store.clone(), clock.clone()),
             #[cfg(feature = "kv")]
@@ -124,6 +130,12 @@ impl Cloud {
     #[cfg(feature = "objectstore")]
     pub fn buckets(&self) -> &cloudlet_objectstore::ObjectService {
         &self.buckets
+    }
+
+    /// The streams (Kinesis).
+    #[cfg(feature = "stream")]
+    pub fn streams(&self) -> &cloudlet_stream::StreamService {
+        &self.streams
     }
 
     /// The queues (SQS).

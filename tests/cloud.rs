@@ -93,3 +93,29 @@ async fn object_events_land_in_a_queue_and_large_bodies_in_files() {
     assert_eq!(event["Records"][0]["s3"]["object"]["key"], "video.mp4");
     s3.shutdown().await;
 }
+
+#[cfg(feature = "stream")]
+#[tokio::test]
+async fn a_durable_cloud_keeps_its_streams_across_a_reopen() {
+    use cloudlet::Cloud;
+    use cloudlet::stream::{PutRecordsEntry, StartingPosition, Streams};
+
+    let dir = tempfile::tempdir().unwrap();
+    let put = {
+        let cloud = Cloud::builder().data_dir(dir.path()).build().unwrap();
+        cloud.streams().create_stream("clicks", 2).await.unwrap();
+        cloud
+            .streams()
+            .put_record("clicks", PutRecordsEntry::new("u1", "home"), None)
+            .await
+            .unwrap()
+    };
+    let cloud = Cloud::builder().data_dir(dir.path()).build().unwrap();
+    let it = cloud
+        .streams()
+        .get_shard_iterator("clicks", &put.shard_id, StartingPosition::TrimHorizon)
+        .await
+        .unwrap();
+    let got = cloud.streams().get_records(&it, None).await.unwrap();
+    assert_eq!(got.records[0].data, "home");
+}

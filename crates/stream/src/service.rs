@@ -1,0 +1,946 @@
+//! [`StreamService`]: streams, shards, puts, iterators and resharding over the engine.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use cloudlet_core::keys::{Tuple, TupleReader};
+use cloudlet_core::{
+    Direction, Durability, KeyRange, ReadView, SharedClock, Store, Timestamp, WriteTxn,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::hash::{hash_key, uniform_start};
+use crate::types::{
+    ChildShard, GetRecordsOutput, PutRecordOutput, PutRecordsEntry, PutRecordsOutput,
+    PutRecordsResult, Record, Shard, StartingPosition, StreamDescription, StreamMode,
+};
+
+/// Stream name → [`StreamRecord`].
+const KS_STREAMS: &str = "kinesis.streams";
+/// (stream id, shard index, sequence) → a record.
+const KS_RECORDS: &str = "kinesis.records";
+/// Counters: stream ids, and each stream's sequence.
+const KS_META: &str = "kinesis.meta";
+
+/// The most shards one stream may have open.
+pub const MAX_OPEN_SHARDS: usize = 500;
+/// The most records of one PutRecords request.
+pub const MAX_PUT_RECORDS: usize = 500;
+/// The largest record: data and partition key together.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// The largest PutRecords request.
+pub const MAX_PUT_RECORDS_BYTES: usize = 10 << 20;
+/// The most records one GetRecords returns.
+pub const MAX_GET_RECORDS: usize = 10_000;
+/// The most bytes one GetRecords returns.
+pub const MAX_GET_BYTES: usize = 10 << 20;
+/// How long a shard iterator stays valid.
+pub const ITERATOR_LIFETIME: Duration = Duration::from_secs(300);
+/// Retention: the default, the least and the most, in hours.
+pub const DEFAULT_RETENTION_HOURS: u32 = 24;
+const MIN_RETENTION_HOURS: u32 = 24;
+const MAX_RETENTION_HOURS: u32 = 8760;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ShardRecord {
+    index: u64,
+    /// Decimal strings: JSON numbers do not carry 128 bits.
+    start: String,
+    end: String,
+    parent: Option<u64>,
+    adjacent: Option<u64>,
+    /// Every record of the shard has a sequence above `first` ...
+    first: u64,
+    /// ... and, once the shard is closed, below `last`.
+    last: Option<u64>,
+}
+
+impl ShardRecord {
+    fn range(&self) -> (u128, u128) {
+        (
+            self.start.parse().unwrap_or(0),
+            self.end.parse().unwrap_or(u128::MAX),
+        )
+    }
+
+    fn is_open(&self) -> bool {
+        self.last.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StreamRecord {
+    id: u64,
+    created: Timestamp,
+    mode: StreamMode,
+    retention_hours: u32,
+    shards: Vec<ShardRecord>,
+}
+
+impl StreamRecord {
+    fn shard(&self, shard_id: &str, stream: &str) -> Result<&ShardRecord> {
+        parse_shard_id(shard_id)
+            .and_then(|index| self.shards.iter().find(|s| s.index == index))
+            .ok_or_else(|| Error::ResourceNotFound {
+                message: format!(
+                    "Shard {shard_id} in stream {stream} under account 000000000000 does not exist"
+                ),
+            })
+    }
+
+    fn open_shards(&self) -> Vec<&ShardRecord> {
+        let mut open: Vec<_> = self.shards.iter().filter(|s| s.is_open()).collect();
+        open.sort_by_key(|s| s.range().0);
+        open
+    }
+
+    fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_hours) * 3600)
+    }
+}
+
+/// What a shard iterator carries.
+#[derive(Debug, Serialize, Deserialize)]
+struct Iterator {
+    /// Stream id and name.
+    s: u64,
+    n: String,
+    /// Shard index.
+    h: u64,
+    /// The next sequence to read.
+    f: u64,
+    /// Issued at, in milliseconds.
+    t: u64,
+}
+
+fn shard_id(index: u64) -> String {
+    format!("shardId-{index:012}")
+}
+
+fn parse_shard_id(id: &str) -> Option<u64> {
+    id.strip_prefix("shardId-")
+        .filter(|d| d.len() == 12)
+        .and_then(|d| d.parse().ok())
+}
+
+/// Sequence numbers are 56-digit decimal strings, as Kinesis's are, so they compare as
+/// numbers and as strings alike.
+fn sequence_number(n: u64) -> String {
+    format!("49{n:054}")
+}
+
+fn parse_sequence_number(text: &str, field: &'static str) -> Result<u64> {
+    text.strip_prefix("49")
+        .filter(|d| d.len() == 54 && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| Error::invalid(field, format!("StartingSequenceNumber {text} used in GetShardIterator on shard is not a valid sequence number")))
+}
+
+fn record_key(stream: u64, shard: u64, n: u64) -> Bytes {
+    Tuple::new().u64(stream).u64(shard).u64(n).build()
+}
+
+fn shard_range(stream: u64, shard: u64, from: u64) -> KeyRange {
+    let end = Tuple::new().u64(stream).u64(shard + 1).build();
+    KeyRange::new(record_key(stream, shard, from)..end)
+}
+
+fn encode_record(arrival: Timestamp, partition_key: &str, data: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(10 + partition_key.len() + data.len());
+    out.put_u64(arrival.as_millis());
+    out.put_u16(partition_key.len() as u16);
+    out.put_slice(partition_key.as_bytes());
+    out.put_slice(data);
+    out.freeze()
+}
+
+fn decode_record(mut raw: Bytes) -> Result<(Timestamp, String, Bytes)> {
+    if raw.len() < 10 {
+        return Err(Error::corrupt(KS_RECORDS, "short record"));
+    }
+    let arrival = Timestamp::from_millis(raw.get_u64());
+    let len = usize::from(raw.get_u16());
+    if raw.len() < len {
+        return Err(Error::corrupt(KS_RECORDS, "short partition key"));
+    }
+    let key = raw.split_to(len);
+    let key = String::from_utf8(key.to_vec()).map_err(|e| Error::corrupt(KS_RECORDS, e))?;
+    Ok((arrival, key, raw))
+}
+
+fn not_found(stream: &str) -> Error {
+    Error::ResourceNotFound {
+        message: format!("Stream {stream} under account 000000000000 not found."),
+    }
+}
+
+fn validate_stream_name(name: &str) -> Result<()> {
+    let ok = (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "StreamName",
+            format!(
+                "Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length between 1 and 128"
+            ),
+        ))
+    }
+}
+
+fn parse_hash_key(text: &str, field: &'static str) -> Result<u128> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid(
+            field,
+            format!("{field} {text} is not a decimal integer in [0, 2^128 - 1]"),
+        ));
+    }
+    text.parse::<u128>()
+        .map_err(|_| Error::invalid(field, format!("{field} {text} is outside [0, 2^128 - 1]")))
+}
+
+/// Kinesis semantics over a [`Store`] and a [`SharedClock`]. Cheap to clone.
+#[derive(Clone)]
+pub struct StreamService {
+    store: Store,
+    clock: SharedClock,
+    region: String,
+}
+
+impl fmt::Debug for StreamService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamService")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+fn load(view: &impl ReadView, name: &str) -> Result<StreamRecord> {
+    let raw = view
+        .get(KS_STREAMS, name.as_bytes())?
+        .ok_or_else(|| not_found(name))?;
+    serde_json::from_slice(&raw).map_err(|e| Error::corrupt(KS_STREAMS, e))
+}
+
+fn save(txn: &mut WriteTxn<'_>, name: &str, record: &StreamRecord) {
+    let raw = serde_json::to_vec(record).unwrap_or_default();
+    txn.put(KS_STREAMS, name.as_bytes().to_vec(), raw);
+}
+
+fn next_seq(txn: &mut WriteTxn<'_>, stream: u64) -> Result<u64> {
+    Ok(txn.next_sequence(KS_META, &Tuple::new().u64(stream).build())?)
+}
+
+/// Closes `index` (no record after this point) and adds a child.
+fn close(txn: &mut WriteTxn<'_>, record: &mut StreamRecord, index: u64) -> Result<()> {
+    let last = next_seq(txn, record.id)?;
+    if let Some(shard) = record.shards.iter_mut().find(|s| s.index == index) {
+        shard.last = Some(last);
+    }
+    Ok(())
+}
+
+fn add_shard(
+    txn: &mut WriteTxn<'_>,
+    record: &mut StreamRecord,
+    (start, end): (u128, u128),
+    parent: Option<u64>,
+    adjacent: Option<u64>,
+) -> Result<u64> {
+    let index = record.shards.iter().map(|s| s.index + 1).max().unwrap_or(0);
+    let first = next_seq(txn, record.id)?;
+    record.shards.push(ShardRecord {
+        index,
+        start: start.to_string(),
+        end: end.to_string(),
+        parent,
+        adjacent,
+        first,
+        last: None,
+    });
+    Ok(index)
+}
+
+fn split(txn: &mut WriteTxn<'_>, record: &mut StreamRecord, index: u64, at: u128) -> Result<()> {
+    let (start, end) = record
+        .shards
+        .iter()
+        .find(|s| s.index == index)
+        .map(ShardRecord::range)
+        .ok_or_else(|| Error::corrupt(KS_STREAMS, "split of a missing shard"))?;
+    close(txn, record, index)?;
+    add_shard(txn, record, (start, at - 1), Some(index), None)?;
+    add_shard(txn, record, (at, end), Some(index), None)?;
+    Ok(())
+}
+
+fn merge(txn: &mut WriteTxn<'_>, record: &mut StreamRecord, a: u64, b: u64) -> Result<u64> {
+    let range = |i: u64| {
+        record
+            .shards
+            .iter()
+            .find(|s| s.index == i)
+            .map(ShardRecord::range)
+    };
+    let (ra, rb) = (range(a), range(b));
+    let (Some(ra), Some(rb)) = (ra, rb) else {
+        return Err(Error::corrupt(KS_STREAMS, "merge of a missing shard"));
+    };
+    close(txn, record, a)?;
+    close(txn, record, b)?;
+    add_shard(
+        txn,
+        record,
+        (ra.0.min(rb.0), ra.1.max(rb.1)),
+        Some(a),
+        Some(b),
+    )
+}
+
+impl StreamService {
+    /// The service over `store`, in region `us-east-1`, account `000000000000`.
+    pub fn new(store: Store, clock: SharedClock) -> Self {
+        Self {
+            store,
+            clock,
+            region: "us-east-1".to_owned(),
+        }
+    }
+
+    fn arn(&self, name: &str) -> String {
+        format!("arn:aws:kinesis:{}:000000000000:stream/{name}", self.region)
+    }
+
+    async fn update<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut WriteTxn<'_>, &mut StreamRecord) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let name = name.to_owned();
+        self.store
+            .write(Durability::Durable, move |txn| {
+                let mut record = load(txn, &name)?;
+                let out = f(txn, &mut record)?;
+                save(txn, &name, &record);
+                Ok(out)
+            })
+            .await
+    }
+
+    pub(crate) async fn create_stream_impl(
+        &self,
+        name: &str,
+        shard_count: Option<u32>,
+        mode: StreamMode,
+    ) -> Result<()> {
+        validate_stream_name(name)?;
+        let count = match (mode, shard_count) {
+            (StreamMode::OnDemand, None) => 4,
+            (StreamMode::OnDemand, Some(_)) => {
+                return Err(Error::invalid(
+                    "ShardCount",
+                    "ShardCount cannot be given for an ON_DEMAND stream",
+                ));
+            }
+            (StreamMode::Provisioned, None) => {
+                return Err(Error::invalid(
+                    "ShardCount",
+                    "ShardCount is required for a PROVISIONED stream",
+                ));
+            }
+            (StreamMode::Provisioned, Some(0)) => {
+                return Err(Error::invalid(
+                    "ShardCount",
+                    "Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1",
+                ));
+            }
+            (StreamMode::Provisioned, Some(n)) => n as usize,
+        };
+        if count > MAX_OPEN_SHARDS {
+            return Err(Error::LimitExceeded {
+                message: format!(
+                    "This request would exceed the shard limit for the account 000000000000 in us-east-1. Current shard count for the account: 0. Limit: {MAX_OPEN_SHARDS}. Number of additional shards that would have resulted from this request: {count}."
+                ),
+            });
+        }
+        let name = name.to_owned();
+        let now = self.clock.now();
+        self.store
+            .write(Durability::Durable, move |txn| {
+                if txn.get(KS_STREAMS, name.as_bytes())?.is_some() {
+                    return Err(Error::ResourceInUse {
+                        message: format!(
+                            "Stream {name} under account 000000000000 already exists."
+                        ),
+                    });
+                }
+                let id = txn.next_sequence(KS_META, b"streams")?;
+                let mut record = StreamRecord {
+                    id,
+                    created: now,
+                    mode,
+                    retention_hours: DEFAULT_RETENTION_HOURS,
+                    shards: Vec::new(),
+                };
+                let n = count as u128;
+                for i in 0..n {
+                    let start = uniform_start(i, n);
+                    let end = if i + 1 == n {
+                        u128::MAX
+                    } else {
+                        uniform_start(i + 1, n) - 1
+                    };
+                    add_shard(txn, &mut record, (start, end), None, None)?;
+                }
+                save(txn, &name, &record);
+                Ok(())
+            })
+            .await
+    }
+
+    pub(crate) async fn delete_stream_impl(&self, name: &str) -> Result<()> {
+        let key = name.to_owned();
+        let id = self
+            .store
+            .write(Durability::Durable, move |txn| {
+                let record = load(txn, &key)?;
+                txn.delete(KS_STREAMS, key.into_bytes());
+                Ok::<_, Error>(record.id)
+            })
+            .await?;
+        // The records go in batches; a new stream of the same name has another id.
+        loop {
+            let done = self
+                .store
+                .write(Durability::Durable, move |txn| {
+                    let prefix = KeyRange::prefix(Tuple::new().u64(id).build());
+                    let keys: Vec<Bytes> = txn
+                        .range(KS_RECORDS, &prefix, Direction::Forward)?
+                        .take(10_000)
+                        .map(|e| e.map(|(k, _)| k))
+                        .collect::<cloudlet_core::Result<_>>()?;
+                    let done = keys.len() < 10_000;
+                    for key in keys {
+                        txn.delete(KS_RECORDS, key);
+                    }
+                    Ok::<_, Error>(done)
+                })
+                .await?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    pub(crate) fn describe_impl(&self, name: &str) -> Result<StreamDescription> {
+        let record = load(&self.store.snapshot()?, name)?;
+        Ok(StreamDescription {
+            stream_name: name.to_owned(),
+            stream_arn: self.arn(name),
+            stream_status: "ACTIVE".to_owned(),
+            mode: record.mode,
+            retention_period_hours: record.retention_hours,
+            shards: record.shards.iter().map(public_shard).collect(),
+            created: record.created,
+        })
+    }
+
+    pub(crate) fn list_streams_impl(&self) -> Result<Vec<String>> {
+        let snapshot = self.store.snapshot()?;
+        snapshot
+            .range(KS_STREAMS, &KeyRange::all(), Direction::Forward)?
+            .map(|e| {
+                e.map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+                    .map_err(Error::from)
+            })
+            .collect()
+    }
+
+    pub(crate) async fn set_retention(&self, name: &str, hours: u32, increase: bool) -> Result<()> {
+        if !(MIN_RETENTION_HOURS..=MAX_RETENTION_HOURS).contains(&hours) {
+            return Err(Error::invalid(
+                "RetentionPeriodHours",
+                format!(
+                    "Minimum allowed retention period is {MIN_RETENTION_HOURS} hours. Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is outside this range."
+                ),
+            ));
+        }
+        let stream = name.to_owned();
+        self.update(name, move |_, record| {
+            let current = record.retention_hours;
+            if increase && hours < current {
+                return Err(Error::invalid("RetentionPeriodHours", format!("Requested retention period ({hours} hours) for stream {stream} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API.")));
+            }
+            if !increase && hours > current {
+                return Err(Error::invalid("RetentionPeriodHours", format!("Requested retention period ({hours} hours) for stream {stream} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API.")));
+            }
+            record.retention_hours = hours;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn put_records_impl(
+        &self,
+        name: &str,
+        entries: Vec<PutRecordsEntry>,
+    ) -> Result<PutRecordsOutput> {
+        if entries.is_empty() || entries.len() > MAX_PUT_RECORDS {
+            return Err(Error::invalid(
+                "Records",
+                format!(
+                    "Records must hold between 1 and {MAX_PUT_RECORDS} entries, not {}",
+                    entries.len()
+                ),
+            ));
+        }
+        let mut total = 0;
+        let mut hashes = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let chars = entry.partition_key.chars().count();
+            if !(1..=256).contains(&chars) {
+                return Err(Error::invalid(
+                    "PartitionKey",
+                    format!(
+                        "Value at 'partitionKey' failed to satisfy constraint: Member must have length between 1 and 256 ({chars} characters)"
+                    ),
+                ));
+            }
+            let size = entry.data.len() + entry.partition_key.len();
+            if size > MAX_RECORD_BYTES {
+                return Err(Error::invalid(
+                    "Data",
+                    format!(
+                        "A record's data and partition key together are {size} bytes; the limit is {MAX_RECORD_BYTES}"
+                    ),
+                ));
+            }
+            total += size;
+            hashes.push(match &entry.explicit_hash_key {
+                Some(text) => parse_hash_key(text, "ExplicitHashKey")?,
+                None => hash_key(&entry.partition_key),
+            });
+        }
+        if total > MAX_PUT_RECORDS_BYTES {
+            return Err(Error::invalid(
+                "Records",
+                format!("The request is {total} bytes; the limit is {MAX_PUT_RECORDS_BYTES}"),
+            ));
+        }
+        let now = self.clock.now();
+        let name = name.to_owned();
+        self.store
+            .write(Durability::Durable, move |txn| {
+                let record = load(txn, &name)?;
+                let open = record.open_shards();
+                let mut out = Vec::with_capacity(entries.len());
+                for (entry, hash) in entries.iter().zip(hashes) {
+                    let at = open.partition_point(|s| s.range().1 < hash);
+                    let shard = open.get(at).ok_or_else(|| {
+                        Error::corrupt(KS_STREAMS, "the open shards do not tile the hash range")
+                    })?;
+                    let n = next_seq(txn, record.id)?;
+                    txn.put(
+                        KS_RECORDS,
+                        record_key(record.id, shard.index, n),
+                        encode_record(now, &entry.partition_key, &entry.data),
+                    );
+                    out.push(PutRecordsResult::Ok(PutRecordOutput {
+                        shard_id: shard_id(shard.index),
+                        sequence_number: sequence_number(n),
+                    }));
+                }
+                Ok(PutRecordsOutput {
+                    failed_record_count: 0,
+                    records: out,
+                })
+            })
+            .await
+    }
+
+    pub(crate) fn shard_iterator_impl(
+        &self,
+        name: &str,
+        shard: &str,
+        position: StartingPosition,
+    ) -> Result<String> {
+        let snapshot = self.store.snapshot()?;
+        let record = load(&snapshot, name)?;
+        let s = record.shard(shard, name)?;
+        let now = self.clock.now();
+        let in_shard = |n: u64, field| {
+            if n < s.first || s.last.is_some_and(|last| n >= last) {
+                Err(Error::invalid(
+                    field,
+                    format!(
+                        "StartingSequenceNumber {} used in GetShardIterator on shard {shard} in stream {name} under account 000000000000 is invalid because it did not come from this stream.",
+                        sequence_number(n)
+                    ),
+                ))
+            } else {
+                Ok(n)
+            }
+        };
+        let latest = || -> Result<u64> {
+            let last = snapshot
+                .range(
+                    KS_RECORDS,
+                    &shard_range(record.id, s.index, 0),
+                    Direction::Reverse,
+                )?
+                .next()
+                .transpose()?;
+            Ok(match last {
+                Some((key, _)) => record_n(&key)? + 1,
+                None => s.first + 1,
+            })
+        };
+        let from = match position {
+            StartingPosition::TrimHorizon => 0,
+            StartingPosition::Latest => latest()?,
+            StartingPosition::AtSequenceNumber(text) => in_shard(
+                parse_sequence_number(&text, "StartingSequenceNumber")?,
+                "StartingSequenceNumber",
+            )?,
+            StartingPosition::AfterSequenceNumber(text) => {
+                in_shard(
+                    parse_sequence_number(&text, "StartingSequenceNumber")?,
+                    "StartingSequenceNumber",
+                )? + 1
+            }
+            StartingPosition::AtTimestamp(at) => {
+                let mut found = None;
+                for entry in snapshot.range(
+                    KS_RECORDS,
+                    &shard_range(record.id, s.index, 0),
+                    Direction::Forward,
+                )? {
+                    let (key, raw) = entry?;
+                    if decode_record(raw)?.0 >= at {
+                        found = Some(record_n(&key)?);
+                        break;
+                    }
+                }
+                match found {
+                    Some(n) => n,
+                    None => latest()?,
+                }
+            }
+        };
+        Ok(encode_iterator(&Iterator {
+            s: record.id,
+            n: name.to_owned(),
+            h: s.index,
+            f: from,
+            t: now.as_millis(),
+        }))
+    }
+
+    pub(crate) fn get_records_impl(
+        &self,
+        iterator: &str,
+        limit: Option<usize>,
+    ) -> Result<GetRecordsOutput> {
+        let limit = limit.unwrap_or(MAX_GET_RECORDS);
+        if !(1..=MAX_GET_RECORDS).contains(&limit) {
+            return Err(Error::invalid(
+                "Limit",
+                format!(
+                    "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {MAX_GET_RECORDS}"
+                ),
+            ));
+        }
+        let it = decode_iterator(iterator)?;
+        let now = self.clock.now();
+        let issued = Timestamp::from_millis(it.t);
+        if now.saturating_duration_since(issued) > ITERATOR_LIFETIME {
+            return Err(Error::ExpiredIterator {
+                message: format!(
+                    "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of 300000 milliseconds.",
+                    issued.iso8601(),
+                    now.iso8601()
+                ),
+            });
+        }
+        let snapshot = self.store.snapshot()?;
+        let record = load(&snapshot, &it.n)?;
+        if record.id != it.s {
+            return Err(not_found(&it.n));
+        }
+        let shard = record
+            .shards
+            .iter()
+            .find(|s| s.index == it.h)
+            .ok_or_else(|| Error::invalid("ShardIterator", "Invalid ShardIterator."))?;
+        let cutoff = now.saturating_sub(record.retention());
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        let mut next_from = it.f;
+        let mut behind = 0;
+        let mut more = false;
+        for entry in snapshot.range(
+            KS_RECORDS,
+            &shard_range(record.id, shard.index, it.f),
+            Direction::Forward,
+        )? {
+            let (key, raw) = entry?;
+            let n = record_n(&key)?;
+            let (arrival, partition_key, data) = decode_record(raw)?;
+            if arrival < cutoff {
+                next_from = n + 1;
+                continue;
+            }
+            if records.len() == limit || (bytes + data.len() > MAX_GET_BYTES && !records.is_empty())
+            {
+                behind = now.saturating_duration_since(arrival).as_millis() as u64;
+                more = true;
+                break;
+            }
+            bytes += data.len();
+            next_from = n + 1;
+            records.push(Record {
+                sequence_number: sequence_number(n),
+                approximate_arrival_timestamp: arrival,
+                data,
+                partition_key,
+            });
+        }
+        let at_end = !more && shard.last.is_some();
+        let child_shards = if at_end {
+            record
+                .shards
+                .iter()
+                .filter(|c| c.parent == Some(shard.index) || c.adjacent == Some(shard.index))
+                .map(|c| ChildShard {
+                    shard_id: shard_id(c.index),
+                    parent_shards: c
+                        .parent
+                        .into_iter()
+                        .chain(c.adjacent)
+                        .map(shard_id)
+                        .collect(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(GetRecordsOutput {
+            records,
+            next_shard_iterator: (!at_end).then(|| {
+                encode_iterator(&Iterator {
+                    s: it.s,
+                    n: it.n.clone(),
+                    h: it.h,
+                    f: next_from,
+                    t: now.as_millis(),
+                })
+            }),
+            millis_behind_latest: behind,
+            child_shards,
+        })
+    }
+
+    pub(crate) async fn split_shard_impl(
+        &self,
+        name: &str,
+        shard: &str,
+        new_starting_hash_key: &str,
+    ) -> Result<()> {
+        let at = parse_hash_key(new_starting_hash_key, "NewStartingHashKey")?;
+        let (stream, shard) = (name.to_owned(), shard.to_owned());
+        self.update(name, move |txn, record| {
+            let s = record.shard(&shard, &stream)?.clone();
+            if !s.is_open() {
+                return Err(not_eligible(&shard, &stream));
+            }
+            let (start, end) = s.range();
+            if at <= start || at > end {
+                return Err(Error::invalid("NewStartingHashKey", format!("NewStartingHashKey {at} used in SplitShard() on shard {shard} in stream {stream} under account 000000000000 is not both greater than one plus the shard's StartingHashKey {start} and less than the shard's EndingHashKey {end}.")));
+            }
+            if record.open_shards().len() + 1 > MAX_OPEN_SHARDS {
+                return Err(Error::LimitExceeded {
+                    message: format!("the stream would have more than {MAX_OPEN_SHARDS} open shards"),
+                });
+            }
+            split(txn, record, s.index, at)
+        })
+        .await
+    }
+
+    pub(crate) async fn merge_shards_impl(
+        &self,
+        name: &str,
+        shard: &str,
+        adjacent: &str,
+    ) -> Result<()> {
+        let (stream, a, b) = (name.to_owned(), shard.to_owned(), adjacent.to_owned());
+        self.update(name, move |txn, record| {
+            let sa = record.shard(&a, &stream)?.clone();
+            let sb = record.shard(&b, &stream)?.clone();
+            for (s, id) in [(&sa, &a), (&sb, &b)] {
+                if !s.is_open() {
+                    return Err(not_eligible(id, &stream));
+                }
+            }
+            let (ra, rb) = (sa.range(), sb.range());
+            let adjacent = ra.1.checked_add(1) == Some(rb.0) || rb.1.checked_add(1) == Some(ra.0);
+            if !adjacent {
+                return Err(Error::invalid("AdjacentShardToMerge", format!("Shards {a} and {b} in stream {stream} under account 000000000000 are not an adjacent pair of shards eligible for merging")));
+            }
+            merge(txn, record, sa.index, sb.index).map(|_| ())
+        })
+        .await
+    }
+
+    pub(crate) async fn update_shard_count_impl(&self, name: &str, target: u32) -> Result<()> {
+        let target = target as usize;
+        if target == 0 {
+            return Err(Error::invalid(
+                "TargetShardCount",
+                "Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value greater than or equal to 1",
+            ));
+        }
+        self.update(name, move |txn, record| {
+            let open = record.open_shards().len();
+            if target > open * 2 || target * 2 < open || target > MAX_OPEN_SHARDS {
+                return Err(Error::LimitExceeded {
+                    message: format!("UpdateShardCount from {open} to {target} shards: the target must be between half and double the current count, and at most {MAX_OPEN_SHARDS}"),
+                });
+            }
+            // As Kinesis does it: splits at every new boundary, then merges of what falls
+            // within one new shard, so every step keeps a parent and an adjacent parent at most.
+            let n = target as u128;
+            let boundaries: Vec<u128> = (1..n).map(|i| uniform_start(i, n)).collect();
+            for &b in &boundaries {
+                let inside = record.open_shards().into_iter().find(|s| {
+                    let (start, end) = s.range();
+                    start < b && b <= end
+                });
+                if let Some(s) = inside.map(|s| s.index) {
+                    split(txn, record, s, b)?;
+                }
+            }
+            for i in 0..n {
+                let start = uniform_start(i, n);
+                let end = if i + 1 == n { u128::MAX } else { uniform_start(i + 1, n) - 1 };
+                loop {
+                    let pieces: Vec<u64> = record
+                        .open_shards()
+                        .into_iter()
+                        .filter(|s| {
+                            let (a, b) = s.range();
+                            a >= start && b <= end
+                        })
+                        .map(|s| s.index)
+                        .collect();
+                    if pieces.len() < 2 {
+                        break;
+                    }
+                    merge(txn, record, pieces[0], pieces[1])?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes every record older than its stream's retention. Reads never return such
+    /// records either way; this frees their space.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    pub async fn trim_expired(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut removed = 0;
+        for name in self.list_streams_impl()? {
+            let Ok(record) = load(&self.store.snapshot()?, &name) else {
+                continue;
+            };
+            let cutoff = now.saturating_sub(record.retention());
+            for shard in &record.shards {
+                let (id, index) = (record.id, shard.index);
+                loop {
+                    let (count, more) = self
+                        .store
+                        .write(Durability::Durable, move |txn| {
+                            let mut keys = Vec::new();
+                            let mut more = false;
+                            for entry in txn.range(
+                                KS_RECORDS,
+                                &shard_range(id, index, 0),
+                                Direction::Forward,
+                            )? {
+                                let (key, raw) = entry?;
+                                if decode_record(raw)?.0 >= cutoff {
+                                    break;
+                                }
+                                keys.push(key);
+                                if keys.len() == 10_000 {
+                                    more = true;
+                                    break;
+                                }
+                            }
+                            let count = keys.len();
+                            for key in keys {
+                                txn.delete(KS_RECORDS, key);
+                            }
+                            Ok::<_, Error>((count, more))
+                        })
+                        .await?;
+                    removed += count;
+                    if !more {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn not_eligible(shard: &str, stream: &str) -> Error {
+    Error::invalid(
+        "ShardToSplit",
+        format!(
+            "Shard {shard} in stream {stream} under account 000000000000 has already been merged or split, and thus is not eligible for merging or splitting."
+        ),
+    )
+}
+
+fn record_n(key: &[u8]) -> Result<u64> {
+    let mut reader = TupleReader::new(key);
+    reader.u64()?;
+    reader.u64()?;
+    Ok(reader.u64()?)
+}
+
+fn public_shard(s: &ShardRecord) -> Shard {
+    Shard {
+        shard_id: shard_id(s.index),
+        parent_shard_id: s.parent.map(shard_id),
+        adjacent_parent_shard_id: s.adjacent.map(shard_id),
+        starting_hash_key: s.start.clone(),
+        ending_hash_key: s.end.clone(),
+        starting_sequence_number: sequence_number(s.first),
+        ending_sequence_number: s.last.map(sequence_number),
+    }
+}
+
+fn encode_iterator(it: &Iterator) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(it).unwrap_or_default())
+}
+
+fn decode_iterator(text: &str) -> Result<Iterator> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .ok_or_else(|| Error::invalid("ShardIterator", "Invalid ShardIterator."))
+}

@@ -1,0 +1,804 @@
+//! The Kinesis conformance suite: each check runs on the memory and the redb engine.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use cloudlet_core::engine::RedbEngine;
+use cloudlet_core::{Clock, ManualClock, Store};
+use cloudlet_stream::{
+    Error, PutRecordsEntry, PutRecordsResult, Shard, StartingPosition, StreamMode, StreamService,
+    Streams, hash_key,
+};
+use tempfile::TempDir;
+
+pub struct Harness {
+    pub kinesis: StreamService,
+    pub clock: ManualClock,
+    store: Store,
+    dir: Option<TempDir>,
+}
+
+impl Harness {
+    fn memory() -> Self {
+        let clock = ManualClock::starting_2025();
+        let store = Store::memory();
+        Self {
+            kinesis: StreamService::new(store.clone(), clock.shared()),
+            clock,
+            store,
+            dir: None,
+        }
+    }
+
+    fn redb() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::starting_2025();
+        let store = Store::new(RedbEngine::open(dir.path()).unwrap());
+        Self {
+            kinesis: StreamService::new(store.clone(), clock.shared()),
+            clock,
+            store,
+            dir: Some(dir),
+        }
+    }
+
+    async fn restart(mut self) -> Self {
+        let store = match &self.dir {
+            Some(dir) => {
+                let old = std::mem::replace(&mut self.store, Store::memory());
+                drop(self.kinesis);
+                old.close().await;
+                Store::new(RedbEngine::open(dir.path()).unwrap())
+            }
+            None => self.store.clone(),
+        };
+        Self {
+            kinesis: StreamService::new(store.clone(), self.clock.shared()),
+            clock: self.clock,
+            store,
+            dir: self.dir,
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($engine:ident, $open:expr) => {
+        mod $engine {
+            use super::*;
+            conformance!(@tests $open;
+                streams_are_created_described_listed_and_deleted,
+                partition_keys_route_by_md5,
+                sequence_numbers_increase_and_compare,
+                iterators_of_every_kind,
+                get_records_pages_and_reports_lag,
+                iterators_expire_after_five_minutes,
+                retention_hides_and_trims_old_records,
+                rejected_puts_write_nothing,
+                split_closes_the_parent_and_names_its_children,
+                merges_take_adjacent_open_shards,
+                update_shard_count_scales_uniformly,
+                records_survive_a_restart,
+            );
+        }
+    };
+    (@tests $open:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                checks::$check($open).await
+            }
+        )*
+    };
+}
+
+conformance!(memory, Harness::memory());
+conformance!(redb, Harness::redb());
+
+fn open(shards: &[Shard]) -> Vec<&Shard> {
+    let mut open: Vec<_> = shards.iter().filter(|s| s.is_open()).collect();
+    open.sort_by_key(|s| s.starting_hash_key.parse::<u128>().unwrap());
+    open
+}
+
+/// The open shards cover 0..=2^128-1 without gap or overlap.
+fn assert_tiles(shards: &[Shard]) {
+    let open = open(shards);
+    let mut next = 0u128;
+    for (i, s) in open.iter().enumerate() {
+        assert_eq!(
+            s.starting_hash_key.parse::<u128>().unwrap(),
+            next,
+            "{shards:#?}"
+        );
+        let end: u128 = s.ending_hash_key.parse().unwrap();
+        if i + 1 == open.len() {
+            assert_eq!(end, u128::MAX);
+        } else {
+            next = end + 1;
+        }
+    }
+}
+
+fn shard_for(shards: &[Shard], hash: u128) -> String {
+    open(shards)
+        .into_iter()
+        .find(|s| {
+            s.starting_hash_key.parse::<u128>().unwrap() <= hash
+                && hash <= s.ending_hash_key.parse::<u128>().unwrap()
+        })
+        .unwrap()
+        .shard_id
+        .clone()
+}
+
+async fn read_all(h: &Harness, stream: &str, shard: &str) -> Vec<(String, Bytes)> {
+    let mut it = h
+        .kinesis
+        .get_shard_iterator(stream, shard, StartingPosition::TrimHorizon)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    loop {
+        let got = h.kinesis.get_records(&it, Some(100)).await.unwrap();
+        let empty = got.records.is_empty();
+        out.extend(got.records.into_iter().map(|r| (r.partition_key, r.data)));
+        match got.next_shard_iterator {
+            Some(next) if !empty => it = next,
+            _ => return out,
+        }
+    }
+}
+
+mod checks {
+    use super::*;
+
+    pub async fn streams_are_created_described_listed_and_deleted(h: Harness) {
+        h.kinesis.create_stream("orders", 3).await.unwrap();
+        let d = h.kinesis.describe_stream("orders").await.unwrap();
+        assert_eq!(
+            d.stream_arn,
+            "arn:aws:kinesis:us-east-1:000000000000:stream/orders"
+        );
+        assert_eq!(
+            (d.stream_status.as_str(), d.retention_period_hours, d.mode),
+            ("ACTIVE", 24, StreamMode::Provisioned)
+        );
+        let ids: Vec<_> = d.shards.iter().map(|s| s.shard_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "shardId-000000000000",
+                "shardId-000000000001",
+                "shardId-000000000002"
+            ]
+        );
+        assert_eq!(
+            d.shards[1].starting_hash_key,
+            "113427455640312821154458202477256070485"
+        );
+        assert_eq!(
+            d.shards[0].ending_hash_key,
+            "113427455640312821154458202477256070484"
+        );
+        assert_eq!(d.shards[2].ending_hash_key, u128::MAX.to_string());
+        assert!(
+            d.shards
+                .iter()
+                .all(|s| s.is_open() && s.parent_shard_id.is_none())
+        );
+        assert_tiles(&d.shards);
+
+        let again = h.kinesis.create_stream("orders", 1).await.unwrap_err();
+        assert_eq!(again.code(), "ResourceInUseException");
+        for bad in ["", "has space", &"x".repeat(129)] {
+            assert_eq!(
+                h.kinesis.create_stream(bad, 1).await.unwrap_err().code(),
+                "InvalidArgumentException",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            h.kinesis.create_stream("zero", 0).await.unwrap_err().code(),
+            "InvalidArgumentException"
+        );
+        assert_eq!(
+            h.kinesis
+                .create_stream("huge", 501)
+                .await
+                .unwrap_err()
+                .code(),
+            "LimitExceededException"
+        );
+        h.kinesis.create_on_demand_stream("auto").await.unwrap();
+        let auto = h.kinesis.describe_stream("auto").await.unwrap();
+        assert_eq!((auto.mode, auto.shards.len()), (StreamMode::OnDemand, 4));
+        assert_eq!(h.kinesis.list_streams().await.unwrap(), ["auto", "orders"]);
+
+        h.kinesis
+            .put_record("orders", PutRecordsEntry::new("k", "v"), None)
+            .await
+            .unwrap();
+        h.kinesis.delete_stream("orders").await.unwrap();
+        let gone = h.kinesis.describe_stream("orders").await.unwrap_err();
+        assert!(matches!(gone, Error::ResourceNotFound { .. }));
+        assert_eq!(
+            h.kinesis.delete_stream("orders").await.unwrap_err().code(),
+            "ResourceNotFoundException"
+        );
+        // A new stream of the same name starts empty.
+        h.kinesis.create_stream("orders", 1).await.unwrap();
+        assert!(
+            read_all(&h, "orders", "shardId-000000000000")
+                .await
+                .is_empty()
+        );
+    }
+
+    pub async fn partition_keys_route_by_md5(h: Harness) {
+        // MD5s computed independently (Python's hashlib), read big-endian.
+        for (key, want) in [
+            ("a", 16_955_237_001_963_240_173_058_271_559_858_726_497u128),
+            (
+                "user-1",
+                285_573_413_173_782_752_570_879_317_399_258_818_820,
+            ),
+            (
+                "partition-key-42",
+                83_989_209_188_138_350_449_592_802_230_066_768_018,
+            ),
+            ("é", 136_732_923_097_551_493_579_404_309_126_273_812_335),
+        ] {
+            assert_eq!(hash_key(key), want, "{key}");
+        }
+        h.kinesis.create_stream("s", 4).await.unwrap();
+        let shards = h.kinesis.list_shards("s").await.unwrap();
+        for key in ["a", "user-1", "partition-key-42", "é", "another"] {
+            let put = h
+                .kinesis
+                .put_record("s", PutRecordsEntry::new(key, "x"), None)
+                .await
+                .unwrap();
+            assert_eq!(put.shard_id, shard_for(&shards, hash_key(key)), "{key}");
+        }
+        let low = h
+            .kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("k", "x").with_explicit_hash_key("0"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(low.shard_id, "shardId-000000000000");
+        let high = h
+            .kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("k", "x").with_explicit_hash_key(u128::MAX.to_string()),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(high.shard_id, "shardId-000000000003");
+        for bad in ["-1", "1e5", "", "340282366920938463463374607431768211456"] {
+            let err = h
+                .kinesis
+                .put_record(
+                    "s",
+                    PutRecordsEntry::new("k", "x").with_explicit_hash_key(bad),
+                    None,
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidArgument {
+                        field: "ExplicitHashKey",
+                        ..
+                    }
+                ),
+                "{bad}: {err:?}"
+            );
+        }
+    }
+
+    pub async fn sequence_numbers_increase_and_compare(h: Harness) {
+        h.kinesis.create_stream("s", 2).await.unwrap();
+        let entries = (0..50)
+            .map(|i| PutRecordsEntry::new(format!("k{}", i % 5), format!("{i}")))
+            .collect();
+        let out = h.kinesis.put_records("s", entries).await.unwrap();
+        assert_eq!(out.failed_record_count, 0);
+        let seqs: Vec<String> = out
+            .records
+            .iter()
+            .map(|r| match r {
+                PutRecordsResult::Ok(put) => put.sequence_number.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        for pair in seqs.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert_eq!(pair[0].len(), 56);
+            // Equal lengths: string order is numeric order.
+            assert_eq!(pair[0].len(), pair[1].len());
+            assert!(pair[0].bytes().all(|b| b.is_ascii_digit()));
+        }
+        let ordered = h
+            .kinesis
+            .put_record("s", PutRecordsEntry::new("k0", "x"), Some(&seqs[49]))
+            .await
+            .unwrap();
+        assert!(ordered.sequence_number > seqs[49]);
+        let bad = h
+            .kinesis
+            .put_record("s", PutRecordsEntry::new("k0", "x"), Some("abc"))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), "InvalidArgumentException");
+    }
+
+    pub async fn iterators_of_every_kind(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        let shard = "shardId-000000000000";
+        let mut seqs = Vec::new();
+        for i in 0..5 {
+            seqs.push(
+                h.kinesis
+                    .put_record("s", PutRecordsEntry::new("k", format!("r{i}")), None)
+                    .await
+                    .unwrap()
+                    .sequence_number,
+            );
+            h.clock.advance(Duration::from_secs(10));
+        }
+        let data = |position| async {
+            let it = h
+                .kinesis
+                .get_shard_iterator("s", shard, position)
+                .await
+                .unwrap();
+            let got = h.kinesis.get_records(&it, None).await.unwrap();
+            got.records
+                .into_iter()
+                .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            data(StartingPosition::TrimHorizon).await,
+            ["r0", "r1", "r2", "r3", "r4"]
+        );
+        assert_eq!(
+            data(StartingPosition::AtSequenceNumber(seqs[2].clone())).await,
+            ["r2", "r3", "r4"]
+        );
+        assert_eq!(
+            data(StartingPosition::AfterSequenceNumber(seqs[2].clone())).await,
+            ["r3", "r4"]
+        );
+        let t2 = cloudlet_core::Timestamp::from_secs(h.clock.now().as_secs() - 30);
+        assert_eq!(
+            data(StartingPosition::AtTimestamp(t2)).await,
+            ["r2", "r3", "r4"]
+        );
+        assert!(
+            data(StartingPosition::AtTimestamp(h.clock.now()))
+                .await
+                .is_empty()
+        );
+        let latest = h
+            .kinesis
+            .get_shard_iterator("s", shard, StartingPosition::Latest)
+            .await
+            .unwrap();
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "r5"), None)
+            .await
+            .unwrap();
+        let got = h.kinesis.get_records(&latest, None).await.unwrap();
+        assert_eq!(got.records.len(), 1);
+        assert_eq!(got.records[0].data, "r5");
+        assert_eq!(got.records[0].partition_key, "k");
+
+        let bad = h
+            .kinesis
+            .get_shard_iterator("s", shard, StartingPosition::AtSequenceNumber("12".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), "InvalidArgumentException");
+        let missing = h
+            .kinesis
+            .get_shard_iterator("s", "shardId-000000000009", StartingPosition::Latest)
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), "ResourceNotFoundException");
+        let no_stream = h
+            .kinesis
+            .get_shard_iterator("nope", shard, StartingPosition::Latest)
+            .await
+            .unwrap_err();
+        assert_eq!(no_stream.code(), "ResourceNotFoundException");
+        assert_eq!(
+            h.kinesis
+                .get_records("garbage", None)
+                .await
+                .unwrap_err()
+                .code(),
+            "InvalidArgumentException"
+        );
+    }
+
+    pub async fn get_records_pages_and_reports_lag(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        for i in 0..5 {
+            h.kinesis
+                .put_record("s", PutRecordsEntry::new("k", format!("{i}")), None)
+                .await
+                .unwrap();
+        }
+        h.clock.advance(Duration::from_secs(2));
+        let mut it = h
+            .kinesis
+            .get_shard_iterator("s", "shardId-000000000000", StartingPosition::TrimHorizon)
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let got = h.kinesis.get_records(&it, Some(2)).await.unwrap();
+            if got.records.is_empty() {
+                assert_eq!(got.millis_behind_latest, 0);
+                break;
+            }
+            if seen.len() + got.records.len() < 5 {
+                assert_eq!(got.millis_behind_latest, 2000);
+            }
+            seen.extend(got.records.into_iter().map(|r| r.data));
+            it = got.next_shard_iterator.unwrap();
+        }
+        assert_eq!(seen, ["0", "1", "2", "3", "4"]);
+        for limit in [0, 10_001] {
+            let err = h.kinesis.get_records(&it, Some(limit)).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument { field: "Limit", .. }));
+        }
+    }
+
+    pub async fn iterators_expire_after_five_minutes(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        let it = h
+            .kinesis
+            .get_shard_iterator("s", "shardId-000000000000", StartingPosition::TrimHorizon)
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(300));
+        let got = h.kinesis.get_records(&it, None).await.unwrap();
+        h.clock.advance(Duration::from_millis(300_001));
+        let err = h.kinesis.get_records(&it, None).await.unwrap_err();
+        assert_eq!(err.code(), "ExpiredIteratorException");
+        // The iterator a read returns lives five minutes from that read.
+        assert_eq!(
+            h.kinesis
+                .get_records(&got.next_shard_iterator.unwrap(), None)
+                .await
+                .unwrap_err()
+                .code(),
+            "ExpiredIteratorException"
+        );
+        let fresh = h
+            .kinesis
+            .get_shard_iterator("s", "shardId-000000000000", StartingPosition::TrimHorizon)
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(299));
+        let next = h
+            .kinesis
+            .get_records(&fresh, None)
+            .await
+            .unwrap()
+            .next_shard_iterator
+            .unwrap();
+        h.clock.advance(Duration::from_secs(299));
+        assert!(h.kinesis.get_records(&next, None).await.is_ok());
+    }
+
+    pub async fn retention_hides_and_trims_old_records(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        for i in 0..3 {
+            h.kinesis
+                .put_record("s", PutRecordsEntry::new("k", format!("old{i}")), None)
+                .await
+                .unwrap();
+        }
+        h.clock.advance(Duration::from_secs(23 * 3600));
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "new"), None)
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(3600 + 1));
+        let data: Vec<_> = read_all(&h, "s", "shardId-000000000000")
+            .await
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(data, ["new"]);
+        assert_eq!(h.kinesis.trim_expired().await.unwrap(), 3);
+        assert_eq!(h.kinesis.trim_expired().await.unwrap(), 0);
+        // A longer retention does not bring records back.
+        h.kinesis.increase_retention_period("s", 48).await.unwrap();
+        assert_eq!(read_all(&h, "s", "shardId-000000000000").await.len(), 1);
+        assert_eq!(
+            h.kinesis
+                .describe_stream("s")
+                .await
+                .unwrap()
+                .retention_period_hours,
+            48
+        );
+        for (hours, increase) in [(23, true), (8761, true), (24, true), (72, false)] {
+            let result = if increase {
+                h.kinesis.increase_retention_period("s", hours).await
+            } else {
+                h.kinesis.decrease_retention_period("s", hours).await
+            };
+            assert_eq!(
+                result.unwrap_err().code(),
+                "InvalidArgumentException",
+                "{hours} {increase}"
+            );
+        }
+        h.kinesis.decrease_retention_period("s", 24).await.unwrap();
+        h.clock.advance(Duration::from_secs(24 * 3600));
+        assert!(read_all(&h, "s", "shardId-000000000000").await.is_empty());
+    }
+
+    pub async fn rejected_puts_write_nothing(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        let too_many = (0..501)
+            .map(|i| PutRecordsEntry::new("k", format!("{i}")))
+            .collect();
+        assert!(matches!(
+            h.kinesis.put_records("s", too_many).await.unwrap_err(),
+            Error::InvalidArgument {
+                field: "Records",
+                ..
+            }
+        ));
+        let mut batch = vec![PutRecordsEntry::new("ok", "fine")];
+        batch.push(PutRecordsEntry::new("k".repeat(257), "x"));
+        assert!(matches!(
+            h.kinesis.put_records("s", batch).await.unwrap_err(),
+            Error::InvalidArgument {
+                field: "PartitionKey",
+                ..
+            }
+        ));
+        assert!(matches!(
+            h.kinesis
+                .put_record("s", PutRecordsEntry::new("", "x"), None)
+                .await
+                .unwrap_err(),
+            Error::InvalidArgument {
+                field: "PartitionKey",
+                ..
+            }
+        ));
+        let big = PutRecordsEntry::new("k", vec![0u8; 1 << 20]);
+        assert!(matches!(
+            h.kinesis.put_record("s", big, None).await.unwrap_err(),
+            Error::InvalidArgument { field: "Data", .. }
+        ));
+        let heavy = (0..11)
+            .map(|_| PutRecordsEntry::new("k", vec![0u8; 1_000_000]))
+            .collect();
+        assert!(matches!(
+            h.kinesis.put_records("s", heavy).await.unwrap_err(),
+            Error::InvalidArgument {
+                field: "Records",
+                ..
+            }
+        ));
+        assert_eq!(
+            h.kinesis
+                .put_record("none", PutRecordsEntry::new("k", "x"), None)
+                .await
+                .unwrap_err()
+                .code(),
+            "ResourceNotFoundException"
+        );
+        assert!(read_all(&h, "s", "shardId-000000000000").await.is_empty());
+        assert!(
+            h.kinesis
+                .put_record(
+                    "s",
+                    PutRecordsEntry::new("k".repeat(256), vec![0u8; (1 << 20) - 256]),
+                    None
+                )
+                .await
+                .is_ok()
+        );
+    }
+
+    pub async fn split_closes_the_parent_and_names_its_children(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("before", "1"), None)
+            .await
+            .unwrap();
+        let parent_it = h
+            .kinesis
+            .get_shard_iterator("s", "shardId-000000000000", StartingPosition::TrimHorizon)
+            .await
+            .unwrap();
+        let mid = (1u128 << 127).to_string();
+        h.kinesis
+            .split_shard("s", "shardId-000000000000", &mid)
+            .await
+            .unwrap();
+        let shards = h.kinesis.list_shards("s").await.unwrap();
+        assert_eq!(shards.len(), 3);
+        assert!(!shards[0].is_open());
+        assert_eq!(shards[1].ending_hash_key, ((1u128 << 127) - 1).to_string());
+        assert_eq!(shards[2].starting_hash_key, mid);
+        assert_eq!(
+            shards[1].parent_shard_id.as_deref(),
+            Some("shardId-000000000000")
+        );
+        assert_eq!(
+            shards[2].parent_shard_id.as_deref(),
+            Some("shardId-000000000000")
+        );
+        assert!(
+            shards[0].ending_sequence_number.as_ref().unwrap()
+                < &shards[1].starting_sequence_number
+        );
+        assert_tiles(&shards);
+        // New records go to the children; the parent keeps its own and then ends.
+        let put = h
+            .kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("k", "2").with_explicit_hash_key("0"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(put.shard_id, "shardId-000000000001");
+        let got = h.kinesis.get_records(&parent_it, None).await.unwrap();
+        assert_eq!(got.records.len(), 1);
+        assert_eq!(got.next_shard_iterator, None);
+        let children: Vec<_> = got
+            .child_shards
+            .iter()
+            .map(|c| c.shard_id.as_str())
+            .collect();
+        assert_eq!(children, ["shardId-000000000001", "shardId-000000000002"]);
+        assert_eq!(got.child_shards[0].parent_shards, ["shardId-000000000000"]);
+
+        let closed = h
+            .kinesis
+            .split_shard("s", "shardId-000000000000", "5")
+            .await
+            .unwrap_err();
+        assert_eq!(closed.code(), "InvalidArgumentException");
+        // The new starting key must fall after the shard's first key and within its range.
+        for bad in ["0", "abc", mid.as_str()] {
+            let err = h
+                .kinesis
+                .split_shard("s", "shardId-000000000002", bad)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "InvalidArgumentException", "{bad}");
+        }
+        assert_eq!(
+            h.kinesis
+                .split_shard("s", "shardId-000000000042", "5")
+                .await
+                .unwrap_err()
+                .code(),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(h.kinesis.list_shards("s").await.unwrap().len(), 3);
+    }
+
+    pub async fn merges_take_adjacent_open_shards(h: Harness) {
+        h.kinesis.create_stream("s", 3).await.unwrap();
+        let err = h
+            .kinesis
+            .merge_shards("s", "shardId-000000000000", "shardId-000000000002")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "InvalidArgumentException");
+        h.kinesis
+            .merge_shards("s", "shardId-000000000001", "shardId-000000000000")
+            .await
+            .unwrap();
+        let shards = h.kinesis.list_shards("s").await.unwrap();
+        let child = &shards[3];
+        assert_eq!(
+            child.parent_shard_id.as_deref(),
+            Some("shardId-000000000001")
+        );
+        assert_eq!(
+            child.adjacent_parent_shard_id.as_deref(),
+            Some("shardId-000000000000")
+        );
+        assert_eq!(child.starting_hash_key, "0");
+        assert_eq!(child.ending_hash_key, shards[1].ending_hash_key);
+        assert_tiles(&shards);
+        let again = h
+            .kinesis
+            .merge_shards("s", "shardId-000000000001", "shardId-000000000002")
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), "InvalidArgumentException");
+    }
+
+    pub async fn update_shard_count_scales_uniformly(h: Harness) {
+        h.kinesis.create_stream("s", 3).await.unwrap();
+        for (target, ok) in [
+            (7, false),
+            (1, false),
+            (6, true),
+            (4, true),
+            (2, true),
+            (3, true),
+        ] {
+            let result = h.kinesis.update_shard_count("s", target).await;
+            if !ok {
+                assert_eq!(
+                    result.unwrap_err().code(),
+                    "LimitExceededException",
+                    "{target}"
+                );
+                continue;
+            }
+            result.unwrap();
+            let shards = h.kinesis.list_shards("s").await.unwrap();
+            assert_tiles(&shards);
+            let open = open(&shards);
+            assert_eq!(open.len(), target as usize);
+            // Uniform: each open shard starts where Kinesis's uniform layout starts it.
+            let n = u128::from(target);
+            let width = if n == 1 {
+                0
+            } else {
+                (u128::MAX / n) + u128::from(u128::MAX % n + 1 == n)
+            };
+            for (i, s) in open.iter().enumerate() {
+                assert_eq!(
+                    s.starting_hash_key,
+                    (i as u128 * width).to_string(),
+                    "target {target}"
+                );
+            }
+        }
+        assert_eq!(
+            h.kinesis
+                .update_shard_count("s", 0)
+                .await
+                .unwrap_err()
+                .code(),
+            "InvalidArgumentException"
+        );
+    }
+
+    pub async fn records_survive_a_restart(h: Harness) {
+        h.kinesis.create_stream("s", 2).await.unwrap();
+        let entries = (0..20)
+            .map(|i| PutRecordsEntry::new(format!("k{i}"), format!("{i}")))
+            .collect();
+        h.kinesis.put_records("s", entries).await.unwrap();
+        h.kinesis
+            .split_shard("s", "shardId-000000000000", "12345")
+            .await
+            .unwrap();
+        let h = h.restart().await;
+        let shards = h.kinesis.list_shards("s").await.unwrap();
+        assert_eq!(shards.len(), 4);
+        let mut total = 0;
+        for s in &shards {
+            total += read_all(&h, "s", &s.shard_id).await.len();
+        }
+        assert_eq!(total, 20);
+    }
+}

@@ -27,6 +27,15 @@ pub enum Error {
         /// What is wrong, with the limit.
         message: String,
     },
+    /// `ValidationException`: a parameter breaks its constraint (length, range, pattern),
+    /// with AWS's "Value ... failed to satisfy constraint" message.
+    #[error("ValidationException: {message} ({field})")]
+    Validation {
+        /// The request field at fault.
+        field: &'static str,
+        /// What is wrong, with the limit.
+        message: String,
+    },
     /// `ExpiredIteratorException`: the shard iterator is older than five minutes.
     #[error("ExpiredIteratorException: {message}")]
     ExpiredIterator {
@@ -51,6 +60,7 @@ impl Error {
             Self::ResourceNotFound { .. } => "ResourceNotFoundException",
             Self::ResourceInUse { .. } => "ResourceInUseException",
             Self::InvalidArgument { .. } => "InvalidArgumentException",
+            Self::Validation { .. } => "ValidationException",
             Self::ExpiredIterator { .. } => "ExpiredIteratorException",
             Self::LimitExceeded { .. } => "LimitExceededException",
             Self::Storage(_) => "InternalFailure",
@@ -61,6 +71,13 @@ impl Error {
         Self::InvalidArgument {
             field,
             message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn validation(field: &'static str, message: impl fmt::Display) -> Self {
+        Self::Validation {
+            field,
+            message: format!("1 validation error detected: {message}"),
         }
     }
 

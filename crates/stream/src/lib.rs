@@ -25,23 +25,30 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not yet here (see the issue): push subscriptions, consumer groups with leases, the `Sink`
-//! implementation, per-shard throughput limits, and append-only segment files for durable
+//! [`StreamService::subscribe_to_shard`] pushes batches as they arrive and follows a shard into
+//! its children; [`StreamService::consumer`] gives a consumer-group worker with leases and
+//! checkpoints in the engine; [`StreamSink`] makes a stream a core `Sink`.
+//!
+//! Not yet here: per-shard throughput limits, and append-only segment files for durable
 //! records (records are engine rows for now).
 
+mod consumers;
 mod error;
 mod hash;
 mod service;
+mod sink;
 mod types;
 
 use async_trait::async_trait;
 
+pub use consumers::{Batch, Consumer, ConsumerOptions, Subscription};
 pub use error::{Error, Result};
 pub use hash::hash_key;
 pub use service::{
     DEFAULT_RETENTION_HOURS, ITERATOR_LIFETIME, MAX_GET_BYTES, MAX_GET_RECORDS, MAX_OPEN_SHARDS,
     MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES, MAX_RECORD_BYTES, StreamService,
 };
+pub use sink::StreamSink;
 pub use types::{
     ChildShard, GetRecordsOutput, PutRecordOutput, PutRecordsEntry, PutRecordsOutput,
     PutRecordsResult, Record, Shard, StartingPosition, StreamDescription, StreamMode,

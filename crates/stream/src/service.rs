@@ -79,6 +79,10 @@ struct StreamRecord {
     mode: StreamMode,
     retention_hours: u32,
     shards: Vec<ShardRecord>,
+    /// Records that arrived before this expired under an earlier, shorter retention: a longer
+    /// retention does not bring them back.
+    #[serde(default)]
+    expired_before: Timestamp,
 }
 
 impl StreamRecord {
@@ -101,6 +105,12 @@ impl StreamRecord {
     fn retention(&self) -> Duration {
         Duration::from_secs(u64::from(self.retention_hours) * 3600)
     }
+
+    /// Records that arrived before this are past retention.
+    fn cutoff(&self, now: Timestamp) -> Timestamp {
+        now.saturating_sub(self.retention())
+            .max(self.expired_before)
+    }
 }
 
 /// What a shard iterator carries.
@@ -117,27 +127,36 @@ struct Iterator {
     t: u64,
 }
 
-fn shard_id(index: u64) -> String {
+pub(crate) fn shard_id(index: u64) -> String {
     format!("shardId-{index:012}")
 }
 
-fn parse_shard_id(id: &str) -> Option<u64> {
+pub(crate) fn parse_shard_id(id: &str) -> Option<u64> {
     id.strip_prefix("shardId-")
         .filter(|d| d.len() == 12)
         .and_then(|d| d.parse().ok())
 }
 
 /// Sequence numbers are 56-digit decimal strings, as Kinesis's are, so they compare as
-/// numbers and as strings alike.
-fn sequence_number(n: u64) -> String {
-    format!("49{n:054}")
+/// numbers and as strings alike: `49`, the stream's sequence (34 digits), then the shard's
+/// index (20 digits), so a number names the shard it came from.
+pub(crate) fn sequence_number(n: u64, shard: u64) -> String {
+    format!("49{n:034}{shard:020}")
 }
 
-fn parse_sequence_number(text: &str, field: &'static str) -> Result<u64> {
-    text.strip_prefix("49")
-        .filter(|d| d.len() == 54 && d.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|d| d.parse().ok())
-        .ok_or_else(|| Error::invalid(field, format!("StartingSequenceNumber {text} used in GetShardIterator on shard is not a valid sequence number")))
+/// The sequence and the shard of a sequence number.
+pub(crate) fn parse_sequence_number(text: &str, field: &'static str) -> Result<(u64, u64)> {
+    let digits = text
+        .strip_prefix("49")
+        .filter(|d| d.len() == 54 && d.bytes().all(|b| b.is_ascii_digit()));
+    digits
+        .and_then(|d| Some((d[..34].parse().ok()?, d[34..].parse().ok()?)))
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("{field} {text} is not a valid sequence number"),
+            )
+        })
 }
 
 fn record_key(stream: u64, shard: u64, n: u64) -> Bytes {
@@ -186,7 +205,7 @@ fn validate_stream_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
+        Err(Error::validation(
             "StreamName",
             format!(
                 "Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length between 1 and 128"
@@ -356,7 +375,7 @@ impl StreamService {
                 ));
             }
             (StreamMode::Provisioned, Some(0)) => {
-                return Err(Error::invalid(
+                return Err(Error::validation(
                     "ShardCount",
                     "Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1",
                 ));
@@ -388,6 +407,7 @@ impl StreamService {
                     mode,
                     retention_hours: DEFAULT_RETENTION_HOURS,
                     shards: Vec::new(),
+                    expired_before: Timestamp::EPOCH,
                 };
                 let n = count as u128;
                 for i in 0..n {
@@ -407,36 +427,67 @@ impl StreamService {
 
     pub(crate) async fn delete_stream_impl(&self, name: &str) -> Result<()> {
         let key = name.to_owned();
-        let id = self
-            .store
+        self.store
             .write(Durability::Durable, move |txn| {
                 let record = load(txn, &key)?;
                 txn.delete(KS_STREAMS, key.into_bytes());
-                Ok::<_, Error>(record.id)
+                // Records, counter and leases go after this commit, in batches; the marker
+                // lets a later call finish what a crash interrupted.
+                txn.put(KS_META, deleted_key(record.id), Bytes::new());
+                Ok::<_, Error>(())
             })
             .await?;
-        // The records go in batches; a new stream of the same name has another id.
-        loop {
-            let done = self
-                .store
-                .write(Durability::Durable, move |txn| {
-                    let prefix = KeyRange::prefix(Tuple::new().u64(id).build());
-                    let keys: Vec<Bytes> = txn
-                        .range(KS_RECORDS, &prefix, Direction::Forward)?
-                        .take(10_000)
-                        .map(|e| e.map(|(k, _)| k))
-                        .collect::<cloudlet_core::Result<_>>()?;
-                    let done = keys.len() < 10_000;
-                    for key in keys {
-                        txn.delete(KS_RECORDS, key);
+        self.finish_deletions().await
+    }
+
+    /// Removes what deleted streams left: records, sequence counter, leases.
+    async fn finish_deletions(&self) -> Result<()> {
+        let snapshot = self.store.snapshot()?;
+        let mut ids = Vec::new();
+        for entry in snapshot.prefix(
+            KS_META,
+            &Tuple::new().str("deleted").build(),
+            Direction::Forward,
+        )? {
+            let (key, _) = entry?;
+            let mut reader = TupleReader::new(&key);
+            reader.str()?;
+            ids.push(reader.u64()?);
+        }
+        drop(snapshot);
+        for id in ids {
+            for keyspace in [KS_RECORDS, crate::consumers::KS_LEASES] {
+                loop {
+                    let done = self
+                        .store
+                        .write(Durability::Durable, move |txn| {
+                            let prefix = KeyRange::prefix(Tuple::new().u64(id).build());
+                            let keys: Vec<Bytes> = txn
+                                .range(keyspace, &prefix, Direction::Forward)?
+                                .take(10_000)
+                                .map(|e| e.map(|(k, _)| k))
+                                .collect::<cloudlet_core::Result<_>>()?;
+                            let done = keys.len() < 10_000;
+                            for key in keys {
+                                txn.delete(keyspace, key);
+                            }
+                            Ok::<_, Error>(done)
+                        })
+                        .await?;
+                    if done {
+                        break;
                     }
-                    Ok::<_, Error>(done)
+                }
+            }
+            self.store
+                .write(Durability::Durable, move |txn| {
+                    txn.delete(KS_META, Tuple::new().u64(id).build());
+                    txn.delete(KS_META, deleted_key(id));
+                    Ok::<_, Error>(())
                 })
                 .await?;
-            if done {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 
     pub(crate) fn describe_impl(&self, name: &str) -> Result<StreamDescription> {
@@ -473,6 +524,7 @@ impl StreamService {
             ));
         }
         let stream = name.to_owned();
+        let now = self.clock.now();
         self.update(name, move |_, record| {
             let current = record.retention_hours;
             if increase && hours < current {
@@ -481,6 +533,7 @@ impl StreamService {
             if !increase && hours > current {
                 return Err(Error::invalid("RetentionPeriodHours", format!("Requested retention period ({hours} hours) for stream {stream} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API.")));
             }
+            record.expired_before = record.cutoff(now);
             record.retention_hours = hours;
             Ok(())
         })
@@ -493,7 +546,7 @@ impl StreamService {
         entries: Vec<PutRecordsEntry>,
     ) -> Result<PutRecordsOutput> {
         if entries.is_empty() || entries.len() > MAX_PUT_RECORDS {
-            return Err(Error::invalid(
+            return Err(Error::validation(
                 "Records",
                 format!(
                     "Records must hold between 1 and {MAX_PUT_RECORDS} entries, not {}",
@@ -506,7 +559,7 @@ impl StreamService {
         for entry in &entries {
             let chars = entry.partition_key.chars().count();
             if !(1..=256).contains(&chars) {
-                return Err(Error::invalid(
+                return Err(Error::validation(
                     "PartitionKey",
                     format!(
                         "Value at 'partitionKey' failed to satisfy constraint: Member must have length between 1 and 256 ({chars} characters)"
@@ -515,7 +568,7 @@ impl StreamService {
             }
             let size = entry.data.len() + entry.partition_key.len();
             if size > MAX_RECORD_BYTES {
-                return Err(Error::invalid(
+                return Err(Error::validation(
                     "Data",
                     format!(
                         "A record's data and partition key together are {size} bytes; the limit is {MAX_RECORD_BYTES}"
@@ -534,10 +587,12 @@ impl StreamService {
                 format!("The request is {total} bytes; the limit is {MAX_PUT_RECORDS_BYTES}"),
             ));
         }
-        let now = self.clock.now();
+        let clock = self.clock.clone();
         let name = name.to_owned();
         self.store
             .write(Durability::Durable, move |txn| {
+                // Read on the writer: arrival times follow sequence order.
+                let now = clock.now();
                 let record = load(txn, &name)?;
                 let open = record.open_shards();
                 let mut out = Vec::with_capacity(entries.len());
@@ -554,9 +609,10 @@ impl StreamService {
                     );
                     out.push(PutRecordsResult::Ok(PutRecordOutput {
                         shard_id: shard_id(shard.index),
-                        sequence_number: sequence_number(n),
+                        sequence_number: sequence_number(n, shard.index),
                     }));
                 }
+                txn.notify_on_commit(&signal_name(record.id));
                 Ok(PutRecordsOutput {
                     failed_record_count: 0,
                     records: out,
@@ -571,17 +627,45 @@ impl StreamService {
         shard: &str,
         position: StartingPosition,
     ) -> Result<String> {
+        let (id, index, from) = self.start_position(name, shard, position)?;
+        Ok(encode_iterator(&Iterator {
+            s: id,
+            n: name.to_owned(),
+            h: index,
+            f: from,
+            t: self.clock.now().as_millis(),
+        }))
+    }
+
+    /// Where `position` starts in `shard`: the stream's id, the shard's index, and the first
+    /// sequence to read.
+    pub(crate) fn start_position(
+        &self,
+        name: &str,
+        shard: &str,
+        position: StartingPosition,
+    ) -> Result<(u64, u64, u64)> {
         let snapshot = self.store.snapshot()?;
         let record = load(&snapshot, name)?;
         let s = record.shard(shard, name)?;
-        let now = self.clock.now();
-        let in_shard = |n: u64, field| {
-            if n < s.first || s.last.is_some_and(|last| n >= last) {
+        // A number must come from this shard, at most the newest it has issued.
+        let newest = snapshot
+            .range(
+                KS_RECORDS,
+                &shard_range(record.id, s.index, 0),
+                Direction::Reverse,
+            )?
+            .next()
+            .transpose()?
+            .map(|(key, _)| record_n(&key))
+            .transpose()?;
+        let in_shard = |text: &str| {
+            let (n, index) = parse_sequence_number(text, "StartingSequenceNumber")?;
+            if index != s.index || n <= s.first || newest.is_none_or(|newest| n > newest) {
                 Err(Error::invalid(
-                    field,
+                    "StartingSequenceNumber",
                     format!(
-                        "StartingSequenceNumber {} used in GetShardIterator on shard {shard} in stream {name} under account 000000000000 is invalid because it did not come from this stream.",
-                        sequence_number(n)
+                        "StartingSequenceNumber {text} used in GetShardIterator on shard {shard} in stream {name} under account 000000000000 is invalid because it did not come from this shard."
                     ),
                 ))
             } else {
@@ -605,16 +689,9 @@ impl StreamService {
         let from = match position {
             StartingPosition::TrimHorizon => 0,
             StartingPosition::Latest => latest()?,
-            StartingPosition::AtSequenceNumber(text) => in_shard(
-                parse_sequence_number(&text, "StartingSequenceNumber")?,
-                "StartingSequenceNumber",
-            )?,
-            StartingPosition::AfterSequenceNumber(text) => {
-                in_shard(
-                    parse_sequence_number(&text, "StartingSequenceNumber")?,
-                    "StartingSequenceNumber",
-                )? + 1
-            }
+            StartingPosition::AtSequenceNumber(text) => in_shard(&text)?,
+            // At most the newest issued, so one more cannot overflow.
+            StartingPosition::AfterSequenceNumber(text) => in_shard(&text)?.saturating_add(1),
             StartingPosition::AtTimestamp(at) => {
                 let mut found = None;
                 for entry in snapshot.range(
@@ -634,13 +711,7 @@ impl StreamService {
                 }
             }
         };
-        Ok(encode_iterator(&Iterator {
-            s: record.id,
-            n: name.to_owned(),
-            h: s.index,
-            f: from,
-            t: now.as_millis(),
-        }))
+        Ok((record.id, s.index, from))
     }
 
     pub(crate) fn get_records_impl(
@@ -649,7 +720,13 @@ impl StreamService {
         limit: Option<usize>,
     ) -> Result<GetRecordsOutput> {
         let limit = limit.unwrap_or(MAX_GET_RECORDS);
-        if !(1..=MAX_GET_RECORDS).contains(&limit) {
+        if limit == 0 {
+            return Err(Error::validation(
+                "Limit",
+                "Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+            ));
+        }
+        if limit > MAX_GET_RECORDS {
             return Err(Error::invalid(
                 "Limit",
                 format!(
@@ -669,25 +746,53 @@ impl StreamService {
                 ),
             });
         }
+        let read = self.read_shard(&it.n, it.s, it.h, it.f, limit)?;
+        Ok(GetRecordsOutput {
+            records: read.records,
+            next_shard_iterator: (!read.at_end).then(|| {
+                encode_iterator(&Iterator {
+                    s: it.s,
+                    n: it.n.clone(),
+                    h: it.h,
+                    f: read.next_from,
+                    t: now.as_millis(),
+                })
+            }),
+            millis_behind_latest: read.behind,
+            child_shards: read.children,
+        })
+    }
+
+    /// Reads up to `limit` records (and 10 MiB) of shard `index` of stream `name` (whose id
+    /// must be `id`), from sequence `from` on, skipping records past retention.
+    pub(crate) fn read_shard(
+        &self,
+        name: &str,
+        id: u64,
+        index: u64,
+        from: u64,
+        limit: usize,
+    ) -> Result<ShardRead> {
+        let now = self.clock.now();
         let snapshot = self.store.snapshot()?;
-        let record = load(&snapshot, &it.n)?;
-        if record.id != it.s {
-            return Err(not_found(&it.n));
+        let record = load(&snapshot, name)?;
+        if record.id != id {
+            return Err(not_found(name));
         }
         let shard = record
             .shards
             .iter()
-            .find(|s| s.index == it.h)
+            .find(|s| s.index == index)
             .ok_or_else(|| Error::invalid("ShardIterator", "Invalid ShardIterator."))?;
-        let cutoff = now.saturating_sub(record.retention());
+        let cutoff = record.cutoff(now);
         let mut records = Vec::new();
         let mut bytes = 0;
-        let mut next_from = it.f;
+        let mut next_from = from;
         let mut behind = 0;
         let mut more = false;
         for entry in snapshot.range(
             KS_RECORDS,
-            &shard_range(record.id, shard.index, it.f),
+            &shard_range(record.id, shard.index, from),
             Direction::Forward,
         )? {
             let (key, raw) = entry?;
@@ -706,18 +811,30 @@ impl StreamService {
             bytes += data.len();
             next_from = n + 1;
             records.push(Record {
-                sequence_number: sequence_number(n),
+                sequence_number: sequence_number(n, shard.index),
                 approximate_arrival_timestamp: arrival,
                 data,
                 partition_key,
             });
         }
         let at_end = !more && shard.last.is_some();
-        let child_shards = if at_end {
+        let children: Vec<&ShardRecord> = if at_end {
             record
                 .shards
                 .iter()
                 .filter(|c| c.parent == Some(shard.index) || c.adjacent == Some(shard.index))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(ShardRead {
+            records,
+            next_from,
+            at_end,
+            behind,
+            child_indexes: children.iter().map(|c| c.index).collect(),
+            children: children
+                .iter()
                 .map(|c| ChildShard {
                     shard_id: shard_id(c.index),
                     parent_shards: c
@@ -726,25 +843,40 @@ impl StreamService {
                         .chain(c.adjacent)
                         .map(shard_id)
                         .collect(),
+                    starting_hash_key: c.start.clone(),
+                    ending_hash_key: c.end.clone(),
                 })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok(GetRecordsOutput {
-            records,
-            next_shard_iterator: (!at_end).then(|| {
-                encode_iterator(&Iterator {
-                    s: it.s,
-                    n: it.n.clone(),
-                    h: it.h,
-                    f: next_from,
-                    t: now.as_millis(),
-                })
-            }),
-            millis_behind_latest: behind,
-            child_shards,
+                .collect(),
         })
+    }
+
+    /// The stream's id and its shards as (index, parents, open), for consumers.
+    pub(crate) fn shard_map(&self, name: &str) -> Result<(u64, Vec<ShardInfo>)> {
+        let record = load(&self.store.snapshot()?, name)?;
+        Ok((
+            record.id,
+            record
+                .shards
+                .iter()
+                .map(|s| ShardInfo {
+                    index: s.index,
+                    parents: s.parent.into_iter().chain(s.adjacent).collect(),
+                })
+                .collect(),
+        ))
+    }
+
+    /// The signal notified after each commit that adds records to stream `id`.
+    pub(crate) fn signal(&self, id: u64) -> std::sync::Arc<tokio::sync::Notify> {
+        self.store.signal(&signal_name(id))
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     pub(crate) async fn split_shard_impl(
@@ -761,7 +893,7 @@ impl StreamService {
                 return Err(not_eligible(&shard, &stream));
             }
             let (start, end) = s.range();
-            if at <= start || at > end {
+            if at <= start.saturating_add(1) || at >= end {
                 return Err(Error::invalid("NewStartingHashKey", format!("NewStartingHashKey {at} used in SplitShard() on shard {shard} in stream {stream} under account 000000000000 is not both greater than one plus the shard's StartingHashKey {start} and less than the shard's EndingHashKey {end}.")));
             }
             if record.open_shards().len() + 1 > MAX_OPEN_SHARDS {
@@ -802,12 +934,15 @@ impl StreamService {
     pub(crate) async fn update_shard_count_impl(&self, name: &str, target: u32) -> Result<()> {
         let target = target as usize;
         if target == 0 {
-            return Err(Error::invalid(
+            return Err(Error::validation(
                 "TargetShardCount",
                 "Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value greater than or equal to 1",
             ));
         }
         self.update(name, move |txn, record| {
+            if record.mode == StreamMode::OnDemand {
+                return Err(Error::invalid("StreamMode", "UpdateShardCount is only supported for streams in the PROVISIONED capacity mode"));
+            }
             let open = record.open_shards().len();
             if target > open * 2 || target * 2 < open || target > MAX_OPEN_SHARDS {
                 return Err(Error::LimitExceeded {
@@ -857,13 +992,14 @@ impl StreamService {
     /// # Errors
     /// [`Error::Storage`] when the store fails.
     pub async fn trim_expired(&self) -> Result<usize> {
+        self.finish_deletions().await?;
         let now = self.clock.now();
         let mut removed = 0;
         for name in self.list_streams_impl()? {
             let Ok(record) = load(&self.store.snapshot()?, &name) else {
                 continue;
             };
-            let cutoff = now.saturating_sub(record.retention());
+            let cutoff = record.cutoff(now);
             for shard in &record.shards {
                 let (id, index) = (record.id, shard.index);
                 loop {
@@ -905,6 +1041,33 @@ impl StreamService {
     }
 }
 
+/// What a read of one shard found.
+pub(crate) struct ShardRead {
+    pub(crate) records: Vec<Record>,
+    /// Where the next read starts.
+    pub(crate) next_from: u64,
+    /// The shard is closed and every record of it was read.
+    pub(crate) at_end: bool,
+    pub(crate) behind: u64,
+    pub(crate) children: Vec<ChildShard>,
+    pub(crate) child_indexes: Vec<u64>,
+}
+
+/// A shard as consumers see it.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardInfo {
+    pub(crate) index: u64,
+    pub(crate) parents: Vec<u64>,
+}
+
+fn deleted_key(id: u64) -> Bytes {
+    Tuple::new().str("deleted").u64(id).build()
+}
+
+fn signal_name(id: u64) -> String {
+    format!("kinesis/{id}")
+}
+
 fn not_eligible(shard: &str, stream: &str) -> Error {
     Error::invalid(
         "ShardToSplit",
@@ -928,8 +1091,8 @@ fn public_shard(s: &ShardRecord) -> Shard {
         adjacent_parent_shard_id: s.adjacent.map(shard_id),
         starting_hash_key: s.start.clone(),
         ending_hash_key: s.end.clone(),
-        starting_sequence_number: sequence_number(s.first),
-        ending_sequence_number: s.last.map(sequence_number),
+        starting_sequence_number: sequence_number(s.first, s.index),
+        ending_sequence_number: s.last.map(|last| sequence_number(last, s.index)),
     }
 }
 

@@ -164,6 +164,10 @@ pub struct ChildShard {
     pub shard_id: String,
     /// Its parents.
     pub parent_shards: Vec<String>,
+    /// Its first hash key.
+    pub starting_hash_key: String,
+    /// Its last hash key.
+    pub ending_hash_key: String,
 }
 
 /// What GetRecords answers.

@@ -6,9 +6,10 @@ use bytes::Bytes;
 use cloudlet_core::engine::RedbEngine;
 use cloudlet_core::{Clock, ManualClock, Store};
 use cloudlet_stream::{
-    Error, PutRecordsEntry, PutRecordsResult, Shard, StartingPosition, StreamMode, StreamService,
-    Streams, hash_key,
+    ConsumerOptions, Error, PutRecordsEntry, PutRecordsResult, Shard, StartingPosition, StreamMode,
+    StreamService, StreamSink, Streams, hash_key,
 };
+use futures::StreamExt;
 use tempfile::TempDir;
 
 pub struct Harness {
@@ -78,6 +79,12 @@ macro_rules! conformance {
                 merges_take_adjacent_open_shards,
                 update_shard_count_scales_uniformly,
                 records_survive_a_restart,
+                subscriptions_push_batches_and_follow_children,
+                consumer_groups_share_shards_and_resume_from_checkpoints,
+                children_wait_for_their_parents,
+                a_stream_is_a_sink,
+                expired_records_stay_expired_and_numbers_name_their_shard,
+                an_unacknowledged_last_batch_comes_again,
             );
         }
     };
@@ -193,13 +200,13 @@ mod checks {
         for bad in ["", "has space", &"x".repeat(129)] {
             assert_eq!(
                 h.kinesis.create_stream(bad, 1).await.unwrap_err().code(),
-                "InvalidArgumentException",
+                "ValidationException",
                 "{bad:?}"
             );
         }
         assert_eq!(
             h.kinesis.create_stream("zero", 0).await.unwrap_err().code(),
-            "InvalidArgumentException"
+            "ValidationException"
         );
         assert_eq!(
             h.kinesis
@@ -457,10 +464,10 @@ mod checks {
             it = got.next_shard_iterator.unwrap();
         }
         assert_eq!(seen, ["0", "1", "2", "3", "4"]);
-        for limit in [0, 10_001] {
-            let err = h.kinesis.get_records(&it, Some(limit)).await.unwrap_err();
-            assert!(matches!(err, Error::InvalidArgument { field: "Limit", .. }));
-        }
+        let err = h.kinesis.get_records(&it, Some(0)).await.unwrap_err();
+        assert!(matches!(err, Error::Validation { field: "Limit", .. }));
+        let err = h.kinesis.get_records(&it, Some(10_001)).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { field: "Limit", .. }));
     }
 
     pub async fn iterators_expire_after_five_minutes(h: Harness) {
@@ -558,7 +565,7 @@ mod checks {
             .collect();
         assert!(matches!(
             h.kinesis.put_records("s", too_many).await.unwrap_err(),
-            Error::InvalidArgument {
+            Error::Validation {
                 field: "Records",
                 ..
             }
@@ -567,7 +574,7 @@ mod checks {
         batch.push(PutRecordsEntry::new("k".repeat(257), "x"));
         assert!(matches!(
             h.kinesis.put_records("s", batch).await.unwrap_err(),
-            Error::InvalidArgument {
+            Error::Validation {
                 field: "PartitionKey",
                 ..
             }
@@ -577,7 +584,7 @@ mod checks {
                 .put_record("s", PutRecordsEntry::new("", "x"), None)
                 .await
                 .unwrap_err(),
-            Error::InvalidArgument {
+            Error::Validation {
                 field: "PartitionKey",
                 ..
             }
@@ -585,7 +592,7 @@ mod checks {
         let big = PutRecordsEntry::new("k", vec![0u8; 1 << 20]);
         assert!(matches!(
             h.kinesis.put_record("s", big, None).await.unwrap_err(),
-            Error::InvalidArgument { field: "Data", .. }
+            Error::Validation { field: "Data", .. }
         ));
         let heavy = (0..11)
             .map(|_| PutRecordsEntry::new("k", vec![0u8; 1_000_000]))
@@ -778,8 +785,11 @@ mod checks {
                 .await
                 .unwrap_err()
                 .code(),
-            "InvalidArgumentException"
+            "ValidationException"
         );
+        h.kinesis.create_on_demand_stream("auto").await.unwrap();
+        let on_demand = h.kinesis.update_shard_count("auto", 5).await.unwrap_err();
+        assert_eq!(on_demand.code(), "InvalidArgumentException");
     }
 
     pub async fn records_survive_a_restart(h: Harness) {
@@ -800,5 +810,302 @@ mod checks {
             total += read_all(&h, "s", &s.shard_id).await.len();
         }
         assert_eq!(total, 20);
+    }
+
+    pub async fn subscriptions_push_batches_and_follow_children(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "1"), None)
+            .await
+            .unwrap();
+        let mut sub = h
+            .kinesis
+            .subscribe_to_shard("s", "shardId-000000000000", StartingPosition::TrimHorizon)
+            .unwrap();
+        let first = sub.next().await.unwrap().unwrap();
+        assert_eq!(first.records[0].data, "1");
+        // The subscription waits for the next put, woken by it.
+        let kinesis = h.kinesis.clone();
+        let waiter = tokio::spawn(async move {
+            let batch = sub.next().await.unwrap().unwrap();
+            (batch, sub)
+        });
+        tokio::task::yield_now().await;
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "2"), None)
+            .await
+            .unwrap();
+        let (second, mut sub) = waiter.await.unwrap();
+        assert_eq!(second.records[0].data, "2");
+        // After a split, it follows both children.
+        kinesis
+            .split_shard("s", "shardId-000000000000", &(1u128 << 127).to_string())
+            .await
+            .unwrap();
+        kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("a", "low").with_explicit_hash_key("1"),
+                None,
+            )
+            .await
+            .unwrap();
+        kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("b", "high").with_explicit_hash_key(u128::MAX.to_string()),
+                None,
+            )
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let batch = sub.next().await.unwrap().unwrap();
+            seen.extend(
+                batch
+                    .records
+                    .into_iter()
+                    .map(|r| (batch.shard_id.clone(), r.data)),
+            );
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("shardId-000000000001".to_owned(), Bytes::from("low")),
+                ("shardId-000000000002".to_owned(), Bytes::from("high"))
+            ]
+        );
+        assert!(
+            h.kinesis
+                .subscribe_to_shard("s", "shardId-000000000007", StartingPosition::Latest)
+                .is_err()
+        );
+    }
+
+    pub async fn consumer_groups_share_shards_and_resume_from_checkpoints(h: Harness) {
+        h.kinesis.create_stream("s", 4).await.unwrap();
+        let entries = (0..40)
+            .map(|i| PutRecordsEntry::new(format!("k{i}"), format!("{i}")))
+            .collect();
+        h.kinesis.put_records("s", entries).await.unwrap();
+        let options = ConsumerOptions::default()
+            .with_lease_duration(Duration::from_secs(10))
+            .with_batch_size(3);
+        let mut a = h.kinesis.consumer("s", "app", "worker-a", options);
+        let first = a.next_batch().await.unwrap();
+        // Alone, a worker takes every shard.
+        assert_eq!(a.shards().len(), 4);
+        a.checkpoint(&first).await.unwrap();
+        let unacked = a.next_batch().await.unwrap();
+        // worker-a stops renewing; once its leases lapse, worker-b takes them over and
+        // resumes at the checkpoints: the unacknowledged batch comes again.
+        h.clock.advance(Duration::from_secs(11));
+        let mut b = h.kinesis.consumer("s", "app", "worker-b", options);
+        let mut got = Vec::new();
+        loop {
+            let batch = b.next_batch().await.unwrap();
+            got.extend(
+                batch
+                    .records
+                    .iter()
+                    .map(|r| String::from_utf8(r.data.to_vec()).unwrap()),
+            );
+            b.checkpoint(&batch).await.unwrap();
+            if got.len() + first.records.len() >= 40 {
+                break;
+            }
+        }
+        assert_eq!(b.shards().len(), 4);
+        for r in &unacked.records {
+            assert!(got.contains(&String::from_utf8(r.data.to_vec()).unwrap()));
+        }
+        let mut all: Vec<String> = first
+            .records
+            .iter()
+            .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+            .chain(got)
+            .collect();
+        all.sort_by_key(|v| v.parse::<u32>().unwrap());
+        assert_eq!(all, (0..40).map(|i| i.to_string()).collect::<Vec<_>>());
+        // worker-a lost its leases: its checkpoint is refused.
+        assert_eq!(
+            a.checkpoint(&unacked).await.unwrap_err().code(),
+            "InvalidArgumentException"
+        );
+        // A new worker takes its share from a busy one.
+        b.shutdown().await.unwrap();
+        let mut c = h.kinesis.consumer("s", "app", "worker-c", options);
+        let shards = h.kinesis.list_shards("s").await.unwrap();
+        for s in &shards {
+            let entry =
+                PutRecordsEntry::new("n", "x").with_explicit_hash_key(s.starting_hash_key.clone());
+            h.kinesis.put_record("s", entry, None).await.unwrap();
+        }
+        let _ = c.next_batch().await.unwrap();
+        assert_eq!(c.shards().len(), 4);
+        let mut b = h.kinesis.consumer("s", "app", "worker-b", options);
+        let _ = b.next_batch().await.unwrap();
+        assert_eq!(b.shards().len(), 2, "{:?}", b.shards());
+    }
+
+    pub async fn children_wait_for_their_parents(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "parent-1"), None)
+            .await
+            .unwrap();
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "parent-2"), None)
+            .await
+            .unwrap();
+        h.kinesis
+            .split_shard("s", "shardId-000000000000", "5")
+            .await
+            .unwrap();
+        h.kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("k", "child").with_explicit_hash_key("1"),
+                None,
+            )
+            .await
+            .unwrap();
+        let options = ConsumerOptions::default().with_batch_size(1);
+        let mut worker = h.kinesis.consumer("s", "app", "w", options);
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let batch = worker.next_batch().await.unwrap();
+            if batch.shard_id == "shardId-000000000000" {
+                // The children are not leased while the parent is unfinished.
+                assert!(
+                    !worker.shards().iter().any(|s| s != "shardId-000000000000"),
+                    "{:?}",
+                    worker.shards()
+                );
+            }
+            order.extend(batch.records.iter().map(|r| r.data.clone()));
+            worker.checkpoint(&batch).await.unwrap();
+        }
+        assert_eq!(order, ["parent-1", "parent-2", "child"]);
+    }
+
+    pub async fn a_stream_is_a_sink(h: Harness) {
+        use cloudlet_core::{Message, MessageAttribute, Sink};
+        h.kinesis.create_stream("s", 2).await.unwrap();
+        let sink = StreamSink::new(h.kinesis.clone(), "s").with_key_attribute("customer");
+        sink.deliver(Message::new("grouped").with_group_id("g1"))
+            .await
+            .unwrap();
+        sink.deliver(
+            Message::new("keyed").with_attribute("customer", MessageAttribute::string("c7")),
+        )
+        .await
+        .unwrap();
+        sink.deliver(Message::new("plain")).await.unwrap();
+        let mut keys = Vec::new();
+        for shard in h.kinesis.list_shards("s").await.unwrap() {
+            keys.extend(
+                read_all(&h, "s", &shard.shard_id)
+                    .await
+                    .into_iter()
+                    .map(|(k, _)| k),
+            );
+        }
+        keys.sort();
+        assert!(keys.contains(&"g1".to_owned()) && keys.contains(&"c7".to_owned()));
+        assert_eq!(keys.len(), 3);
+        let missing = StreamSink::new(h.kinesis.clone(), "none")
+            .deliver(Message::new("x"))
+            .await
+            .unwrap_err();
+        assert!(!missing.is_retryable());
+    }
+
+    pub async fn expired_records_stay_expired_and_numbers_name_their_shard(h: Harness) {
+        h.kinesis.create_stream("s", 2).await.unwrap();
+        let low = h
+            .kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("k", "old").with_explicit_hash_key("0"),
+                None,
+            )
+            .await
+            .unwrap();
+        h.clock.advance(Duration::from_secs(25 * 3600));
+        // Not trimmed yet, but expired: a longer retention does not bring it back.
+        h.kinesis.increase_retention_period("s", 72).await.unwrap();
+        assert!(read_all(&h, "s", &low.shard_id).await.is_empty());
+        // A sequence number from another shard, or never issued, is refused.
+        let high = h
+            .kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("k", "new").with_explicit_hash_key(u128::MAX.to_string()),
+                None,
+            )
+            .await
+            .unwrap();
+        let wrong_shard = h
+            .kinesis
+            .get_shard_iterator(
+                "s",
+                &low.shard_id,
+                StartingPosition::AtSequenceNumber(high.sequence_number.clone()),
+            )
+            .await;
+        assert_eq!(wrong_shard.unwrap_err().code(), "InvalidArgumentException");
+        let beyond = format!("49{}{:020}", "9".repeat(34), 1);
+        let err = h
+            .kinesis
+            .get_shard_iterator(
+                "s",
+                &high.shard_id,
+                StartingPosition::AfterSequenceNumber(beyond),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "InvalidArgumentException");
+        let ok = h
+            .kinesis
+            .get_shard_iterator(
+                "s",
+                &high.shard_id,
+                StartingPosition::AtSequenceNumber(high.sequence_number),
+            )
+            .await;
+        assert!(ok.is_ok());
+    }
+
+    pub async fn an_unacknowledged_last_batch_comes_again(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "last"), None)
+            .await
+            .unwrap();
+        h.kinesis
+            .split_shard("s", "shardId-000000000000", "5")
+            .await
+            .unwrap();
+        h.kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("k", "child").with_explicit_hash_key("1"),
+                None,
+            )
+            .await
+            .unwrap();
+        let mut worker = h
+            .kinesis
+            .consumer("s", "app", "w", ConsumerOptions::default());
+        let first = worker.next_batch().await.unwrap();
+        assert!(first.end_of_shard);
+        // Not checkpointed: asked again, the worker hands the same batch back.
+        let again = worker.next_batch().await.unwrap();
+        assert_eq!(again.records, first.records);
+        worker.checkpoint(&again).await.unwrap();
+        let child = worker.next_batch().await.unwrap();
+        assert_eq!(child.records[0].data, "child");
     }
 }

@@ -594,22 +594,33 @@ impl StreamService {
                 // Read on the writer: arrival times follow sequence order.
                 let now = clock.now();
                 let record = load(txn, &name)?;
-                let open = record.open_shards();
+                // (last hash key, index) of each open shard, parsed once.
+                let open: Vec<(u128, u64)> = record
+                    .open_shards()
+                    .iter()
+                    .map(|s| (s.range().1, s.index))
+                    .collect();
+                // One counter update for the whole batch.
+                let first = txn.reserve_sequence(
+                    KS_META,
+                    &Tuple::new().u64(record.id).build(),
+                    entries.len() as u64,
+                )?;
                 let mut out = Vec::with_capacity(entries.len());
-                for (entry, hash) in entries.iter().zip(hashes) {
-                    let at = open.partition_point(|s| s.range().1 < hash);
-                    let shard = open.get(at).ok_or_else(|| {
+                for (i, (entry, hash)) in entries.iter().zip(hashes).enumerate() {
+                    let at = open.partition_point(|(end, _)| *end < hash);
+                    let &(_, index) = open.get(at).ok_or_else(|| {
                         Error::corrupt(KS_STREAMS, "the open shards do not tile the hash range")
                     })?;
-                    let n = next_seq(txn, record.id)?;
+                    let n = first + i as u64;
                     txn.put(
                         KS_RECORDS,
-                        record_key(record.id, shard.index, n),
+                        record_key(record.id, index, n),
                         encode_record(now, &entry.partition_key, &entry.data),
                     );
                     out.push(PutRecordsResult::Ok(PutRecordOutput {
-                        shard_id: shard_id(shard.index),
-                        sequence_number: sequence_number(n, shard.index),
+                        shard_id: shard_id(index),
+                        sequence_number: sequence_number(n, index),
                     }));
                 }
                 txn.notify_on_commit(&signal_name(record.id));

@@ -70,6 +70,22 @@ pub mod crash {
         }
     }
 
+    /// In the child test: the data directory named by `dir_var` and a runtime with two
+    /// workers to run the workload on. `None` when the test runs as itself rather than as a
+    /// child (it then does nothing).
+    ///
+    /// # Panics
+    /// If the runtime cannot be built.
+    pub fn child(dir_var: &str) -> Option<(std::path::PathBuf, tokio::runtime::Runtime)> {
+        let dir = std::env::var_os(dir_var)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        Some((dir.into(), runtime))
+    }
+
     /// In the child: prints `line` and flushes at once, so the parent sees every
     /// acknowledgement made before the kill.
     ///

@@ -21,13 +21,9 @@ fn payload(i: u64) -> Bytes {
 #[test]
 #[ignore = "the child process of acknowledged_commits_survive_sigkill"]
 fn child_entry() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
+    let Some((dir, runtime)) = cloudlet_testkit::crash::child(CHILD_DIR) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
     runtime.block_on(async move {
         // Small thresholds, so kills land during flushes and checkpoints too.
         let options = RedbOptions::default()

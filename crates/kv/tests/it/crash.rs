@@ -22,14 +22,9 @@ const WORKERS: u64 = 4;
 #[test]
 #[ignore = "the child process of acknowledged_transactions_survive_sigkill"]
 fn child_entry() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
+    let Some((dir, runtime)) = cloudlet_testkit::crash::child(CHILD_DIR) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     runtime.block_on(async move {
         let kv = KvService::new(Store::open(&dir).unwrap(), SystemClock::shared());
         let created = kv

@@ -54,14 +54,9 @@ fn open(dir: &Path) -> (Store, ObjectService) {
 #[test]
 #[ignore = "the child process of acknowledged_objects_survive_sigkill"]
 fn child_entry() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
+    let Some((dir, runtime)) = cloudlet_testkit::crash::child(CHILD_DIR) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     runtime.block_on(async move {
         let (_store, s3) = open(Path::new(&dir));
         // A target that accepts nothing: events wait in the outbox for the parent.

@@ -15,14 +15,9 @@ const ROUNDS: usize = 8;
 #[test]
 #[ignore = "the child process of acknowledged_publishes_are_delivered_after_sigkill"]
 fn child_entry() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
+    let Some((dir, runtime)) = cloudlet_testkit::crash::child(CHILD_DIR) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     runtime.block_on(async move {
         let sns = TopicService::new(Store::open(&dir).unwrap(), SystemClock::shared());
         let topic = sns.create_topic("crash", BTreeMap::new()).await.unwrap();

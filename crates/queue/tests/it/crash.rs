@@ -17,14 +17,9 @@ const ROUNDS: usize = 12;
 #[test]
 #[ignore = "the child process of acknowledged_sends_and_deletes_survive_sigkill"]
 fn child_entry() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
+    let Some((dir, runtime)) = cloudlet_testkit::crash::child(CHILD_DIR) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     runtime.block_on(async move {
         let sqs = QueueService::new(Store::open(&dir).unwrap(), SystemClock::shared());
         let url = sqs

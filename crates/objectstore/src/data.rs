@@ -21,13 +21,17 @@ use md5::{Digest, Md5};
 use crate::body::{Body, ObjectBody};
 use crate::error::{Error, Result};
 use crate::record::{
-    CHUNK, KS_DATA, KS_HISTORY, KS_OBJECTS, KS_PARTS, ObjectRecord, PartRecord, Segment, Storage,
-    data_key, decode,
+    CHUNK, KS_DATA, KS_HISTORY, KS_OBJECTS, KS_PARTS, PartRecord, Segment, Storage, data_key,
+    decode, decode_object,
 };
 
 /// Bodies up to this size stay in the engine even when a body directory is configured: they
 /// then cost no file, no fsync of their own, and share the group commit.
 pub(crate) const INLINE_LIMIT: u64 = 128 * 1024;
+
+/// Bodies up to this size live inside their object's record: one key per object instead of
+/// two, which is what small durable puts are bounded by.
+pub(crate) const RECORD_INLINE_LIMIT: u64 = 16 * 1024;
 
 /// A durable body file starts writing back every this many bytes.
 const WRITEBACK: u64 = 8 << 20;
@@ -71,6 +75,9 @@ pub(crate) struct Staged {
 impl Staged {
     /// Writes the chunks of an engine-stored body into `txn`.
     pub(crate) fn write_into(&self, txn: &mut WriteTxn<'_>) {
+        if self.segment.storage == Storage::Inline {
+            return;
+        }
         for (index, chunk) in self.chunks.iter().enumerate() {
             txn.put(
                 KS_DATA,
@@ -83,6 +90,12 @@ impl Staged {
     /// The transaction naming the body committed: keep its file.
     pub(crate) fn keep(mut self) {
         self.file = None;
+    }
+
+    /// The body of an inline segment, for its record.
+    pub(crate) fn inline_bytes(&self) -> Option<Bytes> {
+        (self.segment.storage == Storage::Inline)
+            .then(|| self.chunks.first().cloned().unwrap_or_default())
     }
 
     pub(crate) fn etag(&self) -> String {
@@ -139,6 +152,8 @@ pub(crate) fn copy_chunks(
                     ..segment.clone()
                 });
             }
+            // The body travels inside the record.
+            Storage::Inline => out.push(segment.clone()),
             Storage::File => {
                 let id = linked
                     .get(&segment.id)
@@ -155,6 +170,7 @@ pub(crate) fn copy_chunks(
 
 /// One piece of a planned read.
 enum Piece {
+    Bytes(Bytes),
     Engine { key: Bytes, from: usize, to: usize },
     File { id: String, offset: u64, len: usize },
 }
@@ -225,7 +241,13 @@ impl Data {
     ///
     /// Cancel safety: dropping the future leaves no file behind but, at worst, a temporary one
     /// that the next open removes.
-    pub(crate) async fn stage(&self, mut body: Body, limit: u64) -> Result<Staged> {
+    /// `inline_ok`: a body of at most [`RECORD_INLINE_LIMIT`] may live in its object's record.
+    pub(crate) async fn stage(
+        &self,
+        mut body: Body,
+        limit: u64,
+        inline_ok: bool,
+    ) -> Result<Staged> {
         let id = new_id();
         let mut hasher = Md5::new();
         let mut size = 0u64;
@@ -312,11 +334,21 @@ impl Data {
         }
         let md5: [u8; 16] = hasher.finalize().into();
         let Some((f, temp)) = file else {
+            let inline = inline_ok && size <= RECORD_INLINE_LIMIT;
+            let chunks = if inline && chunks.len() > 1 {
+                vec![chunks.concat().into()]
+            } else {
+                chunks
+            };
             return Ok(Staged {
                 segment: Segment {
                     id,
                     size,
-                    storage: Storage::Engine,
+                    storage: if inline {
+                        Storage::Inline
+                    } else {
+                        Storage::Engine
+                    },
                 },
                 md5,
                 chunks,
@@ -436,6 +468,7 @@ impl Data {
         &self,
         snapshot: Arc<Snapshot>,
         segments: &[Segment],
+        inline: Option<&Bytes>,
         range: std::ops::Range<u64>,
     ) -> Result<Opened> {
         let mut pieces = VecDeque::new();
@@ -451,6 +484,15 @@ impl Data {
             }
             let (mut at, end) = (from - seg_from, to - seg_from);
             match segment.storage {
+                Storage::Inline => {
+                    let body = inline.ok_or_else(|| {
+                        Error::corrupt(KS_OBJECTS, "an inline segment without its body")
+                    })?;
+                    if end as usize > body.len() {
+                        return Err(Error::corrupt(KS_OBJECTS, "short inline body"));
+                    }
+                    pieces.push_back(Piece::Bytes(body.slice(at as usize..end as usize)));
+                }
                 Storage::Engine => {
                     while at < end {
                         let index = at / CHUNK as u64;
@@ -534,7 +576,7 @@ impl Data {
         for keyspace in [KS_OBJECTS, KS_HISTORY] {
             for entry in view.range(keyspace, &KeyRange::all(), Direction::Forward)? {
                 let (_, raw) = entry?;
-                let record: ObjectRecord = decode(keyspace, &raw)?;
+                let record = decode_object(keyspace, raw)?;
                 named.extend(
                     record
                         .segments
@@ -583,6 +625,7 @@ struct ReadState {
 impl ReadState {
     async fn read(&mut self, piece: Piece) -> Result<Bytes> {
         match piece {
+            Piece::Bytes(bytes) => Ok(bytes),
             Piece::Engine { key, from, to } => {
                 let chunk = self
                     .snapshot

@@ -9,8 +9,8 @@ use cloudlet_core::{BackgroundTask, Direction, KeyRange, ReadView, Timestamp};
 use crate::error::{Error, Result};
 use crate::multipart::remove_upload;
 use crate::record::{
-    BucketRecord, KS_BUCKETS, KS_HISTORY, KS_OBJECTS, KS_UPLOADS, ObjectRecord, UploadRecord,
-    decode, history_prefix, key_prefix, load_bucket, load_head,
+    BucketRecord, KS_BUCKETS, KS_HISTORY, KS_OBJECTS, KS_UPLOADS, UploadRecord, decode,
+    decode_object, history_prefix, key_prefix, load_bucket, load_head,
 };
 use crate::service::{ObjectService, decode_object_key};
 use crate::types::LifecycleRule;
@@ -221,7 +221,7 @@ impl ObjectService {
                 for entry in view.range(KS_OBJECTS, &range, Direction::Forward)? {
                     let (raw_key, raw) = entry?;
                     let key = decode_object_key(&raw_key)?;
-                    let head: ObjectRecord = decode(KS_OBJECTS, &raw)?;
+                    let head = decode_object(KS_OBJECTS, raw)?;
                     if let Some(days) = rule.expiration_days
                         && !head.delete_marker
                         && now >= due(head.last_modified, days)
@@ -240,7 +240,7 @@ impl ObjectService {
                             Direction::Forward,
                         )? {
                             let (_, raw) = h?;
-                            let version: ObjectRecord = decode(KS_HISTORY, &raw)?;
+                            let version = decode_object(KS_HISTORY, raw)?;
                             if now >= due(successor, days) {
                                 actions.push(Action::Noncurrent {
                                     key: key.clone(),

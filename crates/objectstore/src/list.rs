@@ -11,7 +11,7 @@ use cloudlet_core::{Direction, KeyRange, ReadView};
 
 use crate::error::{Error, Result};
 use crate::record::{
-    KS_HISTORY, KS_OBJECTS, KS_UPLOADS, ObjectRecord, UploadRecord, decode, history_prefix,
+    KS_HISTORY, KS_OBJECTS, KS_UPLOADS, UploadRecord, decode, decode_object, history_prefix,
     key_prefix, load_bucket, object_key,
 };
 use crate::service::{ObjectService, decode_object_key};
@@ -134,7 +134,7 @@ impl ObjectService {
                     last = Some(resume);
                     continue 'scan;
                 }
-                let record: ObjectRecord = decode(KS_OBJECTS, &raw)?;
+                let record = decode_object(KS_OBJECTS, raw)?;
                 if record.delete_marker {
                     continue;
                 }
@@ -227,7 +227,7 @@ impl ObjectService {
                     lower = After::Prefix(cp.to_owned()).lower_bound(bucket);
                     continue 'scan;
                 }
-                let head: ObjectRecord = decode(KS_OBJECTS, &raw)?;
+                let head = decode_object(KS_OBJECTS, raw)?;
                 let mut versions = vec![(head, true)];
                 for h in snapshot.prefix(
                     KS_HISTORY,
@@ -235,7 +235,7 @@ impl ObjectService {
                     Direction::Forward,
                 )? {
                     let (_, raw) = h?;
-                    versions.push((decode(KS_HISTORY, &raw)?, false));
+                    versions.push((decode_object(KS_HISTORY, raw)?, false));
                 }
                 // The version-id marker applies to the key marker only: versions of that key
                 // up to and including it were listed already.
@@ -313,7 +313,7 @@ fn has_live_key(view: &impl ReadView, from: &[u8], end: &Bound<Vec<u8>>) -> Resu
     let range = KeyRange::new((Bound::Included(from.to_vec()), upper));
     for entry in view.range(KS_OBJECTS, &range, Direction::Forward)? {
         let (_, raw) = entry?;
-        let record: ObjectRecord = decode(KS_OBJECTS, &raw)?;
+        let record = decode_object(KS_OBJECTS, raw)?;
         if !record.delete_marker {
             return Ok(true);
         }

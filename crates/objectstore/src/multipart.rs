@@ -130,7 +130,8 @@ impl ObjectService {
             ));
         }
         load_upload(&self.store.snapshot()?, bucket, key, upload_id)?;
-        let staged = self.data.stage(body, MAX_PUT_BYTES).await?;
+        // Parts never live in a record: they become segments of the object.
+        let staged = self.data.stage(body, MAX_PUT_BYTES, false).await?;
         let etag = staged.etag();
         let record = PartRecord {
             etag: etag.clone(),
@@ -254,6 +255,7 @@ impl ObjectService {
                 headers: upload.headers,
                 metadata: upload.metadata,
                 tags: upload.tags,
+                inline: None,
             };
             let mut freed = Vec::new();
             let out = this.install(

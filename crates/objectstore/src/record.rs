@@ -49,6 +49,8 @@ pub(crate) enum Storage {
     Engine,
     /// In a file of the body directory, named by the id.
     File,
+    /// In the object's own record, after its JSON: small bodies cost no key of their own.
+    Inline,
 }
 
 /// One stored body: a whole single-part object, or one part of a multipart object.
@@ -86,6 +88,9 @@ pub(crate) struct ObjectRecord {
     pub(crate) metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) tags: BTreeMap<String, String>,
+    /// The body of a [`Storage::Inline`] object, stored after the JSON.
+    #[serde(skip)]
+    pub(crate) inline: Option<Bytes>,
 }
 
 impl ObjectRecord {
@@ -171,12 +176,39 @@ pub(crate) fn load_bucket(view: &impl ReadView, bucket: &str) -> Result<BucketRe
     decode(KS_BUCKETS, &raw)
 }
 
+/// An object record as stored: its JSON, then, for an inline body, a 0 byte (which compact
+/// JSON never contains) and the body.
+pub(crate) fn encode_object(record: &ObjectRecord) -> Bytes {
+    let json = serde_json::to_vec(record).unwrap_or_default();
+    match &record.inline {
+        None => Bytes::from(json),
+        Some(body) => {
+            let mut out = Vec::with_capacity(json.len() + 1 + body.len());
+            out.extend_from_slice(&json);
+            out.push(0);
+            out.extend_from_slice(body);
+            Bytes::from(out)
+        }
+    }
+}
+
+pub(crate) fn decode_object(keyspace: &str, raw: Bytes) -> Result<ObjectRecord> {
+    match raw.iter().position(|b| *b == 0) {
+        None => decode(keyspace, &raw),
+        Some(at) => {
+            let mut record: ObjectRecord = decode(keyspace, &raw[..at])?;
+            record.inline = Some(raw.slice(at + 1..));
+            Ok(record)
+        }
+    }
+}
+
 pub(crate) fn load_head(
     view: &impl ReadView,
     bucket: &str,
     key: &str,
 ) -> Result<Option<ObjectRecord>> {
     view.get(KS_OBJECTS, &object_key(bucket, key))?
-        .map(|raw| decode(KS_OBJECTS, &raw))
+        .map(|raw| decode_object(KS_OBJECTS, raw))
         .transpose()
 }

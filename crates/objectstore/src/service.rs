@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use cloudlet_core::keys::TupleReader;
 use cloudlet_core::outbox::OutboxPolicy;
 use cloudlet_core::{
@@ -21,8 +22,8 @@ use crate::names::{
 };
 use crate::record::{
     BucketRecord, KS_BUCKETS, KS_HISTORY, KS_META, KS_OBJECTS, KS_UPLOADS, ObjectRecord, SEQUENCE,
-    Segment, bucket_prefix, decode, encode, history_key, history_prefix, load_bucket, load_head,
-    object_key,
+    Segment, bucket_prefix, decode, decode_object, encode, encode_object, history_key,
+    history_prefix, load_bucket, load_head, object_key,
 };
 use crate::types::{
     BucketInfo, CopyObject, CopyObjectOutput, DeleteObjectError, DeleteObjectOutput,
@@ -85,6 +86,8 @@ pub(crate) struct NewObject {
     pub(crate) headers: Headers,
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) tags: BTreeMap<String, String>,
+    /// The body, when it lives in the record.
+    pub(crate) inline: Option<Bytes>,
 }
 
 /// A copy or a rename, as [`ObjectService::copy_inner`] does it.
@@ -473,7 +476,7 @@ impl ObjectService {
         }
         for entry in view.prefix(KS_HISTORY, &history_prefix(bucket, key), Direction::Forward)? {
             let (_, raw) = entry?;
-            let record: ObjectRecord = decode(KS_HISTORY, &raw)?;
+            let record = decode_object(KS_HISTORY, raw)?;
             if record.version_id.as_deref() == wanted {
                 return Ok(Some(Found::History(record)));
             }
@@ -545,7 +548,12 @@ impl ObjectService {
                     body: crate::body::ObjectBody::empty(),
                 });
             }
-            match self.data.open(snapshot, &record.segments, range.clone())? {
+            match self.data.open(
+                snapshot,
+                &record.segments,
+                record.inline.as_ref(),
+                range.clone(),
+            )? {
                 Opened::Body(body) => return Ok(GetObjectOutput { info, range, body }),
                 Opened::Changed => vanished(&mut seen, &record).await?,
             }
@@ -569,7 +577,7 @@ impl ObjectService {
             let mut null = None;
             for entry in txn.prefix(KS_HISTORY, &history_prefix(bucket, key), Direction::Forward)? {
                 let (k, raw) = entry?;
-                let record: ObjectRecord = decode(KS_HISTORY, &raw)?;
+                let record = decode_object(KS_HISTORY, raw)?;
                 if record.version_id.is_none() {
                     null = Some((k, record));
                     break;
@@ -590,7 +598,7 @@ impl ObjectService {
             txn.put(
                 KS_HISTORY,
                 history_key(bucket, key, head.seq),
-                encode(&head),
+                encode_object(&head),
             );
         } else {
             free(txn, &head, freed);
@@ -629,8 +637,9 @@ impl ObjectService {
             headers: new.headers,
             metadata: new.metadata,
             tags: new.tags,
+            inline: new.inline,
         };
-        txn.put(KS_OBJECTS, object_key(bucket, key), encode(&record));
+        txn.put(KS_OBJECTS, object_key(bucket, key), encode_object(&record));
         events::emit(
             txn,
             &bucket_record,
@@ -673,7 +682,7 @@ impl ObjectService {
             ));
         }
         load_bucket(&self.store.snapshot()?, &bucket)?;
-        let staged = self.data.stage(body, MAX_PUT_BYTES).await?;
+        let staged = self.data.stage(body, MAX_PUT_BYTES, true).await?;
         let new = NewObject {
             size: staged.segment.size,
             etag: staged.etag(),
@@ -682,6 +691,7 @@ impl ObjectService {
             headers,
             metadata,
             tags,
+            inline: staged.inline_bytes(),
         };
         let now = self.now();
         let this = self.clone();
@@ -802,8 +812,9 @@ impl ObjectService {
                     headers: Headers::default(),
                     metadata: BTreeMap::new(),
                     tags: BTreeMap::new(),
+                    inline: None,
                 };
-                txn.put(KS_OBJECTS, object_key(bucket, key), encode(&marker));
+                txn.put(KS_OBJECTS, object_key(bucket, key), encode_object(&marker));
                 emit(txn, &format!("{family}:DeleteMarkerCreated"), &marker)?;
                 Ok(DeleteObjectOutput {
                     delete_marker: true,
@@ -1045,6 +1056,7 @@ impl ObjectService {
                         headers,
                         metadata,
                         tags: copy.tags.clone().unwrap_or_else(|| source.tags.clone()),
+                        inline: source.inline.clone(),
                     };
                     let mut freed = Vec::new();
                     let out = this.install(
@@ -1096,12 +1108,16 @@ impl ObjectService {
             let is_head = load_head(txn, &bucket, &key)?.is_some_and(|h| h.seq == record.seq);
             record.tags = tags;
             if is_head {
-                txn.put(KS_OBJECTS, object_key(&bucket, &key), encode(&record));
+                txn.put(
+                    KS_OBJECTS,
+                    object_key(&bucket, &key),
+                    encode_object(&record),
+                );
             } else {
                 txn.put(
                     KS_HISTORY,
                     history_key(&bucket, &key, record.seq),
-                    encode(&record),
+                    encode_object(&record),
                 );
             }
             Ok(((), Vec::new()))

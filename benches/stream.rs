@@ -22,20 +22,21 @@ fn batch(n: u64, payload: &Bytes) -> Vec<PutRecordsEntry> {
         .collect()
 }
 
-fn durable_append(c: &mut Criterion) {
-    let rt = runtime();
-    let dir = tempfile::tempdir_in(".").unwrap();
-    let kinesis = StreamService::new(Store::open(dir.path()).unwrap(), SystemClock::shared());
-    rt.block_on(kinesis.create_stream("bench", 8)).unwrap();
+/// Measures PutRecords of 100 from `producers` concurrent tasks, `batches` per iteration.
+fn bench_appends(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    kinesis: &StreamService,
+    (producers, batches): (u64, u64),
+) {
     let payload = Bytes::from(vec![7u8; 1024]);
     let counter = Arc::new(AtomicU64::new(0));
-    let mut group = c.benchmark_group("stream_durable");
-    const BATCHES: u64 = 160;
-    group.throughput(Throughput::Elements(BATCHES * 100));
-    group.bench_function("put_records_100_x_16_producers", |b| {
+    group.throughput(Throughput::Elements(batches * 100));
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let (kinesis, counter, payload) = (kinesis.clone(), counter.clone(), payload.clone());
-            rt.block_on(concurrently(16, iters * BATCHES, move |_| {
+            rt.block_on(concurrently(producers, iters * batches, move |_| {
                 let (kinesis, payload) = (kinesis.clone(), payload.clone());
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 async move {
@@ -47,6 +48,21 @@ fn durable_append(c: &mut Criterion) {
             }))
         })
     });
+}
+
+fn durable_append(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let kinesis = StreamService::new(Store::open(dir.path()).unwrap(), SystemClock::shared());
+    rt.block_on(kinesis.create_stream("bench", 8)).unwrap();
+    let mut group = c.benchmark_group("stream_durable");
+    bench_appends(
+        &mut group,
+        "put_records_100_x_16_producers",
+        &rt,
+        &kinesis,
+        (16, 160),
+    );
     group.finish();
 }
 
@@ -54,26 +70,14 @@ fn memory(c: &mut Criterion) {
     let rt = runtime();
     let kinesis = StreamService::new(Store::memory(), SystemClock::shared());
     rt.block_on(kinesis.create_stream("bench", 4)).unwrap();
-    let payload = Bytes::from(vec![7u8; 1024]);
-    let counter = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("stream_memory");
-    const BATCHES: u64 = 200;
-    group.throughput(Throughput::Elements(BATCHES * 100));
-    group.bench_function("append_put_records_100", |b| {
-        b.iter_custom(|iters| {
-            let (kinesis, counter, payload) = (kinesis.clone(), counter.clone(), payload.clone());
-            rt.block_on(concurrently(4, iters * BATCHES, move |_| {
-                let (kinesis, payload) = (kinesis.clone(), payload.clone());
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                async move {
-                    kinesis
-                        .put_records("bench", batch(n, &payload))
-                        .await
-                        .unwrap();
-                }
-            }))
-        })
-    });
+    bench_appends(
+        &mut group,
+        "append_put_records_100",
+        &rt,
+        &kinesis,
+        (4, 200),
+    );
     // Reads: 10,000-record GetRecords pages over a shard.
     let shard = "shardId-000000000000";
     group.throughput(Throughput::Elements(10_000));

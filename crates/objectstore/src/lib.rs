@@ -11,8 +11,15 @@
 //! [`BucketStore`] adapts one bucket to [`object_store::ObjectStore`], so DataFusion and every
 //! other `object_store` user can read and write it.
 //!
-//! Metadata lives in the engine. Bodies live in the engine too ([`ObjectService::new`], the
-//! test double), or, when larger than 128 KiB, in files ([`ObjectService::open`]): written to a
+//! Deliberate differences from S3, all at the edges: two conditional writes racing on one key
+//! are serialised by the store, so the loser gets `PreconditionFailed` rather than S3's 409
+//! `ConditionalRequestConflict`; the rename is an extension; ListMultipartUploads returns at
+//! most 1,000 uploads without pagination; checksums other than MD5, ACLs, storage classes and
+//! presigned URLs are not modelled.
+//!
+//! Metadata lives in the engine. Bodies up to 16 KiB live inside their object's record; larger
+//! ones in the engine too ([`ObjectService::new`], the test double), or, when larger than
+//! 128 KiB, in files ([`ObjectService::open`]): written to a
 //! temporary file, fsync'd, renamed, and only then named by a committed record. Large bodies
 //! stream in and out in chunks of at most 1 MiB.
 //!

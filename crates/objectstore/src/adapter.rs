@@ -215,9 +215,18 @@ fn dir_prefix(prefix: Option<&Path>) -> Option<String> {
         .map(|p| format!("{p}/"))
 }
 
+/// The object_store path of `key`, if it has one: a key `Path::parse` would change (a leading
+/// or trailing `/`, as in `dir/`) has none, since its path would name another key.
 fn parse_path(key: &str) -> Option<Path> {
     match Path::parse(key) {
-        Ok(path) => Some(path),
+        Ok(path) if path.as_ref() == key => Some(path),
+        Ok(_) => {
+            tracing::warn!(
+                key,
+                "skipping a key that is not a canonical object_store path"
+            );
+            None
+        }
         Err(e) => {
             tracing::warn!(key, error = %e, "skipping a key that is not an object_store path");
             None

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use cloudlet_core::keys::TupleReader;
 use cloudlet_core::{Direction, KeyRange, ReadView, Snapshot, WriteTxn};
 use futures::StreamExt;
 use md5::{Digest, Md5};
@@ -522,11 +521,10 @@ impl Data {
         }
         let len = range.end - range.start;
         let guard = match (&self.dirs, files.first()) {
-            (Some(dirs), Some(first)) => {
+            (Some(dirs), Some(_)) => {
                 let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
                 // Files are removed under this lock: if they are all there now, pinning them
                 // keeps them until this read is done.
-                let _ = first;
                 if !files.iter().all(|id| dirs.bodies.join(id).exists()) {
                     return Ok(Opened::Changed);
                 }
@@ -683,15 +681,4 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
-}
-
-/// The ids of the body chunks in `KS_DATA` (for tests and diagnostics).
-#[allow(dead_code)]
-pub(crate) fn chunk_ids(view: &impl ReadView) -> Result<HashSet<String>> {
-    let mut ids = HashSet::new();
-    for entry in view.range(KS_DATA, &KeyRange::all(), Direction::Forward)? {
-        let (key, _) = entry?;
-        ids.insert(TupleReader::new(&key).str()?);
-    }
-    Ok(ids)
 }

@@ -115,7 +115,7 @@ impl StreamRecord {
 
 /// What a shard iterator carries.
 #[derive(Debug, Serialize, Deserialize)]
-struct Iterator {
+struct IteratorToken {
     /// Stream id and name.
     s: u64,
     n: String,
@@ -639,7 +639,7 @@ impl StreamService {
         position: StartingPosition,
     ) -> Result<String> {
         let (id, index, from) = self.start_position(name, shard, position)?;
-        Ok(encode_iterator(&Iterator {
+        Ok(encode_iterator(&IteratorToken {
             s: id,
             n: name.to_owned(),
             h: index,
@@ -761,7 +761,7 @@ impl StreamService {
         Ok(GetRecordsOutput {
             records: read.records,
             next_shard_iterator: (!read.at_end).then(|| {
-                encode_iterator(&Iterator {
+                encode_iterator(&IteratorToken {
                     s: it.s,
                     n: it.n.clone(),
                     h: it.h,
@@ -1107,11 +1107,11 @@ fn public_shard(s: &ShardRecord) -> Shard {
     }
 }
 
-fn encode_iterator(it: &Iterator) -> String {
+fn encode_iterator(it: &IteratorToken) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(it).unwrap_or_default())
 }
 
-fn decode_iterator(text: &str) -> Result<Iterator> {
+fn decode_iterator(text: &str) -> Result<IteratorToken> {
     URL_SAFE_NO_PAD
         .decode(text)
         .ok()

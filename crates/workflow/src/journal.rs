@@ -1,0 +1,250 @@
+//! The durable journal of Standard executions.
+//!
+//! Every state entry writes a checkpoint of its branch (the state, its input, the branch's
+//! variables, the retry counters) together with the history events recorded since the last
+//! write, in one durable transaction. Concurrent branches of one execution share the writes:
+//! whoever finds no write in progress takes everything pending and commits it, so events reach
+//! the engine in id order and each caller returns only once its own checkpoint is durable.
+//! A finished Parallel branch or Map iteration records its output, so a resumed execution does
+//! not run it again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cloudlet_core::keys::{Tuple, TupleReader};
+use cloudlet_core::{Durability, KeyRange, ReadView, Store, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::interp::HistoryEvent;
+
+/// State machines: name → record.
+pub(crate) const KS_MACHINES: &str = "sfn.machines";
+/// Executions: ARN → record.
+pub(crate) const KS_EXECUTIONS: &str = "sfn.executions";
+/// History: (execution ARN, event id) → event.
+pub(crate) const KS_HISTORY: &str = "sfn.history";
+/// Checkpoints: (execution ARN, branch path) → checkpoint.
+pub(crate) const KS_CHECKPOINTS: &str = "sfn.checkpoints";
+
+/// Where a branch is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Checkpoint {
+    /// The state the branch is in (None once the branch finished).
+    pub(crate) state: Option<String>,
+    /// The state's input.
+    pub(crate) input: Value,
+    /// The state's `...StateEntered` event.
+    pub(crate) entered_id: u64,
+    pub(crate) entered_time: Timestamp,
+    /// The branch's last event id.
+    pub(crate) previous: u64,
+    /// The branch's own variables.
+    pub(crate) variables: Vec<(String, Value)>,
+    /// Retry counters of the state, per retrier, and the total.
+    pub(crate) retries: Vec<u32>,
+    /// The branch's output, once it finished.
+    pub(crate) done: Option<Value>,
+}
+
+#[derive(Default)]
+struct Pending {
+    events: Vec<HistoryEvent>,
+    checkpoints: Vec<(String, Checkpoint)>,
+    extra: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    /// Branch paths with a stored checkpoint, to delete when the execution ends.
+    written: std::collections::HashSet<String>,
+    finish: bool,
+    sequence: u64,
+}
+
+/// One execution's journal.
+pub(crate) struct Journal {
+    store: Store,
+    arn: String,
+    pending: Mutex<Pending>,
+    flushed: AtomicU64,
+    flush: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("execution", &self.arn)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn history_key(arn: &str, id: u64) -> Vec<u8> {
+    Tuple::new().str(arn).u64(id).build().to_vec()
+}
+
+pub(crate) fn checkpoint_key(arn: &str, path: &str) -> Vec<u8> {
+    Tuple::new().str(arn).str(path).build().to_vec()
+}
+
+pub(crate) fn arn_prefix(arn: &str) -> KeyRange {
+    KeyRange::prefix(Tuple::new().str(arn).build())
+}
+
+impl Journal {
+    pub(crate) fn new(store: Store, arn: String) -> Self {
+        Self {
+            store,
+            arn,
+            pending: Mutex::default(),
+            flushed: AtomicU64::new(0),
+            flush: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an event for the next write.
+    pub(crate) fn event(&self, event: &HistoryEvent) {
+        self.lock().events.push(event.clone());
+    }
+
+    /// Writes `checkpoint` for the branch at `path`, with everything pending, durably.
+    pub(crate) async fn checkpoint(
+        &self,
+        path: &str,
+        checkpoint: Checkpoint,
+    ) -> Result<(), cloudlet_core::Error> {
+        let sequence = {
+            let mut pending = self.lock();
+            pending.checkpoints.push((path.to_string(), checkpoint));
+            pending.sequence += 1;
+            pending.sequence
+        };
+        self.flush_through(sequence).await
+    }
+
+    /// Writes everything pending plus `key` → `value` in `keyspace`, durably.
+    pub(crate) async fn write_with(
+        &self,
+        keyspace: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<(), cloudlet_core::Error> {
+        let sequence = {
+            let mut pending = self.lock();
+            pending.extra.push((keyspace, key, value));
+            pending.sequence += 1;
+            pending.sequence
+        };
+        self.flush_through(sequence).await
+    }
+
+    /// Writes everything pending plus `key` → `value`, and drops the execution's checkpoints:
+    /// the execution ended.
+    pub(crate) async fn finish(
+        &self,
+        keyspace: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<(), cloudlet_core::Error> {
+        let sequence = {
+            let mut pending = self.lock();
+            pending.extra.push((keyspace, key, value));
+            pending.finish = true;
+            pending.sequence += 1;
+            pending.sequence
+        };
+        self.flush_through(sequence).await
+    }
+
+    async fn flush_through(&self, sequence: u64) -> Result<(), cloudlet_core::Error> {
+        let _writer = self.flush.lock().await;
+        if self.flushed.load(Ordering::Acquire) >= sequence {
+            return Ok(());
+        }
+        let (events, checkpoints, extra, upto, stale) = {
+            let mut pending = self.lock();
+            let paths: Vec<String> = pending.checkpoints.iter().map(|(p, _)| p.clone()).collect();
+            pending.written.extend(paths);
+            let stale: Vec<String> = if pending.finish {
+                pending.checkpoints.clear();
+                pending.written.drain().collect()
+            } else {
+                Vec::new()
+            };
+            (
+                std::mem::take(&mut pending.events),
+                std::mem::take(&mut pending.checkpoints),
+                std::mem::take(&mut pending.extra),
+                pending.sequence,
+                stale,
+            )
+        };
+        let arn = self.arn.clone();
+        let result = self
+            .store
+            .write(Durability::Durable, move |txn| {
+                for event in &events {
+                    let value = serde_json::to_vec(event)
+                        .map_err(|e| cloudlet_core::Error::corrupt(KS_HISTORY, e.to_string()))?;
+                    txn.put(KS_HISTORY, history_key(&arn, event.id), value);
+                }
+                // The last checkpoint of a branch wins.
+                let mut latest: HashMap<&str, &Checkpoint> = HashMap::new();
+                for (path, cp) in &checkpoints {
+                    latest.insert(path.as_str(), cp);
+                }
+                for (path, cp) in latest {
+                    let value = serde_json::to_vec(cp)
+                        .map_err(|e| cloudlet_core::Error::corrupt(KS_HISTORY, e.to_string()))?;
+                    txn.put(KS_CHECKPOINTS, checkpoint_key(&arn, path), value);
+                }
+                for path in &stale {
+                    txn.delete(KS_CHECKPOINTS, checkpoint_key(&arn, path));
+                }
+                for (keyspace, key, value) in &extra {
+                    txn.put(keyspace, key.clone(), value.clone());
+                }
+                Ok::<_, cloudlet_core::Error>(())
+            })
+            .await;
+        if result.is_ok() {
+            self.flushed.store(upto, Ordering::Release);
+        }
+        result
+    }
+}
+
+/// Reads an execution's history and checkpoints back.
+pub(crate) fn load(
+    store: &Store,
+    arn: &str,
+) -> Result<(Vec<HistoryEvent>, HashMap<String, Checkpoint>), cloudlet_core::Error> {
+    let snapshot = store.snapshot()?;
+    let mut events = Vec::new();
+    for entry in snapshot.range(
+        KS_HISTORY,
+        &arn_prefix(arn),
+        cloudlet_core::Direction::Forward,
+    )? {
+        let (_, value) = entry?;
+        let event: HistoryEvent = serde_json::from_slice(&value)
+            .map_err(|e| cloudlet_core::Error::corrupt(KS_HISTORY, e.to_string()))?;
+        events.push(event);
+    }
+    let mut checkpoints = HashMap::new();
+    for entry in snapshot.range(
+        KS_CHECKPOINTS,
+        &arn_prefix(arn),
+        cloudlet_core::Direction::Forward,
+    )? {
+        let (key, value) = entry?;
+        let mut reader = TupleReader::new(&key);
+        let _ = reader.str()?;
+        let path = reader.str()?;
+        let cp: Checkpoint = serde_json::from_slice(&value)
+            .map_err(|e| cloudlet_core::Error::corrupt(KS_HISTORY, e.to_string()))?;
+        checkpoints.insert(path, cp);
+    }
+    Ok((events, checkpoints))
+}

@@ -1,0 +1,812 @@
+//! The Step Functions API: state machines, executions, history, task tokens.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloudlet_core::{SharedClock, Store, Timestamp};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use crate::definition::{self, Machine, Problem};
+use crate::error::{Error, Result};
+use crate::interp::{ExecutionInfo, Frame, HistoryEvent, MAX_PAYLOAD_BYTES, Run};
+use crate::journal::{self, Journal, KS_EXECUTIONS, KS_MACHINES};
+use crate::task::{Callbacks, TaskFailure, TaskRegistry};
+
+/// Standard (durable, exactly-once states) or Express (in memory, at-least-once, 5 minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StateMachineType {
+    /// Every transition journaled; resumes after a restart.
+    Standard,
+    /// In memory; at most 5 minutes.
+    Express,
+}
+
+/// An execution's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExecutionStatus {
+    /// Still going.
+    Running,
+    /// Reached a Succeed state or an End.
+    Succeeded,
+    /// A state failed and nothing caught it.
+    Failed,
+    /// The machine's TimeoutSeconds passed (Express: 5 minutes).
+    TimedOut,
+    /// Stopped by stop_execution.
+    Aborted,
+}
+
+impl ExecutionStatus {
+    /// The status as AWS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "RUNNING",
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+            ExecutionStatus::Aborted => "ABORTED",
+        }
+    }
+}
+
+/// DescribeStateMachine.
+#[derive(Debug, Clone)]
+pub struct StateMachineDescription {
+    /// `arn:aws:states:<region>:<account>:stateMachine:<name>`.
+    pub arn: String,
+    /// The name.
+    pub name: String,
+    /// The definition as given.
+    pub definition: String,
+    /// Standard or Express.
+    pub kind: StateMachineType,
+    /// When it was created.
+    pub creation_date: Timestamp,
+}
+
+/// DescribeExecution.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExecutionDescription {
+    /// The execution's ARN.
+    pub execution_arn: String,
+    /// Its state machine's ARN.
+    pub state_machine_arn: String,
+    /// The execution's name.
+    pub name: String,
+    /// Where it is.
+    pub status: ExecutionStatus,
+    /// The input, as JSON.
+    pub input: Value,
+    /// The output, once it succeeded.
+    pub output: Option<Value>,
+    /// The error name, once it failed (absent when the Fail state named none).
+    pub error: Option<String>,
+    /// The cause, once it failed.
+    pub cause: Option<String>,
+    /// When it started.
+    pub start_date: Timestamp,
+    /// When it ended.
+    pub stop_date: Option<Timestamp>,
+}
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct WorkflowOptions {
+    /// Region in ARNs.
+    pub region: String,
+    /// Account id in ARNs.
+    pub account: String,
+    /// Whether history events carry their details (inputs, outputs); off saves time and memory
+    /// when only the types and ids matter.
+    pub record_details: bool,
+}
+
+impl Default for WorkflowOptions {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+            record_details: true,
+        }
+    }
+}
+
+struct MachineRecord {
+    description: StateMachineDescription,
+    machine: Arc<Machine>,
+}
+
+/// A state machine as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredMachine {
+    name: String,
+    definition: String,
+    kind: StateMachineType,
+    creation_date: Timestamp,
+}
+
+/// An execution as stored: its description and the definition it runs (an execution keeps
+/// running on its definition even when the state machine is deleted).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredExecution {
+    description: ExecutionDescription,
+    definition: String,
+}
+
+struct ExecutionRecord {
+    description: watch::Sender<ExecutionDescription>,
+    run: Arc<Run>,
+    stop: Arc<Notify>,
+    stop_reason: Mutex<Option<(Option<String>, Option<String>)>>,
+}
+
+struct Inner {
+    store: Store,
+    clock: SharedClock,
+    options: WorkflowOptions,
+    tasks: Arc<TaskRegistry>,
+    callbacks: Arc<Callbacks>,
+    machines: Mutex<HashMap<String, Arc<MachineRecord>>>,
+    executions: Mutex<HashMap<String, Arc<ExecutionRecord>>>,
+}
+
+/// Step Functions as a library: see the crate docs.
+#[derive(Clone)]
+pub struct WorkflowService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for WorkflowService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowService")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Express limit on an execution's duration.
+pub const EXPRESS_MAX_DURATION: Duration = Duration::from_secs(300);
+
+fn check_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.chars().count() > 80 {
+        return bad("names are 1 to 80 characters");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c))
+    {
+        return bad(
+            "names may not hold whitespace, brackets, wildcards, control characters or any of \" # % \\ ^ | ~ ` $ & , ; : /",
+        );
+    }
+    Ok(())
+}
+
+fn parse_definition(definition: &str) -> Result<Arc<Machine>> {
+    let value: Value = serde_json::from_str(definition).map_err(|e| Error::InvalidDefinition {
+        problems: vec![Problem {
+            path: "$".into(),
+            message: format!("the definition is not JSON: {e}"),
+        }],
+    })?;
+    definition::parse(&value).map_err(|problems| Error::InvalidDefinition { problems })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Checks a definition as ValidateStateMachineDefinition does: every problem, with its path.
+pub fn validate_definition(definition: &str) -> Vec<Problem> {
+    match serde_json::from_str::<Value>(definition) {
+        Err(e) => vec![Problem {
+            path: "$".into(),
+            message: format!("the definition is not JSON: {e}"),
+        }],
+        Ok(v) => match definition::parse(&v) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems,
+        },
+    }
+}
+
+impl WorkflowService {
+    /// A service over `store`, on `clock`.
+    pub fn new(store: Store, clock: SharedClock) -> Self {
+        Self::with_options(store, clock, WorkflowOptions::default())
+    }
+
+    /// A service with explicit options.
+    pub fn with_options(store: Store, clock: SharedClock, options: WorkflowOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                options,
+                tasks: Arc::default(),
+                callbacks: Arc::default(),
+                machines: Mutex::default(),
+                executions: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The task registry: register handlers for Task resources here.
+    pub fn tasks(&self) -> &TaskRegistry {
+        &self.inner.tasks
+    }
+
+    fn machine_arn(&self, name: &str) -> String {
+        let o = &self.inner.options;
+        format!(
+            "arn:aws:states:{}:{}:stateMachine:{name}",
+            o.region, o.account
+        )
+    }
+
+    /// CreateStateMachine. Idempotent when the name, definition and type match. The machine
+    /// is stored durably before this returns.
+    pub async fn create_state_machine(
+        &self,
+        name: &str,
+        definition: &str,
+        kind: StateMachineType,
+    ) -> Result<String> {
+        check_name(name)?;
+        let machine = parse_definition(definition)?;
+        let arn = self.machine_arn(name);
+        {
+            let machines = lock(&self.inner.machines);
+            if let Some(existing) = machines.get(&arn) {
+                if existing.description.definition == definition
+                    && existing.description.kind == kind
+                {
+                    return Ok(arn);
+                }
+                return Err(Error::StateMachineAlreadyExists(arn));
+            }
+        }
+        let stored = StoredMachine {
+            name: name.to_string(),
+            definition: definition.to_string(),
+            kind,
+            creation_date: self.inner.clock.now(),
+        };
+        let value = serde_json::to_vec(&stored).map_err(|e| Error::Validation(e.to_string()))?;
+        let key = arn.clone().into_bytes();
+        self.inner
+            .store
+            .write(cloudlet_core::Durability::Durable, move |txn| {
+                txn.put(KS_MACHINES, key, value);
+                Ok::<_, cloudlet_core::Error>(())
+            })
+            .await?;
+        let description = StateMachineDescription {
+            arn: arn.clone(),
+            name: stored.name,
+            definition: stored.definition,
+            kind,
+            creation_date: stored.creation_date,
+        };
+        let mut machines = lock(&self.inner.machines);
+        if let Some(existing) = machines.get(&arn)
+            && (existing.description.definition != definition || existing.description.kind != kind)
+        {
+            return Err(Error::StateMachineAlreadyExists(arn));
+        }
+        machines.insert(
+            arn.clone(),
+            Arc::new(MachineRecord {
+                description,
+                machine,
+            }),
+        );
+        Ok(arn)
+    }
+
+    /// DescribeStateMachine.
+    pub fn describe_state_machine(&self, arn: &str) -> Result<StateMachineDescription> {
+        lock(&self.inner.machines)
+            .get(arn)
+            .map(|m| m.description.clone())
+            .ok_or_else(|| Error::StateMachineDoesNotExist(arn.to_string()))
+    }
+
+    /// ListStateMachines, by name.
+    pub fn list_state_machines(&self) -> Vec<StateMachineDescription> {
+        let mut out: Vec<_> = lock(&self.inner.machines)
+            .values()
+            .map(|m| m.description.clone())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// DeleteStateMachine. Running executions go on to their end.
+    pub async fn delete_state_machine(&self, arn: &str) -> Result<()> {
+        let key = arn.as_bytes().to_vec();
+        self.inner
+            .store
+            .write(cloudlet_core::Durability::Durable, move |txn| {
+                txn.delete(KS_MACHINES, key);
+                Ok::<_, cloudlet_core::Error>(())
+            })
+            .await?;
+        lock(&self.inner.machines).remove(arn);
+        Ok(())
+    }
+
+    /// StartExecution: returns the execution's ARN once the execution is recorded (durably,
+    /// for a Standard machine); the execution runs in the background on the current tokio
+    /// runtime.
+    pub async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: Option<&str>,
+        input: &str,
+    ) -> Result<String> {
+        let (record, machine, kind) = self.prepare(state_machine_arn, name, input).await?;
+        let arn = record.description.borrow().execution_arn.clone();
+        let service = self.clone();
+        tokio::spawn(async move { service.drive(record, machine, kind).await });
+        Ok(arn)
+    }
+
+    /// StartSyncExecution (Express): runs the execution to its end and describes it.
+    pub async fn start_sync_execution(
+        &self,
+        state_machine_arn: &str,
+        name: Option<&str>,
+        input: &str,
+    ) -> Result<ExecutionDescription> {
+        let (record, machine, kind) = self.prepare(state_machine_arn, name, input).await?;
+        self.drive(record.clone(), machine, kind).await;
+        Ok(record.description.borrow().clone())
+    }
+
+    async fn prepare(
+        &self,
+        state_machine_arn: &str,
+        name: Option<&str>,
+        input: &str,
+    ) -> Result<(Arc<ExecutionRecord>, Arc<Machine>, StateMachineType)> {
+        let machine = lock(&self.inner.machines)
+            .get(state_machine_arn)
+            .cloned()
+            .ok_or_else(|| Error::StateMachineDoesNotExist(state_machine_arn.to_string()))?;
+        if input.len() > MAX_PAYLOAD_BYTES {
+            return Err(Error::InvalidExecutionInput(format!(
+                "the input is {} bytes; at most {MAX_PAYLOAD_BYTES} are allowed",
+                input.len()
+            )));
+        }
+        let input: Value = serde_json::from_str(input)
+            .map_err(|e| Error::InvalidExecutionInput(format!("the input is not JSON: {e}")))?;
+        let name = match name {
+            Some(n) => {
+                check_name(n)?;
+                n.to_string()
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let o = &self.inner.options;
+        let sm_name = &machine.description.name;
+        let express = machine.description.kind == StateMachineType::Express;
+        let kind = if express { "express" } else { "execution" };
+        let arn = format!(
+            "arn:aws:states:{}:{}:{kind}:{sm_name}:{name}",
+            o.region, o.account
+        );
+        let now = self.inner.clock.now();
+        let info = ExecutionInfo {
+            arn: arn.clone(),
+            name: name.clone(),
+            input: input.clone(),
+            start_time: now,
+            state_machine_arn: state_machine_arn.to_string(),
+            state_machine_name: sm_name.clone(),
+            role_arn: format!("arn:aws:iam::{}:role/cloudlet", o.account),
+            redrive_count: 0,
+            express,
+        };
+        let description = ExecutionDescription {
+            execution_arn: arn.clone(),
+            state_machine_arn: state_machine_arn.to_string(),
+            name,
+            status: ExecutionStatus::Running,
+            input,
+            output: None,
+            error: None,
+            cause: None,
+            start_date: now,
+            stop_date: None,
+        };
+        let kind = machine.description.kind;
+        let journal = (kind == StateMachineType::Standard)
+            .then(|| Arc::new(Journal::new(self.inner.store.clone(), arn.clone())));
+        let record = self.record(
+            info,
+            description,
+            journal.clone(),
+            Vec::new(),
+            Default::default(),
+        );
+        {
+            let mut executions = lock(&self.inner.executions);
+            if executions.contains_key(&arn) {
+                return Err(Error::ExecutionAlreadyExists(arn));
+            }
+            executions.insert(arn.clone(), record.clone());
+        }
+        let run = &record.run;
+        run.emit(
+            &Frame::top(),
+            "ExecutionStarted",
+            json!({"input": run.info.input.to_string(), "roleArn": run.info.role_arn}),
+        );
+        if let Some(journal) = journal {
+            let stored = StoredExecution {
+                description: record.description.borrow().clone(),
+                definition: machine.description.definition.clone(),
+            };
+            let value =
+                serde_json::to_vec(&stored).map_err(|e| Error::Validation(e.to_string()))?;
+            if let Err(e) = journal
+                .write_with(KS_EXECUTIONS, arn.clone().into_bytes(), value)
+                .await
+            {
+                lock(&self.inner.executions).remove(&arn);
+                return Err(e.into());
+            }
+        }
+        Ok((record, machine.machine.clone(), kind))
+    }
+
+    fn record(
+        &self,
+        info: ExecutionInfo,
+        description: ExecutionDescription,
+        journal: Option<Arc<Journal>>,
+        events: Vec<HistoryEvent>,
+        resume: HashMap<String, journal::Checkpoint>,
+    ) -> Arc<ExecutionRecord> {
+        let run = Arc::new(Run {
+            clock: self.inner.clock.clone(),
+            info,
+            tasks: self.inner.tasks.clone(),
+            callbacks: self.inner.callbacks.clone(),
+            events: Mutex::new(events),
+            journal,
+            resume: Mutex::new(resume),
+            record_details: self.inner.options.record_details,
+        });
+        Arc::new(ExecutionRecord {
+            description: watch::channel(description).0,
+            run,
+            stop: Arc::new(Notify::new()),
+            stop_reason: Mutex::new(None),
+        })
+    }
+
+    async fn drive(
+        &self,
+        record: Arc<ExecutionRecord>,
+        machine: Arc<Machine>,
+        kind: StateMachineType,
+    ) {
+        let run = record.run.clone();
+        let top = Frame::top();
+        let input = run.info.input.clone();
+        top.set_previous(run.event_count() as u64);
+        let timeout = match (machine.timeout_seconds, kind) {
+            (Some(s), StateMachineType::Express) => {
+                Some(Duration::from_secs(s).min(EXPRESS_MAX_DURATION))
+            }
+            (Some(s), StateMachineType::Standard) => Some(Duration::from_secs(s)),
+            (None, StateMachineType::Express) => Some(EXPRESS_MAX_DURATION),
+            (None, StateMachineType::Standard) => None,
+        };
+        let deadline = timeout.map(|t| run.info.start_time.saturating_add(t));
+        let clock = self.inner.clock.clone();
+        let timer = async {
+            match deadline {
+                Some(d) => clock.sleep_until(d).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        enum End {
+            Done(std::result::Result<Value, crate::interp::Failure>),
+            TimedOut,
+            Stopped,
+        }
+        let end = tokio::select! {
+            r = run.run_machine(&machine, input, &top) => End::Done(r),
+            () = timer => End::TimedOut,
+            () = record.stop.notified() => End::Stopped,
+        };
+        let now = self.inner.clock.now();
+        let mut description = record.description.borrow().clone();
+        description.stop_date = Some(now);
+        match end {
+            End::Done(Ok(output)) => {
+                run.emit(
+                    &top,
+                    "ExecutionSucceeded",
+                    json!({"output": output.to_string()}),
+                );
+                description.status = ExecutionStatus::Succeeded;
+                description.output = Some(output);
+            }
+            End::Done(Err(failure)) => {
+                run.emit(
+                    &top,
+                    "ExecutionFailed",
+                    json!({"error": failure.error, "cause": failure.cause}),
+                );
+                description.status = ExecutionStatus::Failed;
+                description.error = failure.error;
+                description.cause = failure.cause;
+            }
+            End::TimedOut => {
+                run.emit(
+                    &top,
+                    "ExecutionTimedOut",
+                    json!({"error": "States.Timeout"}),
+                );
+                description.status = ExecutionStatus::TimedOut;
+                description.error = Some("States.Timeout".into());
+            }
+            End::Stopped => {
+                let (error, cause) = lock(&record.stop_reason).take().unwrap_or_default();
+                run.emit(
+                    &top,
+                    "ExecutionAborted",
+                    json!({"error": error, "cause": cause}),
+                );
+                description.status = ExecutionStatus::Aborted;
+                description.error = error;
+                description.cause = cause;
+            }
+        }
+        if let Some(journal) = &run.journal {
+            let stored = StoredExecution {
+                description: description.clone(),
+                definition: String::new(),
+            };
+            let written = match serde_json::to_vec(&stored) {
+                Ok(value) => {
+                    journal
+                        .finish(
+                            KS_EXECUTIONS,
+                            description.execution_arn.clone().into_bytes(),
+                            value,
+                        )
+                        .await
+                }
+                Err(e) => Err(cloudlet_core::Error::corrupt(KS_EXECUTIONS, e.to_string())),
+            };
+            if let Err(e) = written {
+                // The end is not durable: the execution resumes after a restart.
+                tracing::error!(execution = %description.execution_arn, error = %e, "could not journal the end of an execution");
+            }
+        }
+        record.description.send_replace(description);
+    }
+
+    /// Opens the service over `store` and resumes every Standard execution that was running:
+    /// each branch goes on from the state it was in (a Task in flight runs again), waits keep
+    /// their deadlines, finished Parallel branches and Map iterations are not run again.
+    /// Must be called inside a tokio runtime.
+    pub async fn open(store: Store, clock: SharedClock, options: WorkflowOptions) -> Result<Self> {
+        let service = Self::with_options(store, clock, options);
+        let snapshot = service.inner.store.snapshot()?;
+        use cloudlet_core::ReadView as _;
+        let corrupt =
+            |ks: &str, e: serde_json::Error| cloudlet_core::Error::corrupt(ks, e.to_string());
+        for entry in snapshot.range(
+            KS_MACHINES,
+            &cloudlet_core::KeyRange::all(),
+            cloudlet_core::Direction::Forward,
+        )? {
+            let (key, value) = entry?;
+            let stored: StoredMachine =
+                serde_json::from_slice(&value).map_err(|e| corrupt(KS_MACHINES, e))?;
+            let machine = parse_definition(&stored.definition)?;
+            let arn = String::from_utf8_lossy(&key).into_owned();
+            let description = StateMachineDescription {
+                arn: arn.clone(),
+                name: stored.name,
+                definition: stored.definition,
+                kind: stored.kind,
+                creation_date: stored.creation_date,
+            };
+            lock(&service.inner.machines).insert(
+                arn,
+                Arc::new(MachineRecord {
+                    description,
+                    machine,
+                }),
+            );
+        }
+        let mut resumed = Vec::new();
+        for entry in snapshot.range(
+            KS_EXECUTIONS,
+            &cloudlet_core::KeyRange::all(),
+            cloudlet_core::Direction::Forward,
+        )? {
+            let (_, value) = entry?;
+            let stored: StoredExecution =
+                serde_json::from_slice(&value).map_err(|e| corrupt(KS_EXECUTIONS, e))?;
+            let d = stored.description;
+            let running = d.status == ExecutionStatus::Running;
+            let (events, checkpoints) = if running {
+                journal::load(&service.inner.store, &d.execution_arn)?
+            } else {
+                (
+                    journal::load(&service.inner.store, &d.execution_arn)?.0,
+                    HashMap::new(),
+                )
+            };
+            let o = &service.inner.options;
+            let sm_name = d
+                .state_machine_arn
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let info = ExecutionInfo {
+                arn: d.execution_arn.clone(),
+                name: d.name.clone(),
+                input: d.input.clone(),
+                start_time: d.start_date,
+                state_machine_arn: d.state_machine_arn.clone(),
+                state_machine_name: sm_name,
+                role_arn: format!("arn:aws:iam::{}:role/cloudlet", o.account),
+                redrive_count: 0,
+                express: false,
+            };
+            let journal = Arc::new(Journal::new(
+                service.inner.store.clone(),
+                d.execution_arn.clone(),
+            ));
+            let arn = d.execution_arn.clone();
+            let record = service.record(info, d, Some(journal), events, checkpoints);
+            lock(&service.inner.executions).insert(arn, record.clone());
+            if running {
+                let machine = parse_definition(&stored.definition)?;
+                resumed.push((record, machine));
+            }
+        }
+        for (record, machine) in resumed {
+            let s = service.clone();
+            tokio::spawn(async move { s.drive(record, machine, StateMachineType::Standard).await });
+        }
+        Ok(service)
+    }
+
+    fn execution(&self, arn: &str) -> Result<Arc<ExecutionRecord>> {
+        lock(&self.inner.executions)
+            .get(arn)
+            .cloned()
+            .ok_or_else(|| Error::ExecutionDoesNotExist(arn.to_string()))
+    }
+
+    /// DescribeExecution.
+    pub fn describe_execution(&self, arn: &str) -> Result<ExecutionDescription> {
+        Ok(self.execution(arn)?.description.borrow().clone())
+    }
+
+    /// Waits until the execution is no longer RUNNING and describes it (an extension: AWS
+    /// callers poll DescribeExecution).
+    pub async fn wait_for_execution(&self, arn: &str) -> Result<ExecutionDescription> {
+        let record = self.execution(arn)?;
+        let mut rx = record.description.subscribe();
+        let description = rx
+            .wait_for(|d| d.status != ExecutionStatus::Running)
+            .await
+            .map(|d| d.clone())
+            .unwrap_or_else(|_| record.description.borrow().clone());
+        Ok(description)
+    }
+
+    /// GetExecutionHistory: every event so far, in order.
+    pub fn get_execution_history(&self, arn: &str) -> Result<Vec<HistoryEvent>> {
+        let record = self.execution(arn)?;
+        let events = lock(&record.run.events).clone();
+        Ok(events)
+    }
+
+    /// ListExecutions of a state machine, newest first, optionally of one status.
+    pub fn list_executions(
+        &self,
+        state_machine_arn: &str,
+        status: Option<ExecutionStatus>,
+    ) -> Result<Vec<ExecutionDescription>> {
+        if !lock(&self.inner.machines).contains_key(state_machine_arn) {
+            return Err(Error::StateMachineDoesNotExist(
+                state_machine_arn.to_string(),
+            ));
+        }
+        let mut out: Vec<ExecutionDescription> = lock(&self.inner.executions)
+            .values()
+            .map(|r| r.description.borrow().clone())
+            .filter(|d| d.state_machine_arn == state_machine_arn)
+            .filter(|d| status.is_none_or(|s| d.status == s))
+            .collect();
+        out.sort_by(|a, b| b.start_date.cmp(&a.start_date).then(a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// StopExecution: the execution ends ABORTED with the given error and cause.
+    pub fn stop_execution(
+        &self,
+        arn: &str,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<()> {
+        let record = self.execution(arn)?;
+        if record.description.borrow().status != ExecutionStatus::Running {
+            return Ok(());
+        }
+        *lock(&record.stop_reason) = Some((error.map(str::to_string), cause.map(str::to_string)));
+        record.stop.notify_one();
+        Ok(())
+    }
+
+    /// SendTaskSuccess: completes the `.waitForTaskToken` task holding `token` with `output`.
+    pub fn send_task_success(&self, token: &str, output: &str) -> Result<()> {
+        if output.len() > MAX_PAYLOAD_BYTES {
+            return Err(Error::InvalidOutput(format!(
+                "the output is larger than {MAX_PAYLOAD_BYTES} bytes"
+            )));
+        }
+        let value: Value = serde_json::from_str(output)
+            .map_err(|e| Error::InvalidOutput(format!("the output is not JSON: {e}")))?;
+        self.resolve(token, Ok(value))
+    }
+
+    /// SendTaskFailure: fails the task holding `token`.
+    pub fn send_task_failure(&self, token: &str, error: &str, cause: &str) -> Result<()> {
+        self.resolve(token, Err(TaskFailure::new(error, cause)))
+    }
+
+    /// SendTaskHeartbeat: restarts the task's HeartbeatSeconds.
+    pub fn send_task_heartbeat(&self, token: &str) -> Result<()> {
+        check_token(token)?;
+        if self.inner.callbacks.heartbeat(token) {
+            Ok(())
+        } else {
+            Err(Error::TaskDoesNotExist(token.to_string()))
+        }
+    }
+
+    fn resolve(&self, token: &str, outcome: std::result::Result<Value, TaskFailure>) -> Result<()> {
+        check_token(token)?;
+        let waiting = self
+            .inner
+            .callbacks
+            .remove(token)
+            .ok_or_else(|| Error::TaskDoesNotExist(token.to_string()))?;
+        waiting
+            .done
+            .send(outcome)
+            .map_err(|_| Error::TaskDoesNotExist(token.to_string()))
+    }
+}
+
+fn check_token(token: &str) -> Result<()> {
+    if token.is_empty() || token.len() > 1024 {
+        return Err(Error::InvalidToken(
+            "a task token is 1 to 1024 characters".into(),
+        ));
+    }
+    Ok(())
+}

@@ -294,6 +294,32 @@ impl ManualClock {
         }
     }
 
+    /// Moves time to the earliest pending deadline and fires the timers due then, like
+    /// [`ManualClock::advance_to_next`], and returns how many timers remain pending, counted
+    /// before any woken task runs. A driver that waits for more than that many timers before
+    /// its next step never moves time ahead of the work the step woke. `None` when no timer is
+    /// pending.
+    pub fn step(&self) -> Option<usize> {
+        let (wakers, remaining) = {
+            let mut state = self.state();
+            let next = state.timers.keys().next().map(|(deadline, _)| *deadline)?;
+            state.now = state.now.max(next);
+            let now = state.now;
+            let mut due = Vec::new();
+            while let Some(entry) = state.timers.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove());
+            }
+            (due, state.timers.len())
+        };
+        for waker in wakers.into_iter().flatten() {
+            waker.wake();
+        }
+        Some(remaining)
+    }
+
     /// Moves time to the earliest pending deadline and fires the timers due then. Returns that
     /// deadline, or `None` (and leaves time alone) when no timer is pending.
     pub fn advance_to_next(&self) -> Option<Timestamp> {

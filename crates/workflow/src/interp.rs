@@ -465,6 +465,23 @@ impl Run {
         })
     }
 
+    /// For a resumed attempt: the id of the `kind` event the previous process recorded right
+    /// after the frame's checkpoint, if it did (the frame then continues after it).
+    fn recorded(&self, at: &At<'_>, frame: &Frame, kind: &str) -> Option<u64> {
+        if !at.resumed {
+            return None;
+        }
+        let previous = frame.previous.load(Ordering::Relaxed);
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let id = events
+            .iter()
+            .find(|e| e.event_type == kind && e.previous_event_id == previous)?
+            .id;
+        drop(events);
+        frame.set_previous(id);
+        Some(id)
+    }
+
     /// For a resumed branch: Some(the output) when it finished, Some(None) when it was under way.
     fn restored(&self, path: &str) -> Option<Option<Value>> {
         self.journal.as_ref()?;
@@ -831,6 +848,22 @@ impl Run {
         frame: &Frame,
     ) -> Result<(Value, Option<Value>), Failure> {
         let state = at.state;
+        // A callback task's token exists before its Parameters read `$$.Task.Token`.
+        let token = match &state.kind {
+            Kind::Task(task) if task.resource.ends_with(".waitForTaskToken") => {
+                Some(uuid::Uuid::new_v4().to_string())
+            }
+            _ => None,
+        };
+        let at = &At {
+            state,
+            entered_id: at.entered_id,
+            entered_time: at.entered_time,
+            retry_count: at.retry_count,
+            token: token.as_deref(),
+            retries: Vec::new(),
+            resumed: at.resumed,
+        };
         let effective = match state.language {
             QueryLanguage::JsonPath => {
                 let effective = self.input_path(at, frame, input)?;
@@ -915,21 +948,16 @@ impl Run {
             &input,
             "HeartbeatSeconds",
         )?;
-        let token = (pattern == Pattern::Callback).then(|| uuid::Uuid::new_v4().to_string());
-        let token_at = At {
-            state: at.state,
-            entered_id: at.entered_id,
-            entered_time: at.entered_time,
-            retry_count: at.retry_count,
-            token: token.as_deref(),
-            retries: Vec::new(),
-            resumed: false,
+        let token = match (pattern, at.token) {
+            (Pattern::Callback, Some(token)) => Some(token.to_string()),
+            (Pattern::Callback, None) => Some(uuid::Uuid::new_v4().to_string()),
+            (Pattern::RequestResponse, _) => None,
         };
         let request = TaskRequest {
             resource: resource.clone(),
             input,
             task_token: token.clone(),
-            context: self.context(frame, &token_at),
+            context: self.context(frame, at),
         };
         self.emit(
             frame,
@@ -1050,10 +1078,9 @@ impl Run {
         branches: &[Arc<Machine>],
         input: Value,
     ) -> Result<Value, Failure> {
-        let started = if at.resumed {
-            frame.previous.load(Ordering::Relaxed)
-        } else {
-            self.emit(frame, "ParallelStateStarted", Value::Null)
+        let started = match self.recorded(at, frame, "ParallelStateStarted") {
+            Some(id) => id,
+            None => self.emit(frame, "ParallelStateStarted", Value::Null),
         };
         let frames: Vec<Frame> = (0..branches.len())
             .map(|i| {
@@ -1129,11 +1156,25 @@ impl Run {
             Some(d) => self.integer_field(at, frame, d, &effective, "MaxConcurrency")?,
         };
         let tolerated = self.tolerance(at, frame, map, &effective, items.len())?;
-        let started = self.emit(
-            frame,
-            "MapStateStarted",
-            self.details(|| json!({"length": items.len()})),
-        );
+        let started = match self.recorded(at, frame, "MapStateStarted") {
+            Some(id) => id,
+            None => self.emit(
+                frame,
+                "MapStateStarted",
+                self.details(|| json!({"length": items.len()})),
+            ),
+        };
+        // Iterations whose start a resumed attempt already recorded.
+        let begun: std::collections::HashSet<u64> = if at.resumed {
+            let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            events
+                .iter()
+                .filter(|e| e.event_type == "MapIterationStarted" && e.previous_event_id == started)
+                .filter_map(|e| e.details["index"].as_u64())
+                .collect()
+        } else {
+            Default::default()
+        };
         let frames: Vec<Frame> = items
             .iter()
             .enumerate()
@@ -1145,7 +1186,10 @@ impl Run {
         let mut iterations: Vec<BoxFuture<'_, Result<Value, Failure>>> =
             Vec::with_capacity(frames.len());
         for (index, child) in frames.iter().enumerate() {
-            iterations.push(Box::pin(self.iteration(at, map, child, index, &effective)));
+            let begun = begun.contains(&(index as u64));
+            iterations.push(Box::pin(
+                self.iteration(at, map, child, index, &effective, begun),
+            ));
         }
         let limit = if limit == 0 {
             usize::MAX
@@ -1190,6 +1234,7 @@ impl Run {
         child: &Frame,
         index: usize,
         effective: &Value,
+        begun: bool,
     ) -> Result<Value, Failure> {
         let state = at.state;
         // A resumed iteration already recorded its start; a finished one its end too.
@@ -1225,25 +1270,24 @@ impl Run {
                 None => item,
             },
         };
-        if restored.is_none() {
-            self.emit(
-                child,
-                "MapIterationStarted",
-                self.details(|| json!({"name": state.name, "index": index})),
-            );
+        // Iteration events always carry their index: a resumed Map reads it back.
+        let details = json!({"name": state.name, "index": index});
+        if restored.is_none() && !begun {
+            self.emit(child, "MapIterationStarted", details.clone());
         }
-        let result = self.branch(&map.processor, item_input, child).await;
-        let kind = if result.is_ok() {
-            "MapIterationSucceeded"
-        } else {
-            "MapIterationFailed"
-        };
-        self.emit(
-            child,
-            kind,
-            self.details(|| json!({"name": state.name, "index": index})),
-        );
-        result
+        // The success is recorded before the iteration's output is journaled, so a finished
+        // iteration always has its event.
+        match self.run_machine(&map.processor, item_input, child).await {
+            Ok(output) => {
+                self.emit(child, "MapIterationSucceeded", details);
+                self.finished(child, &output).await?;
+                Ok(output)
+            }
+            Err(failure) => {
+                self.emit(child, "MapIterationFailed", details);
+                Err(failure)
+            }
+        }
     }
 
     fn tolerance(

@@ -150,6 +150,10 @@ struct Inner {
     callbacks: Arc<Callbacks>,
     machines: Mutex<HashMap<String, Arc<MachineRecord>>>,
     executions: Mutex<HashMap<String, Arc<ExecutionRecord>>>,
+    /// Executions found running by `open`, until `resume_executions` starts them.
+    resumable: Mutex<Vec<(Arc<ExecutionRecord>, Arc<Machine>)>>,
+    /// The background tasks running executions.
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Step Functions as a library: see the crate docs.
@@ -235,6 +239,8 @@ impl WorkflowService {
                 callbacks: Arc::default(),
                 machines: Mutex::default(),
                 executions: Mutex::default(),
+                resumable: Mutex::default(),
+                background: Mutex::default(),
             }),
         }
     }
@@ -355,8 +361,7 @@ impl WorkflowService {
     ) -> Result<String> {
         let (record, machine, kind) = self.prepare(state_machine_arn, name, input).await?;
         let arn = record.description.borrow().execution_arn.clone();
-        let service = self.clone();
-        tokio::spawn(async move { service.drive(record, machine, kind).await });
+        self.spawn(record, machine, kind);
         Ok(arn)
     }
 
@@ -527,10 +532,12 @@ impl WorkflowService {
             TimedOut,
             Stopped,
         }
+        // A stop or a timeout that falls due with the last state wins.
         let end = tokio::select! {
-            r = run.run_machine(&machine, input, &top) => End::Done(r),
-            () = timer => End::TimedOut,
+            biased;
             () = record.stop.notified() => End::Stopped,
+            () = timer => End::TimedOut,
+            r = run.run_machine(&machine, input, &top) => End::Done(r),
         };
         let now = self.inner.clock.now();
         let mut description = record.description.borrow().clone();
@@ -556,6 +563,8 @@ impl WorkflowService {
                 description.cause = failure.cause;
             }
             End::TimedOut => {
+                // It timed out at its deadline, whenever this task saw it.
+                description.stop_date = deadline;
                 run.emit(
                     &top,
                     "ExecutionTimedOut",
@@ -601,10 +610,11 @@ impl WorkflowService {
         record.description.send_replace(description);
     }
 
-    /// Opens the service over `store` and resumes every Standard execution that was running:
-    /// each branch goes on from the state it was in (a Task in flight runs again), waits keep
-    /// their deadlines, finished Parallel branches and Map iterations are not run again.
-    /// Must be called inside a tokio runtime.
+    /// Opens the service over `store`: its state machines and executions. Standard executions
+    /// that were running wait for [`WorkflowService::resume_executions`] (register task
+    /// handlers first); each branch then goes on from the state it was in (a Task in flight
+    /// runs again), waits keep their deadlines, and finished Parallel branches and Map
+    /// iterations do not run again.
     pub async fn open(store: Store, clock: SharedClock, options: WorkflowOptions) -> Result<Self> {
         let service = Self::with_options(store, clock, options);
         let snapshot = service.inner.store.snapshot()?;
@@ -685,11 +695,39 @@ impl WorkflowService {
                 resumed.push((record, machine));
             }
         }
-        for (record, machine) in resumed {
-            let s = service.clone();
-            tokio::spawn(async move { s.drive(record, machine, StateMachineType::Standard).await });
-        }
+        *lock(&service.inner.resumable) = resumed;
         Ok(service)
+    }
+
+    /// Resumes the executions `open` found running, in the background on the current tokio
+    /// runtime. Register the task handlers they need first. Calling it again does nothing.
+    pub fn resume_executions(&self) {
+        let resumed = std::mem::take(&mut *lock(&self.inner.resumable));
+        for (record, machine) in resumed {
+            self.spawn(record, machine, StateMachineType::Standard);
+        }
+    }
+
+    fn spawn(&self, record: Arc<ExecutionRecord>, machine: Arc<Machine>, kind: StateMachineType) {
+        let service = self.clone();
+        let handle = tokio::spawn(async move { service.drive(record, machine, kind).await });
+        let mut background = lock(&self.inner.background);
+        background.retain(|h| !h.is_finished());
+        background.push(handle);
+    }
+
+    /// Stops every running execution where it is and waits until their tasks are gone, as a
+    /// crash would but cleanly: Standard executions resume on the next
+    /// [`WorkflowService::open`]; Express ones are lost, as AWS loses them. Afterwards the
+    /// service's store has no other user but the caller's handles.
+    pub async fn shutdown(&self) {
+        let handles = std::mem::take(&mut *lock(&self.inner.background));
+        for handle in &handles {
+            handle.abort();
+        }
+        for handle in handles {
+            let _ = handle.await;
+        }
     }
 
     fn execution(&self, arn: &str) -> Result<Arc<ExecutionRecord>> {

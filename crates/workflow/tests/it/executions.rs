@@ -1,0 +1,794 @@
+//! Executions, checked on the memory and the redb engine: data flow and history, tasks with
+//! retries, catches, timeouts and heartbeats, callbacks, Map tolerance and concurrency,
+//! execution limits, stop, Express, and resumption after a restart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cloudlet_core::engine::RedbEngine;
+use cloudlet_core::{ManualClock, Store};
+use cloudlet_workflow::{
+    Error, ExecutionDescription, ExecutionStatus, StateMachineType, TaskFailure, WorkflowOptions,
+    WorkflowService,
+};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub struct Harness {
+    pub sfn: WorkflowService,
+    pub clock: ManualClock,
+    store: Store,
+    dir: Option<TempDir>,
+}
+
+impl Harness {
+    fn memory() -> Self {
+        let clock = ManualClock::starting_2025();
+        let store = Store::memory();
+        Self {
+            sfn: WorkflowService::new(store.clone(), clock.shared()),
+            clock,
+            store,
+            dir: None,
+        }
+    }
+
+    fn redb() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::starting_2025();
+        let store = Store::new(RedbEngine::open(dir.path()).unwrap());
+        Self {
+            sfn: WorkflowService::new(store.clone(), clock.shared()),
+            clock,
+            store,
+            dir: Some(dir),
+        }
+    }
+
+    /// Opens a second service over the same data (on redb, a fresh engine over the same
+    /// files), after dropping the first.
+    async fn reopen(mut self) -> Self {
+        let store = match &self.dir {
+            Some(dir) => {
+                let old = std::mem::replace(&mut self.store, Store::memory());
+                self.sfn.shutdown().await;
+                drop(self.sfn);
+                old.close().await;
+                Store::new(RedbEngine::open(dir.path()).unwrap())
+            }
+            None => {
+                self.sfn.shutdown().await;
+                drop(self.sfn);
+                self.store.clone()
+            }
+        };
+        let sfn = WorkflowService::open(
+            store.clone(),
+            self.clock.shared(),
+            WorkflowOptions::default(),
+        )
+        .await
+        .unwrap();
+        sfn.resume_executions();
+        Self {
+            sfn,
+            clock: self.clock,
+            store,
+            dir: self.dir,
+        }
+    }
+
+    async fn machine(&self, name: &str, definition: Value) -> String {
+        self.sfn
+            .create_state_machine(name, &definition.to_string(), StateMachineType::Standard)
+            .await
+            .unwrap()
+    }
+
+    /// Starts an execution and runs it to its end, advancing the clock whenever it waits.
+    async fn run(&self, machine: &str, input: Value) -> ExecutionDescription {
+        let arn = self
+            .sfn
+            .start_execution(machine, None, &input.to_string())
+            .await
+            .unwrap();
+        self.finish(&arn).await
+    }
+
+    async fn finish(&self, arn: &str) -> ExecutionDescription {
+        finish(&self.sfn, &self.clock, arn).await
+    }
+}
+
+async fn finish(sfn: &WorkflowService, clock: &ManualClock, arn: &str) -> ExecutionDescription {
+    let done = sfn.wait_for_execution(arn);
+    tokio::pin!(done);
+    let mut ticker = Ticker::default();
+    loop {
+        tokio::select! {
+            biased;
+            d = &mut done => return d.unwrap(),
+            () = ticker.tick(clock) => {}
+        }
+    }
+}
+
+/// Moves a manual clock from deadline to deadline, one at a time: after each advance it waits
+/// until the woken work has registered a new timer, so time never runs ahead of the work.
+#[derive(Default)]
+pub struct Ticker {
+    floor: usize,
+}
+
+impl Ticker {
+    pub async fn tick(&mut self, clock: &ManualClock) {
+        clock.wait_for_timers(self.floor.max(1)).await;
+        self.floor = clock.step().unwrap_or(0) + 1;
+    }
+}
+
+macro_rules! executions {
+    ($engine:ident, $open:expr) => {
+        mod $engine {
+            use super::*;
+            executions!(@tests $open;
+                data_flows_in_aws_order_and_history_links_events,
+                tasks_receive_their_input_and_context,
+                retries_back_off_on_the_clock_then_catch,
+                task_timeouts_raise_states_timeout,
+                callbacks_complete_by_token,
+                heartbeats_keep_a_callback_alive_until_they_stop,
+                map_tolerates_failures_up_to_its_threshold,
+                map_runs_at_most_max_concurrency_iterations_at_once,
+                executions_time_out_and_stop,
+                start_rejects_bad_requests_and_changes_nothing,
+                express_runs_synchronously_within_five_minutes,
+                executions_resume_after_a_restart,
+                state_machines_are_idempotent_and_listed,
+            );
+        }
+    };
+    (@tests $open:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                checks::$check($open).await
+            }
+        )*
+    };
+}
+
+executions!(memory, Harness::memory());
+executions!(redb, Harness::redb());
+
+mod checks {
+    use super::*;
+
+    pub async fn data_flows_in_aws_order_and_history_links_events(h: Harness) {
+        let machine = h
+            .machine(
+                "flow",
+                json!({
+                    "StartAt": "Shape",
+                    "States": {
+                        "Shape": {
+                            "Type": "Pass",
+                            "InputPath": "$.order",
+                            "Parameters": {"id.$": "$.id", "total.$": "States.MathAdd($.a, $.b)"},
+                            "ResultPath": "$.shaped",
+                            "OutputPath": "$.shaped",
+                            "Next": "Route"
+                        },
+                        "Route": {
+                            "Type": "Choice",
+                            "Choices": [{"Variable": "$.total", "NumericGreaterThan": 10, "Next": "Big"}],
+                            "Default": "Small"
+                        },
+                        "Big": {"Type": "Pass", "Result": "big", "ResultPath": "$.size", "End": true},
+                        "Small": {"Type": "Pass", "Result": "small", "ResultPath": "$.size", "End": true}
+                    }
+                }),
+            )
+            .await;
+        let done = h
+            .run(&machine, json!({"order": {"id": "o-1", "a": 7, "b": 5}}))
+            .await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        assert_eq!(
+            done.output,
+            Some(json!({"id": "o-1", "total": 12, "size": "big"}))
+        );
+        let history = h.sfn.get_execution_history(&done.execution_arn).unwrap();
+        let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "ExecutionStarted",
+                "PassStateEntered",
+                "PassStateExited",
+                "ChoiceStateEntered",
+                "ChoiceStateExited",
+                "PassStateEntered",
+                "PassStateExited",
+                "ExecutionSucceeded"
+            ]
+        );
+        for (i, event) in history.iter().enumerate() {
+            assert_eq!(event.id, i as u64 + 1);
+            assert_eq!(event.previous_event_id, i as u64);
+        }
+        assert_eq!(history[1].details["name"], "Shape");
+        assert_eq!(
+            history[2].details["output"],
+            json!({"id": "o-1", "total": 12}).to_string()
+        );
+    }
+
+    pub async fn tasks_receive_their_input_and_context(h: Harness) {
+        h.sfn.tasks().register_fn(
+            "arn:aws:lambda:us-east-1:000000000000:function:double",
+            |req| async move {
+                assert_eq!(req.context["State"]["Name"], "Double");
+                assert_eq!(req.context["State"]["RetryCount"], 0);
+                let n = req.input["n"].as_i64().unwrap();
+                Ok(json!({"doubled": n * 2, "payload": {"ignored": true}}))
+            },
+        );
+        let machine = h
+            .machine(
+                "tasks",
+                json!({
+                    "StartAt": "Double",
+                    "States": {"Double": {
+                        "Type": "Task",
+                        "Resource": "arn:aws:lambda:us-east-1:000000000000:function:double",
+                        "Parameters": {"n.$": "$.value"},
+                        "ResultSelector": {"d.$": "$.doubled"},
+                        "ResultPath": "$.result",
+                        "End": true
+                    }}
+                }),
+            )
+            .await;
+        let done = h.run(&machine, json!({"value": 21})).await;
+        assert_eq!(done.output, Some(json!({"value": 21, "result": {"d": 42}})));
+        let types: Vec<String> = h
+            .sfn
+            .get_execution_history(&done.execution_arn)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "ExecutionStarted",
+                "TaskStateEntered",
+                "TaskScheduled",
+                "TaskStarted",
+                "TaskSucceeded",
+                "TaskStateExited",
+                "ExecutionSucceeded"
+            ]
+        );
+        // A resource without a handler fails the task.
+        let missing = h
+            .machine(
+                "missing",
+                json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:nothing", "End": true}}}),
+            )
+            .await;
+        let done = h.run(&missing, json!({})).await;
+        assert_eq!(done.status, ExecutionStatus::Failed);
+        assert_eq!(done.error.as_deref(), Some("States.Runtime"));
+    }
+
+    pub async fn retries_back_off_on_the_clock_then_catch(h: Harness) {
+        let attempts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let clock = h.clock.clone();
+        let seen = attempts.clone();
+        h.sfn.tasks().register_fn("flaky", move |_req| {
+            let seen = seen.clone();
+            let clock = clock.clone();
+            async move {
+                use cloudlet_core::Clock as _;
+                seen.lock().unwrap().push(clock.now());
+                Err(TaskFailure::new("Flaky.Error", "not today"))
+            }
+        });
+        let machine = h
+            .machine(
+                "retry",
+                json!({
+                    "StartAt": "Call",
+                    "States": {
+                        "Call": {
+                            "Type": "Task",
+                            "Resource": "flaky",
+                            "Retry": [
+                                {"ErrorEquals": ["Other"], "MaxAttempts": 5},
+                                {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "BackoffRate": 3, "MaxAttempts": 2}
+                            ],
+                            "Catch": [{"ErrorEquals": ["Flaky.Error"], "ResultPath": "$.error", "Next": "Recovered"}],
+                            "End": true
+                        },
+                        "Recovered": {"Type": "Pass", "End": true}
+                    }
+                }),
+            )
+            .await;
+        let done = h.run(&machine, json!({"keep": 1})).await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        assert_eq!(
+            done.output,
+            Some(json!({"keep": 1, "error": {"Error": "Flaky.Error", "Cause": "not today"}}))
+        );
+        let at = attempts.lock().unwrap().clone();
+        assert_eq!(at.len(), 3, "one attempt and two retries");
+        assert_eq!(
+            at[1].saturating_duration_since(at[0]),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            at[2].saturating_duration_since(at[1]),
+            Duration::from_secs(6)
+        );
+    }
+
+    pub async fn task_timeouts_raise_states_timeout(h: Harness) {
+        h.sfn.tasks().register_fn("forever", |_req| async {
+            futures::future::pending::<()>().await;
+            Ok(Value::Null)
+        });
+        let machine = h
+            .machine(
+                "timeout",
+                json!({
+                    "StartAt": "Slow",
+                    "States": {"Slow": {
+                        "Type": "Task", "Resource": "forever", "TimeoutSeconds": 30,
+                        "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut"}],
+                        "End": true
+                    },
+                    "TimedOut": {"Type": "Pass", "End": true}}
+                }),
+            )
+            .await;
+        let done = h.run(&machine, json!({})).await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        assert_eq!(done.output, Some(json!({"Error": "States.Timeout"})));
+        let history = h.sfn.get_execution_history(&done.execution_arn).unwrap();
+        assert!(history.iter().any(|e| e.event_type == "TaskTimedOut"));
+    }
+
+    pub async fn callbacks_complete_by_token(h: Harness) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        h.sfn
+            .tasks()
+            .register_fn("arn:aws:states:::sqs:sendMessage", move |req| {
+                let tx = tx.clone();
+                async move {
+                    tx.send((req.task_token.clone().unwrap(), req.input.clone()))
+                        .unwrap();
+                    Ok(Value::Null)
+                }
+            });
+        let machine = h
+            .machine(
+                "callback",
+                json!({
+                    "StartAt": "Ask",
+                    "States": {"Ask": {
+                        "Type": "Task",
+                        "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                        "Parameters": {"token.$": "$$.Task.Token", "q": "approve?"},
+                        "End": true
+                    }}
+                }),
+            )
+            .await;
+        let arn = h.sfn.start_execution(&machine, None, "{}").await.unwrap();
+        let (token, input) = rx.recv().await.unwrap();
+        assert_eq!(input["token"], token);
+        assert!(matches!(
+            h.sfn.send_task_success("no-such-token", "{}"),
+            Err(Error::TaskDoesNotExist(_))
+        ));
+        assert!(matches!(
+            h.sfn.send_task_success(&token, "not json"),
+            Err(Error::InvalidOutput(_))
+        ));
+        h.sfn
+            .send_task_success(&token, r#"{"approved": true}"#)
+            .unwrap();
+        let done = h.finish(&arn).await;
+        assert_eq!(done.output, Some(json!({"approved": true})));
+        assert!(matches!(
+            h.sfn.send_task_success(&token, "{}"),
+            Err(Error::TaskDoesNotExist(_))
+        ));
+        let types: Vec<String> = h
+            .sfn
+            .get_execution_history(&arn)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert!(types.contains(&"TaskSubmitted".to_string()), "{types:?}");
+
+        // A failure sent for the token fails the task with that error.
+        let arn = h.sfn.start_execution(&machine, None, "{}").await.unwrap();
+        let (token, _) = rx.recv().await.unwrap();
+        h.sfn
+            .send_task_failure(&token, "Rejected", "the approver said no")
+            .unwrap();
+        let done = h.finish(&arn).await;
+        assert_eq!(done.status, ExecutionStatus::Failed);
+        assert_eq!(done.error.as_deref(), Some("Rejected"));
+        assert_eq!(done.cause.as_deref(), Some("the approver said no"));
+    }
+
+    pub async fn heartbeats_keep_a_callback_alive_until_they_stop(h: Harness) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        h.sfn.tasks().register_fn("work", move |req| {
+            let tx = tx.clone();
+            async move {
+                tx.send(req.task_token.unwrap()).unwrap();
+                Ok(Value::Null)
+            }
+        });
+        let machine = h
+            .machine(
+                "heartbeat",
+                json!({
+                    "StartAt": "Work",
+                    "States": {"Work": {
+                        "Type": "Task", "Resource": "work.waitForTaskToken",
+                        "HeartbeatSeconds": 10, "TimeoutSeconds": 100, "End": true
+                    }}
+                }),
+            )
+            .await;
+        let arn = h.sfn.start_execution(&machine, None, "{}").await.unwrap();
+        let token = rx.recv().await.unwrap();
+        // Three heartbeats 8 s apart carry the task past its first 10 s.
+        use cloudlet_core::Clock as _;
+        let heartbeat_due =
+            |clock: &ManualClock| clock.now().saturating_add(Duration::from_secs(10));
+        let mut due = heartbeat_due(&h.clock);
+        for _ in 0..3 {
+            // The task's timer stands at its heartbeat deadline before time moves.
+            while h.clock.next_deadline() != Some(due) {
+                tokio::task::yield_now().await;
+            }
+            h.clock.advance(Duration::from_secs(8));
+            h.sfn.send_task_heartbeat(&token).unwrap();
+            due = heartbeat_due(&h.clock);
+        }
+        while h.clock.next_deadline() != Some(due) {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            h.sfn.describe_execution(&arn).unwrap().status,
+            ExecutionStatus::Running
+        );
+        let done = h.finish(&arn).await;
+        assert_eq!(done.status, ExecutionStatus::Failed);
+        assert_eq!(done.error.as_deref(), Some("States.HeartbeatTimeout"));
+        assert!(matches!(
+            h.sfn.send_task_heartbeat(&token),
+            Err(Error::TaskDoesNotExist(_))
+        ));
+    }
+
+    pub async fn map_tolerates_failures_up_to_its_threshold(h: Harness) {
+        let definition = |tolerated: u32| {
+            json!({
+                "StartAt": "Each",
+                "States": {"Each": {
+                    "Type": "Map",
+                    "ToleratedFailureCount": tolerated,
+                    "ItemProcessor": {
+                        "StartAt": "Check",
+                        "States": {
+                            "Check": {"Type": "Choice", "Choices": [{"Variable": "$.ok", "BooleanEquals": false, "Next": "Bad"}], "Default": "Good"},
+                            "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "not ok"},
+                            "Good": {"Type": "Pass", "Result": "fine", "End": true}
+                        }
+                    },
+                    "End": true
+                }}
+            })
+        };
+        let items = json!([{"ok": true}, {"ok": false}, {"ok": true}, {"ok": false}]);
+        let lenient = h.machine("lenient", definition(2)).await;
+        let done = h.run(&lenient, items.clone()).await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        assert_eq!(
+            done.output,
+            Some(
+                json!(["fine", {"Error": "Item.Bad", "Cause": "not ok"}, "fine", {"Error": "Item.Bad", "Cause": "not ok"}])
+            )
+        );
+        let strict = h.machine("strict", definition(1)).await;
+        let done = h.run(&strict, items).await;
+        assert_eq!(done.status, ExecutionStatus::Failed);
+        assert_eq!(
+            done.error.as_deref(),
+            Some("States.ExceedToleratedFailureThreshold")
+        );
+    }
+
+    pub async fn map_runs_at_most_max_concurrency_iterations_at_once(h: Harness) {
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (r, p) = (running.clone(), peak.clone());
+        h.sfn.tasks().register_fn("slow", move |req| {
+            let (r, p) = (r.clone(), p.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                for _ in 0..20 {
+                    tokio::task::yield_now().await;
+                }
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok(req.input)
+            }
+        });
+        let machine = h
+            .machine(
+                "bounded",
+                json!({
+                    "StartAt": "Each",
+                    "States": {"Each": {
+                        "Type": "Map", "MaxConcurrency": 2, "ItemsPath": "$.items",
+                        "ItemSelector": {"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"},
+                        "ItemProcessor": {"StartAt": "Slow", "States": {"Slow": {"Type": "Task", "Resource": "slow", "End": true}}},
+                        "End": true
+                    }}
+                }),
+            )
+            .await;
+        let done = h
+            .run(&machine, json!({"items": ["a", "b", "c", "d", "e"]}))
+            .await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        let output = done.output.unwrap();
+        assert_eq!(output[4], json!({"v": "e", "i": 4}));
+        // Never more than two at once (how many overlap depends on the engine's write speed).
+        assert!((1..=2).contains(&peak.load(Ordering::SeqCst)), "{peak:?}");
+    }
+
+    pub async fn executions_time_out_and_stop(h: Harness) {
+        let machine = h
+            .machine(
+                "slow",
+                json!({"TimeoutSeconds": 60, "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}}),
+            )
+            .await;
+        let done = h.run(&machine, json!({})).await;
+        assert_eq!(done.status, ExecutionStatus::TimedOut);
+        assert_eq!(
+            done.stop_date
+                .unwrap()
+                .saturating_duration_since(done.start_date),
+            Duration::from_secs(60)
+        );
+        let arn = h
+            .sfn
+            .start_execution(&machine, Some("to-stop"), "{}")
+            .await
+            .unwrap();
+        h.clock.wait_for_timers(2).await;
+        h.sfn
+            .stop_execution(&arn, Some("Operator"), Some("no longer needed"))
+            .unwrap();
+        let done = h.sfn.wait_for_execution(&arn).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Aborted);
+        assert_eq!(done.error.as_deref(), Some("Operator"));
+        let aborted = h
+            .sfn
+            .list_executions(&machine, Some(ExecutionStatus::Aborted))
+            .unwrap();
+        assert_eq!(aborted.len(), 1);
+        assert_eq!(h.sfn.list_executions(&machine, None).unwrap().len(), 2);
+    }
+
+    pub async fn start_rejects_bad_requests_and_changes_nothing(h: Harness) {
+        let machine = h
+            .machine(
+                "m",
+                json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+            )
+            .await;
+        let first = h
+            .sfn
+            .start_execution(&machine, Some("once"), "{}")
+            .await
+            .unwrap();
+        let again = h.sfn.start_execution(&machine, Some("once"), "{}").await;
+        assert!(
+            matches!(again, Err(Error::ExecutionAlreadyExists(_))),
+            "{again:?}"
+        );
+        let bad_name = h
+            .sfn
+            .start_execution(&machine, Some("has space"), "{}")
+            .await;
+        assert!(matches!(bad_name, Err(Error::InvalidName { .. })));
+        let bad_input = h.sfn.start_execution(&machine, None, "{not json").await;
+        assert!(matches!(bad_input, Err(Error::InvalidExecutionInput(_))));
+        let big = format!("\"{}\"", "x".repeat(262_144));
+        let too_big = h.sfn.start_execution(&machine, None, &big).await;
+        assert!(matches!(too_big, Err(Error::InvalidExecutionInput(_))));
+        let missing = h
+            .sfn
+            .start_execution(
+                "arn:aws:states:us-east-1:000000000000:stateMachine:nope",
+                None,
+                "{}",
+            )
+            .await;
+        assert!(matches!(missing, Err(Error::StateMachineDoesNotExist(_))));
+        h.finish(&first).await;
+        assert_eq!(h.sfn.list_executions(&machine, None).unwrap().len(), 1);
+    }
+
+    pub async fn express_runs_synchronously_within_five_minutes(h: Harness) {
+        let express = |wait: u64| {
+            json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": wait, "Next": "P"}, "P": {"Type": "Pass", "End": true}}})
+                .to_string()
+        };
+        let short = h
+            .sfn
+            .create_state_machine("express", &express(10), StateMachineType::Express)
+            .await
+            .unwrap();
+        let long = h
+            .sfn
+            .create_state_machine("express-long", &express(600), StateMachineType::Express)
+            .await
+            .unwrap();
+        for (machine, status, took) in [
+            (short, ExecutionStatus::Succeeded, 10),
+            (long, ExecutionStatus::TimedOut, 300),
+        ] {
+            let sfn = h.sfn.clone();
+            let run =
+                tokio::spawn(async move { sfn.start_sync_execution(&machine, None, "{}").await });
+            // The wait's timer and the five-minute limit's.
+            h.clock.wait_for_timers(2).await;
+            h.clock.advance(Duration::from_secs(took));
+            let done = run.await.unwrap().unwrap();
+            assert_eq!(done.status, status);
+            assert!(done.execution_arn.contains(":express:"));
+            assert_eq!(
+                done.stop_date
+                    .unwrap()
+                    .saturating_duration_since(done.start_date),
+                Duration::from_secs(took)
+            );
+            // Express executions keep no journal.
+            assert!(h.sfn.get_execution_history(&done.execution_arn).is_ok());
+        }
+    }
+
+    pub async fn executions_resume_after_a_restart(h: Harness) {
+        let machine = h
+            .machine(
+                "resume",
+                json!({
+                    "StartAt": "Before",
+                    "States": {
+                        "Before": {"Type": "Pass", "Result": 1, "ResultPath": "$.before", "Assign": {"seen": "yes"}, "Next": "Wait"},
+                        "Wait": {"Type": "Wait", "Seconds": 100, "Next": "After"},
+                        "After": {"Type": "Pass", "Parameters": {"before.$": "$.before", "seen.$": "$seen"}, "End": true}
+                    }
+                }),
+            )
+            .await;
+        // The first service runs on its own runtime, which is dropped mid-wait: a crash.
+        let arn = {
+            let sfn = h.sfn.clone();
+            let machine = machine.clone();
+            let clock = h.clock.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let arn = sfn
+                        .start_execution(&machine, Some("survivor"), r#"{"x": 1}"#)
+                        .await
+                        .unwrap();
+                    clock.wait_for_timers(1).await;
+                    arn
+                })
+            })
+            .join()
+            .unwrap()
+        };
+        h.clock.advance(Duration::from_secs(40));
+        let h = h.reopen().await;
+        let sfn = h.sfn.clone();
+        let done = finish(&sfn, &h.clock, &arn).await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        assert_eq!(done.output, Some(json!({"before": 1, "seen": "yes"})));
+        // The wait kept its deadline: 100 s after the state was entered, not after the restart.
+        assert_eq!(
+            done.stop_date
+                .unwrap()
+                .saturating_duration_since(done.start_date),
+            Duration::from_secs(100)
+        );
+        let types: Vec<String> = sfn
+            .get_execution_history(&arn)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "ExecutionStarted",
+                "PassStateEntered",
+                "PassStateExited",
+                "WaitStateEntered",
+                "WaitStateExited",
+                "PassStateEntered",
+                "PassStateExited",
+                "ExecutionSucceeded"
+            ]
+        );
+        // Finished executions stay described after another restart.
+        drop(sfn);
+        let again = h.reopen().await;
+        assert_eq!(
+            again.sfn.describe_execution(&arn).unwrap().status,
+            ExecutionStatus::Succeeded
+        );
+        assert_eq!(
+            again.sfn.describe_state_machine(&machine).unwrap().name,
+            "resume"
+        );
+    }
+
+    pub async fn state_machines_are_idempotent_and_listed(h: Harness) {
+        let def =
+            json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}).to_string();
+        let a = h
+            .sfn
+            .create_state_machine("same", &def, StateMachineType::Standard)
+            .await
+            .unwrap();
+        let b = h
+            .sfn
+            .create_state_machine("same", &def, StateMachineType::Standard)
+            .await
+            .unwrap();
+        assert_eq!(a, b);
+        let other =
+            json!({"StartAt": "Q", "States": {"Q": {"Type": "Pass", "End": true}}}).to_string();
+        assert!(matches!(
+            h.sfn
+                .create_state_machine("same", &other, StateMachineType::Standard)
+                .await,
+            Err(Error::StateMachineAlreadyExists(_))
+        ));
+        assert!(matches!(
+            h.sfn
+                .create_state_machine("bad name!", &def, StateMachineType::Standard)
+                .await,
+            Err(Error::InvalidName { .. })
+        ));
+        assert_eq!(h.sfn.list_state_machines().len(), 1);
+        h.sfn.delete_state_machine(&a).await.unwrap();
+        assert!(h.sfn.list_state_machines().is_empty());
+        assert!(matches!(
+            h.sfn.describe_state_machine(&a),
+            Err(Error::StateMachineDoesNotExist(_))
+        ));
+    }
+}

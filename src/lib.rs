@@ -1,8 +1,8 @@
 //! cloudlet: the AWS serverless toolbox as embeddable Rust crates.
 //!
 //! This facade re-exports the foundation, [`cloudlet_core`], and each primitive crate behind a
-//! feature of the same name as it lands (`queue`, `kv`, `pubsub`, `objectstore` and `stream` now;
-//! `workflow`, `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
+//! feature of the same name as it lands (`queue`, `kv`, `pubsub`, `objectstore`, `stream` and
+//! `workflow` now; `sql`, `functions` to come), and wires them together in a [`Cloud`]: one store
 //! and one clock shared by every primitive. Everything runs inside your own tokio process, on
 //! an in-memory engine for tests or a durable on-disk engine (feature `redb`, on by default).
 //!
@@ -46,6 +46,8 @@ pub use cloudlet_pubsub as pubsub;
 pub use cloudlet_queue as queue;
 #[cfg(feature = "stream")]
 pub use cloudlet_stream as stream;
+#[cfg(feature = "workflow")]
+pub use cloudlet_workflow as workflow;
 
 /// The primitives of one process, sharing one store and one clock.
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ pub struct Cloud {
     buckets: cloudlet_objectstore::ObjectService,
     #[cfg(feature = "stream")]
     streams: cloudlet_stream::StreamService,
+    #[cfg(feature = "workflow")]
+    workflows: cloudlet_workflow::WorkflowService,
 }
 
 impl Cloud {
@@ -73,7 +77,9 @@ impl Cloud {
             store.clone(),
             clock.clone(),
             #[cfg(feature = "objectstore")]
-            cloudlet_objectstore::ObjectService::new(store, clock),
+            cloudlet_objectstore::ObjectService::new(store.clone(), clock.clone()),
+            #[cfg(feature = "workflow")]
+            cloudlet_workflow::WorkflowService::new(store, clock),
         )
     }
 
@@ -86,8 +92,11 @@ impl Cloud {
         store: Store,
         clock: SharedClock,
         #[cfg(feature = "objectstore")] buckets: cloudlet_objectstore::ObjectService,
+        #[cfg(feature = "workflow")] workflows: cloudlet_workflow::WorkflowService,
     ) -> Self {
         Self {
+            #[cfg(feature = "workflow")]
+            workflows,
             #[cfg(feature = "objectstore")]
             buckets,
             #[cfg(feature = "stream")]
@@ -136,6 +145,14 @@ impl Cloud {
     #[cfg(feature = "stream")]
     pub fn streams(&self) -> &cloudlet_stream::StreamService {
         &self.streams
+    }
+
+    /// The state machines (Step Functions). A durable cloud loads its state machines and
+    /// executions when it is built; call `resume_executions` once the task handlers are
+    /// registered to carry on the executions that were running.
+    #[cfg(feature = "workflow")]
+    pub fn workflows(&self) -> &cloudlet_workflow::WorkflowService {
+        &self.workflows
     }
 
     /// The queues (SQS).
@@ -194,11 +211,20 @@ impl CloudBuilder {
             .map_err(Error::storage)?,
             None => cloudlet_objectstore::ObjectService::new(store.clone(), clock.clone()),
         };
+        #[cfg(feature = "workflow")]
+        let workflows = cloudlet_workflow::WorkflowService::open(
+            store.clone(),
+            clock.clone(),
+            Default::default(),
+        )
+        .map_err(Error::storage)?;
         Ok(Cloud::assemble(
             store,
             clock,
             #[cfg(feature = "objectstore")]
             buckets,
+            #[cfg(feature = "workflow")]
+            workflows,
         ))
     }
 }

@@ -404,7 +404,8 @@ impl Run {
                         format!("no state named '{name}'"),
                     ));
                 };
-                if self.event_count() >= MAX_HISTORY_EVENTS {
+                // Standard executions only: Express ones keep no history in AWS.
+                if !self.info.express && self.event_count() >= MAX_HISTORY_EVENTS {
                     return Err(Failure::new(
                         "States.Runtime",
                         format!(
@@ -418,7 +419,7 @@ impl Run {
                         let entered_time = self.clock.now();
                         let entered_id = self.emit(
                             frame,
-                            &format!("{}StateEntered", state.kind.type_name()),
+                            state.kind.entered_event(),
                             self.details(|| json!({"name": state.name, "input": as_text(&input)})),
                         );
                         self.checkpoint(
@@ -450,16 +451,16 @@ impl Run {
                         return Err(failure);
                     }
                 };
+                let output = match &step {
+                    Step::Next(_, output) | Step::End(output) => output,
+                };
+                self.exited(frame, &state, output)?;
                 match step {
                     Step::Next(next, output) => {
-                        self.exited(frame, &state, &output);
                         name = next;
                         input = output;
                     }
-                    Step::End(output) => {
-                        self.exited(frame, &state, &output);
-                        return Ok(output);
-                    }
+                    Step::End(output) => return Ok(output),
                 }
             }
         })
@@ -558,12 +559,25 @@ impl Run {
         }
     }
 
-    fn exited(&self, frame: &Frame, state: &State, output: &Value) {
+    /// Checks the state's output against the payload limit and records its exit, serializing
+    /// the output once for both.
+    fn exited(&self, frame: &Frame, state: &State, output: &Value) -> Result<(), Failure> {
+        let text = as_text(output);
+        if text.len() > MAX_PAYLOAD_BYTES {
+            return Err(Failure::new(
+                "States.DataLimitExceeded",
+                format!(
+                    "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                    state.name
+                ),
+            ));
+        }
         self.emit(
             frame,
-            &format!("{}StateExited", state.kind.type_name()),
-            self.details(|| json!({"name": state.name, "output": as_text(output)})),
+            state.kind.exited_event(),
+            self.details(|| json!({"name": state.name, "output": text})),
         );
+        Ok(())
     }
 
     fn step(state: &State, output: Value) -> Step {
@@ -1419,19 +1433,6 @@ impl Run {
         }
     }
 
-    fn check_size(&self, at: &At<'_>, output: &Value) -> Result<(), Failure> {
-        if payload_size(output) > MAX_PAYLOAD_BYTES {
-            return Err(Failure::new(
-                "States.DataLimitExceeded",
-                format!(
-                    "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
-                    at.state.name
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     fn finish_jsonpath(
         &self,
         at: &At<'_>,
@@ -1446,7 +1447,6 @@ impl Run {
         };
         let output = self.result_path(at, &state.result_path, input, result)?;
         let output = self.output_path(at, frame, output)?;
-        self.check_size(at, &output)?;
         frame.scope.set(values);
         Ok(output)
     }
@@ -1469,7 +1469,6 @@ impl Run {
             Some(o) => self.jsonata_template(at, frame, o, states, "Output")?,
             None => result.cloned().unwrap_or_else(|| input.clone()),
         };
-        self.check_size(at, &output)?;
         frame.scope.set(values);
         Ok(output)
     }

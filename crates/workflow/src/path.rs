@@ -139,42 +139,29 @@ impl Path {
     pub(crate) fn select(&self, doc: &Value) -> Result<Value, Missing> {
         if self.is_definite() {
             let mut current = doc;
-            let mut normalized = String::from("$");
-            for segment in &self.segments {
-                match segment {
-                    Segment::Field(name) => {
-                        normalized.push_str(&format!("['{name}']"));
-                        current = match current {
-                            Value::Object(map) => map.get(name),
-                            _ => None,
+            for (i, segment) in self.segments.iter().enumerate() {
+                let next = match segment {
+                    Segment::Field(name) => match current {
+                        Value::Object(map) => map.get(name),
+                        _ => None,
+                    },
+                    Segment::Index(index) => match current {
+                        Value::Array(items) => {
+                            resolve_index(*index, items.len()).map(|at| &items[at])
                         }
-                        .ok_or_else(|| Missing {
-                            normalized: normalized.clone(),
-                        })?;
-                    }
-                    Segment::Index(i) => {
-                        normalized.push_str(&format!("[{i}]"));
-                        current = match current {
-                            Value::Array(items) => {
-                                resolve_index(*i, items.len()).map(|i| &items[i])
-                            }
-                            _ => None,
-                        }
-                        .ok_or_else(|| Missing {
-                            normalized: normalized.clone(),
-                        })?;
-                    }
+                        _ => None,
+                    },
                     Segment::Length => {
-                        normalized.push_str(".length()");
                         return match current {
                             Value::Array(items) => Ok(Value::from(items.len())),
                             Value::Object(map) => Ok(Value::from(map.len())),
                             Value::String(s) => Ok(Value::from(s.chars().count())),
-                            _ => Err(Missing { normalized }),
+                            _ => Err(self.missing(i + 1)),
                         };
                     }
-                    _ => unreachable!("definite paths hold fields and indexes only"),
-                }
+                    _ => None,
+                };
+                current = next.ok_or_else(|| self.missing(i + 1))?;
             }
             return Ok(current.clone());
         }
@@ -197,6 +184,20 @@ impl Path {
             matches = next;
         }
         Ok(Value::Array(matches.into_iter().cloned().collect()))
+    }
+
+    /// The first `upto` segments as Jayway prints a path that selects nothing: `$['a'][0]`.
+    fn missing(&self, upto: usize) -> Missing {
+        let mut normalized = String::from("$");
+        for segment in &self.segments[..upto.min(self.segments.len())] {
+            match segment {
+                Segment::Field(name) => normalized.push_str(&format!("['{name}']")),
+                Segment::Index(i) => normalized.push_str(&format!("[{i}]")),
+                Segment::Length => normalized.push_str(".length()"),
+                _ => {}
+            }
+        }
+        Missing { normalized }
     }
 
     /// Writes `value` at this reference path inside `doc`, creating objects on the way, as

@@ -365,7 +365,9 @@ impl WorkflowService {
         Ok(arn)
     }
 
-    /// StartSyncExecution (Express): runs the execution to its end and describes it.
+    /// StartSyncExecution (Express): runs the execution to its end and describes it. An
+    /// Express execution started this way is not kept: it cannot be described or listed
+    /// afterwards.
     pub async fn start_sync_execution(
         &self,
         state_machine_arn: &str,
@@ -374,7 +376,13 @@ impl WorkflowService {
     ) -> Result<ExecutionDescription> {
         let (record, machine, kind) = self.prepare(state_machine_arn, name, input).await?;
         self.drive(record.clone(), machine, kind).await;
-        Ok(record.description.borrow().clone())
+        let description = record.description.borrow().clone();
+        // A synchronous Express execution lives only in its answer, as in AWS (which keeps
+        // no history for Express executions): nothing accumulates.
+        if kind == StateMachineType::Express {
+            lock(&self.inner.executions).remove(&description.execution_arn);
+        }
+        Ok(description)
     }
 
     async fn prepare(
@@ -615,7 +623,7 @@ impl WorkflowService {
     /// handlers first); each branch then goes on from the state it was in (a Task in flight
     /// runs again), waits keep their deadlines, and finished Parallel branches and Map
     /// iterations do not run again.
-    pub async fn open(store: Store, clock: SharedClock, options: WorkflowOptions) -> Result<Self> {
+    pub fn open(store: Store, clock: SharedClock, options: WorkflowOptions) -> Result<Self> {
         let service = Self::with_options(store, clock, options);
         let snapshot = service.inner.store.snapshot()?;
         use cloudlet_core::ReadView as _;

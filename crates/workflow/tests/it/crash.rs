@@ -64,7 +64,6 @@ fn child_entry() {
             clock.shared(),
             WorkflowOptions::default(),
         )
-        .await
         .unwrap();
         register(&sfn);
         sfn.resume_executions();
@@ -112,7 +111,6 @@ async fn executions_resume_after_sigkill() {
         clock.shared(),
         WorkflowOptions::default(),
     )
-    .await
     .unwrap();
     register(&sfn);
     sfn.resume_executions();

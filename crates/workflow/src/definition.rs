@@ -261,6 +261,8 @@ pub(crate) const KNOWN_ERRORS: &[&str] = &[
 
 struct Checker {
     problems: Vec<Problem>,
+    /// Every state name so far: names are unique across the whole machine, branches included.
+    names: std::collections::HashSet<String>,
 }
 
 impl Checker {
@@ -276,6 +278,7 @@ impl Checker {
 pub(crate) fn parse(definition: &Value) -> Result<Arc<Machine>, Vec<Problem>> {
     let mut checker = Checker {
         problems: Vec::new(),
+        names: Default::default(),
     };
     let machine = parse_machine(definition, "$", QueryLanguage::JsonPath, true, &mut checker);
     match machine {
@@ -380,6 +383,9 @@ fn parse_machine(
         let here = format!("{at}.States.{name}");
         if name.is_empty() || name.chars().count() > 80 {
             checker.problem(&here, "state names are 1 to 80 characters");
+        }
+        if !checker.names.insert(name.clone()) {
+            checker.problem(&here, format!("the state name '{name}' is used twice"));
         }
         if let Some(s) = parse_state(name, state, &here, language, checker) {
             states.insert(name.clone(), Arc::new(s));
@@ -570,6 +576,12 @@ fn parse_path_field(
         Some(Value::Null) => PathField::Null,
         Some(Value::String(s)) => match Path::parse(s) {
             Ok(p) => {
+                if key == "ResultPath" && *p.root() != crate::path::Root::Input {
+                    checker.problem(
+                        format!("{at}.{key}"),
+                        format!("'{s}' must start with '$.' or be '$': a result goes into the state's input"),
+                    );
+                }
                 if key == "ResultPath" && !p.is_reference() {
                     checker.problem(
                         format!("{at}.{key}"),
@@ -1051,6 +1063,19 @@ fn parse_state(
             };
             let timeout = dynamic(map, "TimeoutSeconds", language, at, checker);
             let heartbeat = dynamic(map, "HeartbeatSeconds", language, at, checker);
+            for (key, value) in [
+                ("TimeoutSeconds", &timeout),
+                ("HeartbeatSeconds", &heartbeat),
+            ] {
+                if let Some(Dynamic::Literal(v)) = value
+                    && !v.as_u64().is_some_and(|n| (1..=99_999_999).contains(&n))
+                {
+                    checker.problem(
+                        format!("{at}.{key}"),
+                        format!("{key} must be an integer from 1 to 99999999"),
+                    );
+                }
+            }
             if let (Some(Dynamic::Literal(t)), Some(Dynamic::Literal(h))) = (&timeout, &heartbeat)
                 && let (Some(t), Some(h)) = (t.as_u64(), h.as_u64())
                 && h >= t
@@ -1161,6 +1186,30 @@ fn parse_state(
                 QueryLanguage::Jsonata => (None, map.get("ItemSelector").cloned()),
             };
             let max_concurrency = dynamic(map, "MaxConcurrency", language, at, checker);
+            let tolerated_count = dynamic(map, "ToleratedFailureCount", language, at, checker);
+            let tolerated_percentage =
+                dynamic(map, "ToleratedFailurePercentage", language, at, checker);
+            for (key, value) in [
+                ("MaxConcurrency", &max_concurrency),
+                ("ToleratedFailureCount", &tolerated_count),
+            ] {
+                if let Some(Dynamic::Literal(v)) = value
+                    && v.as_u64().is_none()
+                {
+                    checker.problem(
+                        format!("{at}.{key}"),
+                        format!("{key} must be a non-negative integer"),
+                    );
+                }
+            }
+            if let Some(Dynamic::Literal(v)) = &tolerated_percentage
+                && !v.as_f64().is_some_and(|p| (0.0..=100.0).contains(&p))
+            {
+                checker.problem(
+                    format!("{at}.ToleratedFailurePercentage"),
+                    "ToleratedFailurePercentage must be a number from 0 to 100",
+                );
+            }
             Kind::Map(Box::new(MapFields {
                 items_path: parse_path_field(map, "ItemsPath", at, checker),
                 items: map.get("Items").cloned(),
@@ -1168,14 +1217,8 @@ fn parse_state(
                 item_selector_jsonata,
                 processor: Arc::new(processor),
                 max_concurrency,
-                tolerated_count: dynamic(map, "ToleratedFailureCount", language, at, checker),
-                tolerated_percentage: dynamic(
-                    map,
-                    "ToleratedFailurePercentage",
-                    language,
-                    at,
-                    checker,
-                ),
+                tolerated_count,
+                tolerated_percentage,
             }))
         }
         _ => return None,

@@ -57,13 +57,19 @@ impl Failure {
         }
     }
 
+    /// Whether a retrier or catcher naming `names` handles this failure. States.Runtime is
+    /// never handled; States.ALL handles everything else but States.DataLimitExceeded;
+    /// States.TaskFailed everything States.ALL does except States.Timeout.
     fn matches(&self, names: &[String]) -> bool {
         let error = self.error.as_deref().unwrap_or("");
+        if error == "States.Runtime" {
+            return false;
+        }
+        let limit = error == "States.DataLimitExceeded";
         names.iter().any(|n| {
             n == error
-                || (n == "States.ALL"
-                    && error != "States.Runtime"
-                    && error != "States.DataLimitExceeded")
+                || (n == "States.ALL" && !limit)
+                || (n == "States.TaskFailed" && !limit && error != "States.Timeout")
         })
     }
 
@@ -117,6 +123,8 @@ pub(crate) struct Run {
     pub(crate) callbacks: Arc<Callbacks>,
     pub(crate) events: Mutex<Vec<HistoryEvent>>,
     pub(crate) journal: Option<Arc<Journal>>,
+    /// Signalled when the history is full: the execution fails.
+    pub(crate) history_full: tokio::sync::Notify,
     /// Checkpoints of a resumed execution, by branch path, taken as branches resume.
     pub(crate) resume: Mutex<HashMap<String, Checkpoint>>,
     pub(crate) record_details: bool,
@@ -305,6 +313,15 @@ impl Run {
     pub(crate) fn emit(&self, frame: &Frame, event_type: &str, details: Value) -> u64 {
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         let id = events.len() as u64 + 1;
+        // A Standard history holds 25,000 events, the last the execution's end: a state event
+        // that would take that place fails the execution instead (Express keeps no history).
+        if !self.info.express
+            && id as usize >= MAX_HISTORY_EVENTS
+            && !event_type.starts_with("Execution")
+        {
+            self.history_full.notify_one();
+            return id - 1;
+        }
         let event = HistoryEvent {
             id,
             previous_event_id: frame.previous.swap(id, Ordering::Relaxed),
@@ -404,15 +421,6 @@ impl Run {
                         format!("no state named '{name}'"),
                     ));
                 };
-                // Standard executions only: Express ones keep no history in AWS.
-                if !self.info.express && self.event_count() >= MAX_HISTORY_EVENTS {
-                    return Err(Failure::new(
-                        "States.Runtime",
-                        format!(
-                            "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
-                        ),
-                    ));
-                }
                 let (entered_id, entered_time, retries, was_resumed) = match resumed.take() {
                     Some((id, time, retries)) => (id, time, retries, true),
                     None => {
@@ -484,10 +492,14 @@ impl Run {
     }
 
     /// For a resumed branch: Some(the output) when it finished, Some(None) when it was under way.
-    fn restored(&self, path: &str) -> Option<Option<Value>> {
+    fn restored(&self, path: &str) -> Option<Option<Result<Value, Failure>>> {
         self.journal.as_ref()?;
         let resume = self.resume.lock().unwrap_or_else(|p| p.into_inner());
-        resume.get(path).map(|cp| cp.done.clone())
+        resume.get(path).map(|cp| match (&cp.done, &cp.failure) {
+            (_, Some((error, cause))) => Some(Err(Failure::named(error.clone(), cause.clone()))),
+            (Some(output), None) => Some(Ok(output.clone())),
+            (None, None) => None,
+        })
     }
 
     fn resume_take(&self, path: &str) {
@@ -519,6 +531,7 @@ impl Run {
             variables: frame.scope.local(),
             retries,
             done: None,
+            failure: None,
         };
         journal
             .checkpoint(&frame.path, checkpoint)
@@ -540,6 +553,29 @@ impl Run {
             variables: Vec::new(),
             retries: Vec::new(),
             done: Some(output.clone()),
+            failure: None,
+        };
+        journal
+            .checkpoint(&frame.path, checkpoint)
+            .await
+            .map_err(journal_failure)
+    }
+
+    /// Journals that the branch `frame` failed with `failure`.
+    async fn failed(&self, frame: &Frame, failure: &Failure) -> Result<(), Failure> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let checkpoint = Checkpoint {
+            state: None,
+            input: Value::Null,
+            entered_id: 0,
+            entered_time: Timestamp::EPOCH,
+            previous: frame.previous.load(Ordering::Relaxed),
+            variables: Vec::new(),
+            retries: Vec::new(),
+            done: None,
+            failure: Some((failure.error.clone(), failure.cause.clone())),
         };
         journal
             .checkpoint(&frame.path, checkpoint)
@@ -753,16 +789,21 @@ impl Run {
             };
             resumed = false;
             let failure = match self.attempt(&attempt_at, &input, frame).await {
+                // What follows the task (ResultSelector, ResultPath, OutputPath, Assign,
+                // Output) fails the state too, and goes through Retry and Catch like it.
                 Ok((result, states)) => {
-                    let output = match state.language {
+                    let finished = match state.language {
                         QueryLanguage::JsonPath => {
-                            self.finish_jsonpath(&attempt_at, frame, input, result)?
+                            self.finish_jsonpath(&attempt_at, frame, input.clone(), result)
                         }
                         QueryLanguage::Jsonata => {
-                            self.finish_jsonata(&attempt_at, frame, &input, Some(&result), states)?
+                            self.finish_jsonata(&attempt_at, frame, &input, Some(&result), states)
                         }
                     };
-                    return Ok(Self::step(state, output));
+                    match finished {
+                        Ok(output) => return Ok(Self::step(state, output)),
+                        Err(f) => f,
+                    }
                 }
                 Err(f) => f,
             };
@@ -1253,9 +1294,9 @@ impl Run {
         let state = at.state;
         // A resumed iteration already recorded its start; a finished one its end too.
         let restored = self.restored(&child.path);
-        if let Some(Some(output)) = restored.clone() {
+        if let Some(Some(outcome)) = restored.clone() {
             self.resume_take(&child.path);
-            return Ok(output);
+            return outcome;
         }
         let item = child
             .map_item
@@ -1299,6 +1340,8 @@ impl Run {
             }
             Err(failure) => {
                 self.emit(child, "MapIterationFailed", details);
+                // A tolerated failure must not run again after a restart.
+                self.failed(child, &failure).await?;
                 Err(failure)
             }
         }
@@ -1330,8 +1373,9 @@ impl Run {
             }
             None => None,
         };
+        // Exceeding either threshold fails the Map.
         Ok(match (count, percentage) {
-            (Some(a), Some(b)) => Some(a.max(b)),
+            (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })
     }

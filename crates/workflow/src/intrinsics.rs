@@ -398,7 +398,10 @@ fn apply(function: Function, args: Vec<Value>) -> Result<Value, String> {
                     ));
                 }
                 out.push(Value::from(i));
-                i += step;
+                match i.checked_add(step) {
+                    Some(next) => i = next,
+                    None => break,
+                }
             }
             Ok(Value::Array(out))
         }
@@ -486,8 +489,9 @@ fn apply(function: Function, args: Vec<Value>) -> Result<Value, String> {
                 Some(v) => rounded_arg(function, v, "the seed")?,
                 None => rand_seed(),
             };
-            let span = (end - start) as u64;
-            Ok(Value::from(start + (splitmix(seed as u64) % span) as i64))
+            let span = (i128::from(end) - i128::from(start)) as u128;
+            let offset = (u128::from(splitmix(seed as u64)) % span) as i128;
+            Ok(Value::from((i128::from(start) + offset) as i64))
         }
         MathAdd => {
             arity(function, &args, 2, 2)?;

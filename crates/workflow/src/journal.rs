@@ -46,6 +46,9 @@ pub(crate) struct Checkpoint {
     pub(crate) retries: Vec<u32>,
     /// The branch's output, once it finished.
     pub(crate) done: Option<Value>,
+    /// The branch's error and cause, once it failed (a Map iteration a tolerance absorbed).
+    #[serde(default)]
+    pub(crate) failure: Option<(Option<String>, Option<String>)>,
 }
 
 #[derive(Default)]
@@ -90,10 +93,20 @@ pub(crate) fn arn_prefix(arn: &str) -> KeyRange {
 
 impl Journal {
     pub(crate) fn new(store: Store, arn: String) -> Self {
+        Self::resumed(store, arn, Vec::new())
+    }
+
+    /// The journal of an execution that already has checkpoints at `paths`: they are
+    /// dropped with the others when the execution ends.
+    pub(crate) fn resumed(store: Store, arn: String, paths: Vec<String>) -> Self {
+        let pending = Pending {
+            written: paths.into_iter().collect(),
+            ..Pending::default()
+        };
         Self {
             store,
             arn,
-            pending: Mutex::default(),
+            pending: Mutex::new(pending),
             flushed: AtomicU64::new(0),
             flush: tokio::sync::Mutex::new(()),
         }

@@ -45,7 +45,8 @@ pub use definition::{Problem, QueryLanguage};
 pub use error::{Error, Result};
 pub use interp::{HistoryEvent, MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES};
 pub use service::{
-    EXPRESS_MAX_DURATION, ExecutionDescription, ExecutionStatus, StateMachineDescription,
-    StateMachineType, WorkflowOptions, WorkflowService, validate_definition,
+    EXPRESS_MAX_DURATION, ExecutionDescription, ExecutionStatus, MAX_DEFINITION_BYTES,
+    StateMachineDescription, StateMachineType, WorkflowOptions, WorkflowService,
+    validate_definition,
 };
 pub use task::{TaskFailure, TaskHandler, TaskRegistry, TaskRequest};

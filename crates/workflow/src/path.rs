@@ -98,6 +98,7 @@ impl Path {
             s: text.as_bytes(),
             text,
             at: 0,
+            depth: 0,
         };
         let root = parser.root()?;
         let segments = parser.segments(false)?;
@@ -290,7 +291,10 @@ fn apply<'a>(segment: &Segment, value: &'a Value, root: &'a Value, out: &mut Vec
                 let mut i = start;
                 while i < end {
                     out.push(&items[i as usize]);
-                    i += step;
+                    match i.checked_add(step) {
+                        Some(next) => i = next,
+                        None => break,
+                    }
                 }
             }
         }
@@ -321,16 +325,26 @@ fn descend<'a>(inner: &Segment, value: &'a Value, root: &'a Value, out: &mut Vec
     }
 }
 
-fn walk<'a>(segments: &[Segment], start: &'a Value, root: &'a Value) -> Option<&'a Value> {
+fn walk(segments: &[Segment], start: &Value, root: &Value) -> Option<Value> {
     let mut current = vec![start];
-    for segment in segments {
+    for (i, segment) in segments.iter().enumerate() {
+        if let Segment::Length = segment {
+            // `length()` ends the path: the size of what it reached.
+            let _ = i;
+            return current.first().and_then(|v| match v {
+                Value::Array(items) => Some(Value::from(items.len())),
+                Value::Object(map) => Some(Value::from(map.len())),
+                Value::String(s) => Some(Value::from(s.chars().count())),
+                _ => None,
+            });
+        }
         let mut next = Vec::new();
         for v in current {
             apply(segment, v, root, &mut next);
         }
         current = next;
     }
-    current.first().copied()
+    current.first().map(|v| (*v).clone())
 }
 
 impl Filter {
@@ -343,8 +357,8 @@ impl Filter {
             Filter::Compare(left, op, right) => {
                 let resolve = |o: &Operand| -> Option<Value> {
                     match o {
-                        Operand::Current(p) => walk(p, current, root).cloned(),
-                        Operand::Root(p) => walk(p, root, root).cloned(),
+                        Operand::Current(p) => walk(p, current, root),
+                        Operand::Root(p) => walk(p, root, root),
                         Operand::Literal(v) => Some(v.clone()),
                     }
                 };
@@ -388,10 +402,14 @@ fn compare(l: &Value, op: CmpOp, r: &Value) -> bool {
     }
 }
 
+/// How deep filters may nest (`!`, parentheses): deeper is refused, not a stack overflow.
+const MAX_FILTER_DEPTH: usize = 64;
+
 struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     at: usize,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -484,6 +502,10 @@ impl Parser<'_> {
     fn name(&mut self, in_filter: bool) -> Result<String, PathSyntaxError> {
         let start = self.at;
         while let Some(c) = self.peek() {
+            if in_filter && self.at == start && self.s[self.at..].starts_with(b"length()") {
+                self.at += "length()".len();
+                return Ok("length()".to_string());
+            }
             let stop = c == b'.'
                 || c == b'['
                 || (in_filter
@@ -637,6 +659,16 @@ impl Parser<'_> {
     }
 
     fn filter_atom(&mut self) -> Result<Filter, PathSyntaxError> {
+        self.depth += 1;
+        if self.depth > MAX_FILTER_DEPTH {
+            return Err(self.error("filter nests too deep"));
+        }
+        let atom = self.filter_atom_inner();
+        self.depth -= 1;
+        atom
+    }
+
+    fn filter_atom_inner(&mut self) -> Result<Filter, PathSyntaxError> {
         self.skip_spaces();
         if self.eat(b'!') {
             return Ok(Filter::Not(Box::new(self.filter_atom()?)));

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudlet_core::{SharedClock, Store, Timestamp};
+use futures::FutureExt as _;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
@@ -194,7 +195,15 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The largest definition AWS accepts.
+pub const MAX_DEFINITION_BYTES: usize = 1_048_576;
+
 fn parse_definition(definition: &str) -> Result<Arc<Machine>> {
+    if definition.len() > MAX_DEFINITION_BYTES {
+        return Err(Error::InvalidDefinition {
+            problems: vec![too_large(definition)],
+        });
+    }
     let value: Value = serde_json::from_str(definition).map_err(|e| Error::InvalidDefinition {
         problems: vec![Problem {
             path: "$".into(),
@@ -204,12 +213,25 @@ fn parse_definition(definition: &str) -> Result<Arc<Machine>> {
     definition::parse(&value).map_err(|problems| Error::InvalidDefinition { problems })
 }
 
+fn too_large(definition: &str) -> Problem {
+    Problem {
+        path: "$".into(),
+        message: format!(
+            "the definition is {} bytes; at most {MAX_DEFINITION_BYTES} are allowed",
+            definition.len()
+        ),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Checks a definition as ValidateStateMachineDefinition does: every problem, with its path.
 pub fn validate_definition(definition: &str) -> Vec<Problem> {
+    if definition.len() > MAX_DEFINITION_BYTES {
+        return vec![too_large(definition)];
+    }
     match serde_json::from_str::<Value>(definition) {
         Err(e) => vec![Problem {
             path: "$".into(),
@@ -359,7 +381,23 @@ impl WorkflowService {
         name: Option<&str>,
         input: &str,
     ) -> Result<String> {
-        let (record, machine, kind) = self.prepare(state_machine_arn, name, input).await?;
+        let (record, machine, kind) = match self.prepare(state_machine_arn, name, input).await {
+            // Starting a running Standard execution again with the same input answers as the
+            // first start did, as StartExecution is idempotent.
+            Err(Error::ExecutionAlreadyExists(arn)) => {
+                let existing = self.execution(&arn)?;
+                let d = existing.description.borrow().clone();
+                let same_input = serde_json::from_str::<Value>(input).ok() == Some(d.input);
+                if existing.run.journal.is_some()
+                    && d.status == ExecutionStatus::Running
+                    && same_input
+                {
+                    return Ok(arn);
+                }
+                return Err(Error::ExecutionAlreadyExists(arn));
+            }
+            other => other?,
+        };
         let arn = record.description.borrow().execution_arn.clone();
         self.spawn(record, machine, kind);
         Ok(arn)
@@ -498,6 +536,7 @@ impl WorkflowService {
             callbacks: self.inner.callbacks.clone(),
             events: Mutex::new(events),
             journal,
+            history_full: tokio::sync::Notify::new(),
             resume: Mutex::new(resume),
             record_details: self.inner.options.record_details,
         });
@@ -541,11 +580,32 @@ impl WorkflowService {
             Stopped,
         }
         // A stop or a timeout that falls due with the last state wins.
+        // A panic in the engine fails the execution rather than leaving it running forever.
+        let body =
+            std::panic::AssertUnwindSafe(run.run_machine(&machine, input, &top)).catch_unwind();
         let end = tokio::select! {
             biased;
             () = record.stop.notified() => End::Stopped,
             () = timer => End::TimedOut,
-            r = run.run_machine(&machine, input, &top) => End::Done(r),
+            () = run.history_full.notified() => End::Done(Err(crate::interp::Failure::new(
+                "States.Runtime",
+                format!(
+                    "The execution reached the maximum number of history events ({}).",
+                    crate::interp::MAX_HISTORY_EVENTS
+                ),
+            ))),
+            r = body => End::Done(r.unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(execution = %run.info.arn, %message, "the workflow engine panicked");
+                Err(crate::interp::Failure::new(
+                    "States.Runtime",
+                    format!("An internal error ended the execution: {message}"),
+                ))
+            })),
         };
         let now = self.inner.clock.now();
         let mut description = record.description.borrow().clone();
@@ -691,9 +751,10 @@ impl WorkflowService {
                 redrive_count: 0,
                 express: false,
             };
-            let journal = Arc::new(Journal::new(
+            let journal = Arc::new(Journal::resumed(
                 service.inner.store.clone(),
                 d.execution_arn.clone(),
+                checkpoints.keys().cloned().collect(),
             ));
             let arn = d.execution_arn.clone();
             let record = service.record(info, d, Some(journal), events, checkpoints);

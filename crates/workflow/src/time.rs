@@ -46,7 +46,7 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<i128> {
         "Z" => 0,
         rest if rest.len() == 6
             && (rest.starts_with('+') || rest.starts_with('-'))
-            && &rest[3..4] == ":" =>
+            && rest.as_bytes()[3] == b':' =>
         {
             let h = digits(at + 1..at + 3)?;
             let m = digits(at + 4..at + 6)?;

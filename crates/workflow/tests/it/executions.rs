@@ -145,6 +145,7 @@ macro_rules! executions {
                 express_runs_synchronously_within_five_minutes,
                 executions_resume_after_a_restart,
                 state_machines_are_idempotent_and_listed,
+                errors_match_as_aws_matches_them,
             );
         }
     };
@@ -161,8 +162,92 @@ macro_rules! executions {
 executions!(memory, Harness::memory());
 executions!(redb, Harness::redb());
 
+/// The 25,000-event limit, on the memory engine only: on redb the 12,500 state entries would
+/// each be a durable commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_history_ends_at_25000_events() {
+    let h = Harness::memory();
+    let machine = h
+        .machine(
+            "forever",
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "Next": "A"}}}),
+        )
+        .await;
+    let done = h.run(&machine, json!({})).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    assert_eq!(done.error.as_deref(), Some("States.Runtime"));
+    let history = h.sfn.get_execution_history(&done.execution_arn).unwrap();
+    assert_eq!(history.len(), 25_000);
+    assert_eq!(history.last().unwrap().event_type, "ExecutionFailed");
+}
+
 mod checks {
     use super::*;
+
+    pub async fn errors_match_as_aws_matches_them(h: Harness) {
+        h.sfn.tasks().register_fn("fails", |_req| async {
+            Err(TaskFailure::new("Custom.Error", "custom"))
+        });
+        h.sfn.tasks().register_fn("hangs", |_req| async {
+            futures::future::pending::<()>().await;
+            Ok(Value::Null)
+        });
+        h.sfn
+            .tasks()
+            .register_fn("ok", |_req| async { Ok(json!(1)) });
+        let caught_by = |resource: &str, extra: Value| {
+            let mut task = json!({
+                "Type": "Task", "Resource": resource, "TimeoutSeconds": 1,
+                "Catch": [
+                    {"ErrorEquals": ["States.TaskFailed"], "Next": "ByTaskFailed"},
+                    {"ErrorEquals": ["States.ALL"], "Next": "ByAll"}
+                ],
+                "End": true
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                task[k] = v.clone();
+            }
+            json!({"StartAt": "T", "States": {
+                "T": task,
+                "ByTaskFailed": {"Type": "Pass", "Result": "task-failed", "End": true},
+                "ByAll": {"Type": "Pass", "Result": "all", "End": true}
+            }})
+        };
+        // States.TaskFailed matches a handler's own error ...
+        let m = h.machine("custom", caught_by("fails", json!({}))).await;
+        assert_eq!(
+            h.run(&m, json!({})).await.output,
+            Some(json!("task-failed"))
+        );
+        // ... but not States.Timeout, which States.ALL catches.
+        let m = h.machine("timeout", caught_by("hangs", json!({}))).await;
+        assert_eq!(h.run(&m, json!({})).await.output, Some(json!("all")));
+        // A ResultPath that cannot apply fails the state, and Catch sees it.
+        let m = h
+            .machine(
+                "resultpath",
+                caught_by("ok", json!({"ResultPath": "$.a.b"})),
+            )
+            .await;
+        assert_eq!(
+            h.run(&m, json!({"a": "text"})).await.output,
+            Some(json!("task-failed"))
+        );
+        // States.Runtime is never caught, even by name.
+        let m = h
+            .machine(
+                "runtime",
+                json!({"StartAt": "T", "States": {
+                    "T": {"Type": "Task", "Resource": "ok", "InputPath": "$.missing",
+                          "Catch": [{"ErrorEquals": ["States.Runtime"], "Next": "Caught"}], "End": true},
+                    "Caught": {"Type": "Pass", "End": true}
+                }}),
+            )
+            .await;
+        let done = h.run(&m, json!({})).await;
+        assert_eq!(done.status, ExecutionStatus::Failed);
+        assert_eq!(done.error.as_deref(), Some("States.Runtime"));
+    }
 
     pub async fn data_flows_in_aws_order_and_history_links_events(h: Harness) {
         let machine = h
@@ -511,8 +596,17 @@ mod checks {
             )
         );
         let strict = h.machine("strict", definition(1)).await;
-        let done = h.run(&strict, items).await;
+        let done = h.run(&strict, items.clone()).await;
         assert_eq!(done.status, ExecutionStatus::Failed);
+        assert_eq!(
+            done.error.as_deref(),
+            Some("States.ExceedToleratedFailureThreshold")
+        );
+        // Exceeding either threshold fails the Map: 2 of 4 is within a count of 3 but above 25%.
+        let mut both = definition(3);
+        both["States"]["Each"]["ToleratedFailurePercentage"] = json!(25);
+        let both = h.machine("both", both).await;
+        let done = h.run(&both, items).await;
         assert_eq!(
             done.error.as_deref(),
             Some("States.ExceedToleratedFailureThreshold")
@@ -606,11 +700,34 @@ mod checks {
             .start_execution(&machine, Some("once"), "{}")
             .await
             .unwrap();
+        h.finish(&first).await;
+        // A finished execution's name is taken.
         let again = h.sfn.start_execution(&machine, Some("once"), "{}").await;
         assert!(
             matches!(again, Err(Error::ExecutionAlreadyExists(_))),
             "{again:?}"
         );
+        // Starting a running Standard execution again with the same input is idempotent.
+        let waiting = h
+            .machine("waiting", json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 5, "End": true}}}))
+            .await;
+        let a = h
+            .sfn
+            .start_execution(&waiting, Some("same"), r#"{"n": 1}"#)
+            .await
+            .unwrap();
+        let b = h
+            .sfn
+            .start_execution(&waiting, Some("same"), r#"{ "n" : 1 }"#)
+            .await
+            .unwrap();
+        assert_eq!(a, b);
+        let other = h
+            .sfn
+            .start_execution(&waiting, Some("same"), r#"{"n": 2}"#)
+            .await;
+        assert!(matches!(other, Err(Error::ExecutionAlreadyExists(_))));
+        h.finish(&a).await;
         let bad_name = h
             .sfn
             .start_execution(&machine, Some("has space"), "{}")

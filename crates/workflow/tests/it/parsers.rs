@@ -38,6 +38,37 @@ fn pass_machine(parameters: Value) -> Value {
     json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": parameters, "End": true}}})
 }
 
+/// Inputs that once panicked or overflowed: each now ends the execution cleanly.
+#[test]
+fn hostile_inputs_end_cleanly() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sfn = WorkflowService::new(Store::memory(), ManualClock::starting_2025().shared());
+        let cases = [
+            (json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "InputPath": "$[1::9223372036854775807]", "End": true}}}), json!([1, 2, 3])),
+            (json!({"StartAt": "C", "States": {"C": {"Type": "Choice", "Choices": [{"Variable": "$.t", "IsTimestamp": true, "Next": "P"}], "Default": "P"}, "P": {"Type": "Pass", "End": true}}}), json!({"t": "2016-03-14T01:59:00+0é00"})),
+            (pass_machine(json!({"v.$": "States.ArrayRange(9223372036854775806, 9223372036854775807, 5)"})), json!({})),
+            (pass_machine(json!({"v.$": "States.MathRandom(-9223372036854775807, 9223372036854775807)"})), json!({})),
+        ];
+        for (definition, input) in cases {
+            let machine = sfn
+                .create_state_machine("hostile", &definition.to_string(), StateMachineType::Express)
+                .await
+                .unwrap();
+            let done = sfn.start_sync_execution(&machine, None, &input.to_string()).await.unwrap();
+            assert_ne!(done.status, cloudlet_workflow::ExecutionStatus::Running);
+            sfn.delete_state_machine(&machine).await.unwrap();
+        }
+        // A filter nested 200,000 deep is refused, not a stack overflow.
+        let deep = format!("$[?({}@.a)]", "!".repeat(200_000));
+        let definition = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "InputPath": deep, "End": true}}});
+        assert!(!validate_definition(&definition.to_string()).is_empty());
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

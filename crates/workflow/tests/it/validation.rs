@@ -192,6 +192,31 @@ fn corpus() -> Vec<(Value, &'static str, &'static str)> {
             "$.Extra",
             "not allowed",
         ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "ResultPath": "$$.x", "End": true}}}),
+            "$.States.A.ResultPath",
+            "state's input",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "r", "TimeoutSeconds": "soon", "End": true}}}),
+            "$.States.A.TimeoutSeconds",
+            "integer",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Map", "MaxConcurrency": -3, "End": true, "ItemProcessor": {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": true}}}}}}),
+            "$.States.A.MaxConcurrency",
+            "non-negative",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Map", "ToleratedFailurePercentage": 250, "End": true, "ItemProcessor": {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": true}}}}}}),
+            "$.States.A.ToleratedFailurePercentage",
+            "0 to 100",
+        ),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Parallel", "End": true, "Branches": [{"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}}]}}}),
+            "$.States.A.Branches[0].States.A",
+            "used twice",
+        ),
     ]
 }
 
@@ -206,6 +231,18 @@ fn invalid_definitions_are_rejected_with_the_offending_path() {
             "{definition}\n  expected a problem at {path} mentioning {words:?}\n  got {problems:#?}"
         );
     }
+}
+
+#[test]
+fn definitions_over_one_mebibyte_are_refused() {
+    let big = json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": "x".repeat(1 << 20), "End": true}}});
+    let problems = validate_definition(&big.to_string());
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.path == "$" && p.message.contains("1048576")),
+        "{problems:?}"
+    );
 }
 
 #[test]

@@ -1024,7 +1024,9 @@ impl Run {
             None => {
                 let call = handler.invoke(request);
                 match deadline {
+                    // A result that is there when the deadline falls due wins.
                     Some(d) => tokio::select! {
+                        biased;
                         r = call => TaskOutcome::Done(r),
                         () = self.clock.sleep_until(d) => TaskOutcome::TimedOut,
                     },

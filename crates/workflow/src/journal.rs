@@ -79,16 +79,27 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-pub(crate) fn history_key(arn: &str, id: u64) -> Vec<u8> {
-    Tuple::new().str(arn).u64(id).build().to_vec()
+/// An execution's 16-byte key prefix: the first half of the SHA-256 of its ARN (short keys
+/// keep the journal's B-tree work small; a collision needs about 2^64 executions).
+pub(crate) fn execution_key(arn: &str) -> [u8; 16] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(arn.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
 
-pub(crate) fn checkpoint_key(arn: &str, path: &str) -> Vec<u8> {
-    Tuple::new().str(arn).str(path).build().to_vec()
+/// The history batch whose first event is `first`: the events of one journal write.
+pub(crate) fn history_key(execution: &[u8; 16], first: u64) -> Vec<u8> {
+    Tuple::new().bytes(execution).u64(first).build().to_vec()
 }
 
-pub(crate) fn arn_prefix(arn: &str) -> KeyRange {
-    KeyRange::prefix(Tuple::new().str(arn).build())
+pub(crate) fn checkpoint_key(execution: &[u8; 16], path: &str) -> Vec<u8> {
+    Tuple::new().bytes(execution).str(path).build().to_vec()
+}
+
+pub(crate) fn execution_prefix(execution: &[u8; 16]) -> KeyRange {
+    KeyRange::prefix(Tuple::new().bytes(execution).build())
 }
 
 impl Journal {
@@ -193,14 +204,15 @@ impl Journal {
                 stale,
             )
         };
-        let arn = self.arn.clone();
+        let arn = execution_key(&self.arn);
         let result = self
             .store
             .write(Durability::Durable, move |txn| {
-                for event in &events {
-                    let value = serde_json::to_vec(event)
+                // The events of one write are one row.
+                if let Some(first) = events.first() {
+                    let value = serde_json::to_vec(&events)
                         .map_err(|e| cloudlet_core::Error::corrupt(KS_HISTORY, e.to_string()))?;
-                    txn.put(KS_HISTORY, history_key(&arn, event.id), value);
+                    txn.put(KS_HISTORY, history_key(&arn, first.id), value);
                 }
                 // The last checkpoint of a branch wins.
                 let mut latest: HashMap<&str, &Checkpoint> = HashMap::new();
@@ -234,26 +246,27 @@ pub(crate) fn load(
     arn: &str,
 ) -> Result<(Vec<HistoryEvent>, HashMap<String, Checkpoint>), cloudlet_core::Error> {
     let snapshot = store.snapshot()?;
+    let execution = execution_key(arn);
     let mut events = Vec::new();
     for entry in snapshot.range(
         KS_HISTORY,
-        &arn_prefix(arn),
+        &execution_prefix(&execution),
         cloudlet_core::Direction::Forward,
     )? {
         let (_, value) = entry?;
-        let event: HistoryEvent = serde_json::from_slice(&value)
+        let batch: Vec<HistoryEvent> = serde_json::from_slice(&value)
             .map_err(|e| cloudlet_core::Error::corrupt(KS_HISTORY, e.to_string()))?;
-        events.push(event);
+        events.extend(batch);
     }
     let mut checkpoints = HashMap::new();
     for entry in snapshot.range(
         KS_CHECKPOINTS,
-        &arn_prefix(arn),
+        &execution_prefix(&execution),
         cloudlet_core::Direction::Forward,
     )? {
         let (key, value) = entry?;
         let mut reader = TupleReader::new(&key);
-        let _ = reader.str()?;
+        let _ = reader.bytes()?;
         let path = reader.str()?;
         let cp: Checkpoint = serde_json::from_slice(&value)
             .map_err(|e| cloudlet_core::Error::corrupt(KS_HISTORY, e.to_string()))?;

@@ -197,7 +197,7 @@ mod checks {
             .register_fn("ok", |_req| async { Ok(json!(1)) });
         let caught_by = |resource: &str, extra: Value| {
             let mut task = json!({
-                "Type": "Task", "Resource": resource, "TimeoutSeconds": 1,
+                "Type": "Task", "Resource": resource,
                 "Catch": [
                     {"ErrorEquals": ["States.TaskFailed"], "Next": "ByTaskFailed"},
                     {"ErrorEquals": ["States.ALL"], "Next": "ByAll"}
@@ -220,7 +220,9 @@ mod checks {
             Some(json!("task-failed"))
         );
         // ... but not States.Timeout, which States.ALL catches.
-        let m = h.machine("timeout", caught_by("hangs", json!({}))).await;
+        let m = h
+            .machine("timeout", caught_by("hangs", json!({"TimeoutSeconds": 1})))
+            .await;
         assert_eq!(h.run(&m, json!({})).await.output, Some(json!("all")));
         // A ResultPath that cannot apply fails the state, and Catch sees it.
         let m = h

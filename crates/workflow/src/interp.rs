@@ -341,6 +341,11 @@ impl Run {
     }
 
     fn context(&self, frame: &Frame, at: &At<'_>) -> Value {
+        self.context_with(frame, at, true)
+    }
+
+    /// The context object; `with_input` false leaves out `Execution.Input`.
+    fn context_with(&self, frame: &Frame, at: &At<'_>, with_input: bool) -> Value {
         let info = &self.info;
         let mut state = Map::new();
         state.insert(
@@ -357,14 +362,17 @@ impl Run {
         let mut context = json!({
             "Execution": {
                 "Id": info.arn,
-                "Input": info.input,
-                "StartTime": info.start_time.iso8601(),
+                                "StartTime": info.start_time.iso8601(),
                 "Name": info.name,
                 "RoleArn": info.role_arn,
             },
             "StateMachine": {"Id": info.state_machine_arn, "Name": info.state_machine_name},
             "State": state,
         });
+        if with_input && let Some(Value::Object(execution)) = context.get_mut("Execution") {
+            // Where AWS puts it: after Id.
+            execution.shift_insert(1, "Input".to_string(), info.input.clone());
+        }
         if !info.express {
             context["Execution"]["RedriveCount"] = Value::from(info.redrive_count);
         }
@@ -1012,7 +1020,9 @@ impl Run {
             resource: resource.clone(),
             input,
             task_token: token.clone(),
-            context: self.context(frame, at),
+            // Without Execution.Input: a Map's every task would copy the whole input.
+            // Parameters pass it with `$$.Execution.Input` when a task needs it.
+            context: self.context_with(frame, at, false),
         };
         self.emit(
             frame,
@@ -1553,6 +1563,7 @@ impl Run {
         let env = jsonata::Env {
             states,
             variables: &variables,
+            now: self.clock.now(),
         };
         self.jsonata_walk(at, value, &env, field)
     }
@@ -1621,6 +1632,7 @@ impl Run {
         let env = jsonata::Env {
             states,
             variables: &variables,
+            now: self.clock.now(),
         };
         let mut out = Vec::with_capacity(map.len());
         for (k, v) in map {

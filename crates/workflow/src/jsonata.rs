@@ -19,6 +19,8 @@ pub(crate) struct Env<'a> {
     pub(crate) states: Value,
     /// Visible variables, inner scopes shadowing outer ones.
     pub(crate) variables: &'a [(String, Value)],
+    /// `$now()` and `$millis()`: the workflow's clock, fixed for one evaluation as in jsonata-js.
+    pub(crate) now: cloudlet_core::Timestamp,
 }
 
 /// Why an evaluation failed.
@@ -73,6 +75,14 @@ pub(crate) fn eval(expr: &str, env: &Env<'_>) -> Result<Value, EvalError> {
     context.bind("states".to_string(), JValue::from(env.states.clone()));
     let mut evaluator = Evaluator::with_context(context);
     register(&mut evaluator);
+    // The clock is the workflow's, never the system's.
+    let now = env.now;
+    let _ = evaluator.register_fn_override("now", move |_args: &[JValue]| {
+        Ok(JValue::from(Value::String(now.iso8601())))
+    });
+    let _ = evaluator.register_fn_override("millis", move |_args: &[JValue]| {
+        Ok(JValue::from_f64(now.as_millis() as f64))
+    });
     let out = evaluator
         .evaluate(&ast, &JValue::Null)
         .map_err(|e| EvalError::Failed(message(e)))?;

@@ -20,7 +20,8 @@ pub struct TaskRequest {
     pub input: Value,
     /// For `.waitForTaskToken` resources: the token to hand to send_task_success/failure.
     pub task_token: Option<String>,
-    /// The context object (`$$`) as the state sees it.
+    /// The context object (`$$`) as the state sees it, except `Execution.Input` (Parameters
+    /// can pass it as `"input.$": "$$.Execution.Input"`).
     pub context: Value,
 }
 

@@ -146,6 +146,7 @@ macro_rules! executions {
                 executions_resume_after_a_restart,
                 state_machines_are_idempotent_and_listed,
                 errors_match_as_aws_matches_them,
+                jsonata_reads_the_workflow_clock,
             );
         }
     };
@@ -183,6 +184,26 @@ async fn a_standard_history_ends_at_25000_events() {
 
 mod checks {
     use super::*;
+
+    pub async fn jsonata_reads_the_workflow_clock(h: Harness) {
+        let machine = h
+            .machine(
+                "clock",
+                json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {
+                    "Type": "Pass",
+                    "Output": {"now": "{% $now() %}", "millis": "{% $millis() %}", "twice": "{% $now() = $now() %}"},
+                    "End": true
+                }}}),
+            )
+            .await;
+        let done = h.run(&machine, json!({})).await;
+        use cloudlet_core::Clock as _;
+        let now = h.clock.now();
+        assert_eq!(
+            done.output,
+            Some(json!({"now": now.iso8601(), "millis": now.as_millis(), "twice": true}))
+        );
+    }
 
     pub async fn errors_match_as_aws_matches_them(h: Harness) {
         h.sfn.tasks().register_fn("fails", |_req| async {

@@ -46,7 +46,7 @@ pub use error::{Error, Result};
 pub use interp::{HistoryEvent, MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES};
 pub use service::{
     EXPRESS_MAX_DURATION, ExecutionDescription, ExecutionStatus, MAX_DEFINITION_BYTES,
-    StateMachineDescription, StateMachineType, WorkflowOptions, WorkflowService,
+    REDRIVE_WINDOW, StateMachineDescription, StateMachineType, WorkflowOptions, WorkflowService,
     validate_definition,
 };
 pub use task::{TaskFailure, TaskHandler, TaskRegistry, TaskRequest};

@@ -90,6 +90,12 @@ pub struct ExecutionDescription {
     pub start_date: Timestamp,
     /// When it ended.
     pub stop_date: Option<Timestamp>,
+    /// How many times it was redriven.
+    #[serde(default)]
+    pub redrive_count: u32,
+    /// When it was last redriven.
+    #[serde(default)]
+    pub redrive_date: Option<Timestamp>,
 }
 
 /// Settings.
@@ -138,6 +144,8 @@ struct StoredExecution {
 
 struct ExecutionRecord {
     description: watch::Sender<ExecutionDescription>,
+    /// The definition it runs: kept for a redrive after the machine changes or is deleted.
+    definition: Arc<str>,
     run: Arc<Run>,
     stop: Arc<Notify>,
     stop_reason: Mutex<Option<(Option<String>, Option<String>)>>,
@@ -170,6 +178,9 @@ impl std::fmt::Debug for WorkflowService {
             .finish_non_exhaustive()
     }
 }
+
+/// How long after its end an execution can be redriven.
+pub const REDRIVE_WINDOW: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// The Express limit on an execution's duration.
 pub const EXPRESS_MAX_DURATION: Duration = Duration::from_secs(300);
@@ -479,11 +490,14 @@ impl WorkflowService {
             cause: None,
             start_date: now,
             stop_date: None,
+            redrive_count: 0,
+            redrive_date: None,
         };
         let kind = machine.description.kind;
         let journal = (kind == StateMachineType::Standard)
             .then(|| Arc::new(Journal::new(self.inner.store.clone(), arn.clone())));
         let record = self.record(
+            Arc::from(machine.description.definition.as_str()),
             info,
             description,
             journal.clone(),
@@ -521,8 +535,10 @@ impl WorkflowService {
         Ok((record, machine.machine.clone(), kind))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
+        definition: Arc<str>,
         info: ExecutionInfo,
         description: ExecutionDescription,
         journal: Option<Arc<Journal>>,
@@ -542,6 +558,7 @@ impl WorkflowService {
         });
         Arc::new(ExecutionRecord {
             description: watch::channel(description).0,
+            definition,
             run,
             stop: Arc::new(Notify::new()),
             stop_reason: Mutex::new(None),
@@ -566,7 +583,13 @@ impl WorkflowService {
             (None, StateMachineType::Express) => Some(EXPRESS_MAX_DURATION),
             (None, StateMachineType::Standard) => None,
         };
-        let deadline = timeout.map(|t| run.info.start_time.saturating_add(t));
+        // A redriven execution's time limit counts from its redrive.
+        let since = record
+            .description
+            .borrow()
+            .redrive_date
+            .unwrap_or(run.info.start_time);
+        let deadline = timeout.map(|t| since.saturating_add(t));
         let clock = self.inner.clock.clone();
         let timer = async {
             match deadline {
@@ -656,18 +679,16 @@ impl WorkflowService {
         if let Some(journal) = &run.journal {
             let stored = StoredExecution {
                 description: description.clone(),
-                definition: String::new(),
+                definition: record.definition.to_string(),
             };
+            let key = description.execution_arn.clone().into_bytes();
             let written = match serde_json::to_vec(&stored) {
-                Ok(value) => {
-                    journal
-                        .finish(
-                            KS_EXECUTIONS,
-                            description.execution_arn.clone().into_bytes(),
-                            value,
-                        )
-                        .await
+                // A succeeded execution drops its checkpoints; one that failed, timed out or
+                // was stopped keeps them for a redrive.
+                Ok(value) if description.status == ExecutionStatus::Succeeded => {
+                    journal.finish(KS_EXECUTIONS, key, value).await
                 }
+                Ok(value) => journal.write_with(KS_EXECUTIONS, key, value).await,
                 Err(e) => Err(cloudlet_core::Error::corrupt(KS_EXECUTIONS, e.to_string())),
             };
             if let Err(e) = written {
@@ -748,7 +769,7 @@ impl WorkflowService {
                 state_machine_arn: d.state_machine_arn.clone(),
                 state_machine_name: sm_name,
                 role_arn: format!("arn:aws:iam::{}:role/cloudlet", o.account),
-                redrive_count: 0,
+                redrive_count: d.redrive_count,
                 express: false,
             };
             let journal = Arc::new(Journal::resumed(
@@ -757,7 +778,8 @@ impl WorkflowService {
                 checkpoints.keys().cloned().collect(),
             ));
             let arn = d.execution_arn.clone();
-            let record = service.record(info, d, Some(journal), events, checkpoints);
+            let definition: Arc<str> = Arc::from(stored.definition.as_str());
+            let record = service.record(definition, info, d, Some(journal), events, checkpoints);
             lock(&service.inner.executions).insert(arn, record.clone());
             if running {
                 let machine = parse_definition(&stored.definition)?;
@@ -766,6 +788,90 @@ impl WorkflowService {
         }
         *lock(&service.inner.resumable) = resumed;
         Ok(service)
+    }
+
+    /// RedriveExecution: a Standard execution that failed, timed out or was stopped within
+    /// the last 14 days goes on from where it stopped: each branch re-enters the state it was
+    /// in, finished Parallel branches and Map iterations keep their outputs, failed ones run
+    /// again. Its history gains `ExecutionRedriven`; `$$.Execution.RedriveCount` counts up.
+    pub async fn redrive_execution(&self, arn: &str) -> Result<()> {
+        let record = self.execution(arn)?;
+        let old = record.description.borrow().clone();
+        if record.run.journal.is_none() {
+            return Err(Error::ExecutionNotRedrivable(format!(
+                "{arn}: Express executions cannot be redriven"
+            )));
+        }
+        if !matches!(
+            old.status,
+            ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted
+        ) {
+            return Err(Error::ExecutionNotRedrivable(format!(
+                "{arn}: the execution is {}; only FAILED, TIMED_OUT or ABORTED ones can be redriven",
+                old.status.as_str()
+            )));
+        }
+        let now = self.inner.clock.now();
+        let stopped = old.stop_date.unwrap_or(old.start_date);
+        if now.saturating_duration_since(stopped) > REDRIVE_WINDOW {
+            return Err(Error::ExecutionNotRedrivable(format!(
+                "{arn}: the execution ended more than 14 days ago"
+            )));
+        }
+        let machine = parse_definition(&record.definition)?;
+        let (events, mut checkpoints) = journal::load(&self.inner.store, arn)?;
+        if !checkpoints.contains_key("") {
+            return Err(Error::ExecutionNotRedrivable(format!(
+                "{arn}: the execution failed before its first state"
+            )));
+        }
+        let paths: Vec<String> = checkpoints.keys().cloned().collect();
+        // Failed branches run again; finished ones keep their outputs.
+        checkpoints.retain(|_, cp| cp.failure.is_none());
+        let mut info = record.run.info.clone();
+        info.redrive_count += 1;
+        let description = ExecutionDescription {
+            status: ExecutionStatus::Running,
+            output: None,
+            error: None,
+            cause: None,
+            stop_date: None,
+            redrive_count: old.redrive_count + 1,
+            redrive_date: Some(now),
+            ..old
+        };
+        let journal = Arc::new(Journal::resumed(
+            self.inner.store.clone(),
+            arn.to_string(),
+            paths,
+        ));
+        let last = events.last().map_or(0, |e| e.id);
+        let redriven = self.record(
+            record.definition.clone(),
+            info,
+            description.clone(),
+            Some(journal.clone()),
+            events,
+            checkpoints,
+        );
+        let top = Frame::top();
+        top.set_previous(last);
+        redriven.run.emit(
+            &top,
+            "ExecutionRedriven",
+            json!({"redriveCount": description.redrive_count}),
+        );
+        let stored = StoredExecution {
+            description,
+            definition: record.definition.to_string(),
+        };
+        let value = serde_json::to_vec(&stored).map_err(|e| Error::Validation(e.to_string()))?;
+        journal
+            .write_with(KS_EXECUTIONS, arn.as_bytes().to_vec(), value)
+            .await?;
+        lock(&self.inner.executions).insert(arn.to_string(), redriven.clone());
+        self.spawn(redriven, machine, StateMachineType::Standard);
+        Ok(())
     }
 
     /// Resumes the executions `open` found running, in the background on the current tokio

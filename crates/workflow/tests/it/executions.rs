@@ -147,6 +147,7 @@ macro_rules! executions {
                 state_machines_are_idempotent_and_listed,
                 errors_match_as_aws_matches_them,
                 jsonata_reads_the_workflow_clock,
+                redrive_goes_on_from_the_failed_state,
             );
         }
     };
@@ -184,6 +185,93 @@ async fn a_standard_history_ends_at_25000_events() {
 
 mod checks {
     use super::*;
+
+    pub async fn redrive_goes_on_from_the_failed_state(h: Harness) {
+        // Item 1 fails on its first attempt only; every call is counted per item.
+        let calls = Arc::new(std::sync::Mutex::new(
+            std::collections::BTreeMap::<i64, u32>::new(),
+        ));
+        let seen = calls.clone();
+        h.sfn.tasks().register_fn("item", move |req| {
+            let seen = seen.clone();
+            async move {
+                let n = req.input["n"].as_i64().unwrap();
+                let count = {
+                    let mut calls = seen.lock().unwrap();
+                    let c = calls.entry(n).or_default();
+                    *c += 1;
+                    *c
+                };
+                if n == 1 && count == 1 {
+                    return Err(TaskFailure::new("Item.Flaky", "first time"));
+                }
+                Ok(json!({"n": n, "redrives": req.context["Execution"]["RedriveCount"]}))
+            }
+        });
+        let machine = h
+            .machine(
+                "redrive",
+                json!({
+                    "StartAt": "Before",
+                    "States": {
+                        "Before": {"Type": "Pass", "Result": [{"n": 0}, {"n": 1}, {"n": 2}], "ResultPath": "$.items", "Next": "Each"},
+                        "Each": {
+                            "Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 1,
+                            "ItemProcessor": {"StartAt": "Work", "States": {"Work": {"Type": "Task", "Resource": "item", "End": true}}},
+                            "End": true
+                        }
+                    }
+                }),
+            )
+            .await;
+        let first = h.run(&machine, json!({})).await;
+        assert_eq!(first.status, ExecutionStatus::Failed);
+        assert_eq!(first.error.as_deref(), Some("Item.Flaky"));
+        let arn = first.execution_arn.clone();
+        // Only a stopped, failed or timed-out Standard execution can be redriven.
+        let fine = h
+            .machine(
+                "fine",
+                json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+            )
+            .await;
+        let done = h.run(&fine, json!({})).await;
+        assert!(matches!(
+            h.sfn.redrive_execution(&done.execution_arn).await,
+            Err(Error::ExecutionNotRedrivable(_))
+        ));
+        h.sfn.redrive_execution(&arn).await.unwrap();
+        let done = h.finish(&arn).await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+        assert_eq!(done.redrive_count, 1);
+        assert_eq!(
+            done.output,
+            Some(
+                json!([{"n": 0, "redrives": 0}, {"n": 1, "redrives": 1}, {"n": 2, "redrives": 1}])
+            )
+        );
+        // Item 0 finished before the failure and did not run again; item 1 ran twice.
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.get(&0), Some(&1));
+        assert_eq!(calls.get(&1), Some(&2));
+        assert_eq!(calls.get(&2), Some(&1));
+        let history = h.sfn.get_execution_history(&arn).unwrap();
+        let count = |kind: &str| history.iter().filter(|e| e.event_type == kind).count();
+        assert_eq!(count("ExecutionRedriven"), 1);
+        assert_eq!(
+            count("PassStateEntered"),
+            1,
+            "the Pass state before the Map did not run again"
+        );
+        for (i, event) in history.iter().enumerate() {
+            assert_eq!(event.id, i as u64 + 1);
+        }
+        // A succeeded execution cannot be redriven again.
+        assert!(matches!(
+            h.sfn.redrive_execution(&arn).await,
+            Err(Error::ExecutionNotRedrivable(_))
+        ));
+    }
 
     pub async fn jsonata_reads_the_workflow_clock(h: Harness) {
         let machine = h

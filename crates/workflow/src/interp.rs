@@ -914,7 +914,7 @@ impl Run {
         // A callback task's token exists before its Parameters read `$$.Task.Token`.
         let token = match &state.kind {
             Kind::Task(task) if task.resource.ends_with(".waitForTaskToken") => {
-                Some(uuid::Uuid::new_v4().to_string())
+                Some(self.token(frame, at))
             }
             _ => None,
         };
@@ -1044,6 +1044,36 @@ impl Run {
                 }
             }
             Some(token) => {
+                // A Standard execution's token is durable before anyone can hold it, and an
+                // outcome sent for it before a restart is used rather than waited for again.
+                if let Some(journal) = &self.journal {
+                    let stored = crate::journal::read_token(journal.store(), token)
+                        .map_err(journal_failure)?;
+                    if let Some(outcome) = stored.and_then(|s| s.outcome) {
+                        journal.delete_later(crate::journal::KS_TOKENS, token.as_bytes().to_vec());
+                        return self.task_outcome(
+                            frame,
+                            resource,
+                            TaskOutcome::Done(
+                                outcome.map_err(|(error, cause)| TaskFailure { error, cause }),
+                            ),
+                        );
+                    }
+                    let waiting = crate::journal::StoredToken {
+                        execution: self.info.arn.clone(),
+                        outcome: None,
+                    };
+                    let value = serde_json::to_vec(&waiting).map_err(|e| {
+                        journal_failure(cloudlet_core::Error::corrupt(
+                            crate::journal::KS_TOKENS,
+                            e.to_string(),
+                        ))
+                    })?;
+                    journal
+                        .write_with(crate::journal::KS_TOKENS, token.as_bytes().to_vec(), value)
+                        .await
+                        .map_err(journal_failure)?;
+                }
                 let (done_tx, done_rx) = oneshot::channel();
                 let (beat_tx, beat_rx) = mpsc::unbounded_channel();
                 self.callbacks.insert(
@@ -1059,9 +1089,39 @@ impl Run {
                     )
                     .await;
                 self.callbacks.remove(token);
+                if let Some(journal) = &self.journal {
+                    journal.delete_later(crate::journal::KS_TOKENS, token.as_bytes().to_vec());
+                }
                 outcome
             }
         };
+        self.task_outcome(frame, resource, outcome)
+    }
+
+    /// A callback token: for a Standard execution derived from where the task is (execution,
+    /// branch, state entry, attempt), so the same task attempt has the same token after a
+    /// restart; random otherwise.
+    fn token(&self, frame: &Frame, at: &At<'_>) -> String {
+        if self.journal.is_none() {
+            return uuid::Uuid::new_v4().to_string();
+        }
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(
+            format!(
+                "{}|{}|{}|{}",
+                self.info.arn, frame.path, at.entered_id, at.retry_count
+            )
+            .as_bytes(),
+        );
+        digest[..24].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn task_outcome(
+        &self,
+        frame: &Frame,
+        resource: &str,
+        outcome: TaskOutcome,
+    ) -> Result<Value, Failure> {
         match outcome {
             TaskOutcome::Done(Ok(result)) => {
                 self.emit(

@@ -27,6 +27,28 @@ pub(crate) const KS_EXECUTIONS: &str = "sfn.executions";
 pub(crate) const KS_HISTORY: &str = "sfn.history";
 /// Checkpoints: (execution ARN, branch path) → checkpoint.
 pub(crate) const KS_CHECKPOINTS: &str = "sfn.checkpoints";
+/// Task tokens of Standard executions' callback tasks: token → its outcome once sent.
+pub(crate) const KS_TOKENS: &str = "sfn.tokens";
+
+/// A callback token as stored: what was sent for it, if anything yet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct StoredToken {
+    pub(crate) execution: String,
+    /// `Ok(output)` or `Err((error, cause))`, once sent.
+    pub(crate) outcome: Option<Result<Value, (String, Option<String>)>>,
+}
+
+pub(crate) fn read_token(
+    store: &Store,
+    token: &str,
+) -> Result<Option<StoredToken>, cloudlet_core::Error> {
+    match store.get(KS_TOKENS, token.as_bytes())? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| cloudlet_core::Error::corrupt(KS_TOKENS, e.to_string())),
+        None => Ok(None),
+    }
+}
 
 /// Where a branch is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -56,6 +78,7 @@ struct Pending {
     events: Vec<HistoryEvent>,
     checkpoints: Vec<(String, Checkpoint)>,
     extra: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    deletes: Vec<(&'static str, Vec<u8>)>,
     /// Branch paths with a stored checkpoint, to delete when the execution ends.
     written: std::collections::HashSet<String>,
     finish: bool,
@@ -127,6 +150,16 @@ impl Journal {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The store the journal writes to.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Queues the removal of `key` for the next write.
+    pub(crate) fn delete_later(&self, keyspace: &'static str, key: Vec<u8>) {
+        self.lock().deletes.push((keyspace, key));
+    }
+
     /// Queues an event for the next write.
     pub(crate) fn event(&self, event: &HistoryEvent) {
         self.lock().events.push(event.clone());
@@ -186,7 +219,7 @@ impl Journal {
         if self.flushed.load(Ordering::Acquire) >= sequence {
             return Ok(());
         }
-        let (events, checkpoints, extra, upto, stale) = {
+        let (events, checkpoints, extra, upto, stale, deletes) = {
             let mut pending = self.lock();
             let paths: Vec<String> = pending.checkpoints.iter().map(|(p, _)| p.clone()).collect();
             pending.written.extend(paths);
@@ -202,6 +235,7 @@ impl Journal {
                 std::mem::take(&mut pending.extra),
                 pending.sequence,
                 stale,
+                std::mem::take(&mut pending.deletes),
             )
         };
         let arn = execution_key(&self.arn);
@@ -226,6 +260,9 @@ impl Journal {
                 }
                 for path in &stale {
                     txn.delete(KS_CHECKPOINTS, checkpoint_key(&arn, path));
+                }
+                for (keyspace, key) in &deletes {
+                    txn.delete(keyspace, key.clone());
                 }
                 for (keyspace, key, value) in &extra {
                     txn.put(keyspace, key.clone(), value.clone());

@@ -975,7 +975,7 @@ impl WorkflowService {
     }
 
     /// SendTaskSuccess: completes the `.waitForTaskToken` task holding `token` with `output`.
-    pub fn send_task_success(&self, token: &str, output: &str) -> Result<()> {
+    pub async fn send_task_success(&self, token: &str, output: &str) -> Result<()> {
         if output.len() > MAX_PAYLOAD_BYTES {
             return Err(Error::InvalidOutput(format!(
                 "the output is larger than {MAX_PAYLOAD_BYTES} bytes"
@@ -983,12 +983,13 @@ impl WorkflowService {
         }
         let value: Value = serde_json::from_str(output)
             .map_err(|e| Error::InvalidOutput(format!("the output is not JSON: {e}")))?;
-        self.resolve(token, Ok(value))
+        self.resolve(token, Ok(value)).await
     }
 
     /// SendTaskFailure: fails the task holding `token`.
-    pub fn send_task_failure(&self, token: &str, error: &str, cause: &str) -> Result<()> {
+    pub async fn send_task_failure(&self, token: &str, error: &str, cause: &str) -> Result<()> {
         self.resolve(token, Err(TaskFailure::new(error, cause)))
+            .await
     }
 
     /// SendTaskHeartbeat: restarts the task's HeartbeatSeconds.
@@ -1001,17 +1002,49 @@ impl WorkflowService {
         }
     }
 
-    fn resolve(&self, token: &str, outcome: std::result::Result<Value, TaskFailure>) -> Result<()> {
+    /// Completes a callback task. A Standard execution's outcome is durable before this
+    /// answers: after a restart, the resumed task takes it instead of waiting again.
+    async fn resolve(
+        &self,
+        token: &str,
+        outcome: std::result::Result<Value, TaskFailure>,
+    ) -> Result<()> {
         check_token(token)?;
-        let waiting = self
-            .inner
-            .callbacks
-            .remove(token)
-            .ok_or_else(|| Error::TaskDoesNotExist(token.to_string()))?;
-        waiting
-            .done
-            .send(outcome)
-            .map_err(|_| Error::TaskDoesNotExist(token.to_string()))
+        let stored = journal::read_token(&self.inner.store, token)?;
+        let durable = match stored {
+            Some(stored) if stored.outcome.is_none() => {
+                let record = journal::StoredToken {
+                    execution: stored.execution,
+                    outcome: Some(match &outcome {
+                        Ok(v) => Ok(v.clone()),
+                        Err(f) => Err((f.error.clone(), f.cause.clone())),
+                    }),
+                };
+                let value =
+                    serde_json::to_vec(&record).map_err(|e| Error::Validation(e.to_string()))?;
+                let key = token.as_bytes().to_vec();
+                self.inner
+                    .store
+                    .write(cloudlet_core::Durability::Durable, move |txn| {
+                        txn.put(journal::KS_TOKENS, key, value);
+                        Ok::<_, cloudlet_core::Error>(())
+                    })
+                    .await?;
+                true
+            }
+            // Already answered.
+            Some(_) => return Err(Error::TaskDoesNotExist(token.to_string())),
+            None => false,
+        };
+        match self.inner.callbacks.remove(token) {
+            Some(waiting) => {
+                let _ = waiting.done.send(outcome);
+                Ok(())
+            }
+            // A Standard task between a restart and its resumption picks the outcome up.
+            None if durable => Ok(()),
+            None => Err(Error::TaskDoesNotExist(token.to_string())),
+        }
     }
 }
 

@@ -48,7 +48,15 @@ impl Harness {
 
     /// Opens a second service over the same data (on redb, a fresh engine over the same
     /// files), after dropping the first.
-    async fn reopen(mut self) -> Self {
+    /// Reopens and resumes the executions that were running.
+    async fn reopen(self) -> Self {
+        let h = self.reopen_paused().await;
+        h.sfn.resume_executions();
+        h
+    }
+
+    /// Reopens without resuming yet (register task handlers, then `resume_executions`).
+    async fn reopen_paused(mut self) -> Self {
         let store = match &self.dir {
             Some(dir) => {
                 let old = std::mem::replace(&mut self.store, Store::memory());
@@ -69,7 +77,6 @@ impl Harness {
             WorkflowOptions::default(),
         )
         .unwrap();
-        sfn.resume_executions();
         Self {
             sfn,
             clock: self.clock,
@@ -148,6 +155,7 @@ macro_rules! executions {
                 errors_match_as_aws_matches_them,
                 jsonata_reads_the_workflow_clock,
                 redrive_goes_on_from_the_failed_state,
+                callback_tokens_survive_a_restart,
             );
         }
     };
@@ -185,6 +193,68 @@ async fn a_standard_history_ends_at_25000_events() {
 
 mod checks {
     use super::*;
+
+    pub async fn callback_tokens_survive_a_restart(h: Harness) {
+        let definition = json!({
+            "StartAt": "Ask",
+            "States": {"Ask": {"Type": "Task", "Resource": "ask.waitForTaskToken", "End": true}}
+        });
+        let machine = h.machine("ask", definition).await;
+        // The first process hands the token out and dies while the task waits.
+        let (arn, token) = {
+            let sfn = h.sfn.clone();
+            let machine = machine.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                    sfn.tasks().register_fn("ask", move |req| {
+                        let tx = tx.clone();
+                        async move {
+                            tx.send(req.task_token.unwrap()).unwrap();
+                            Ok(Value::Null)
+                        }
+                    });
+                    let arn = sfn
+                        .start_execution(&machine, Some("asked"), "{}")
+                        .await
+                        .unwrap();
+                    let token = rx.recv().await.unwrap();
+                    (arn, token)
+                })
+            })
+            .join()
+            .unwrap()
+        };
+        // The answer arrives while no process runs the task: it is kept.
+        let h = h.reopen_paused().await;
+        h.sfn
+            .send_task_success(&token, r#"{"answer": 42}"#)
+            .await
+            .unwrap();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        h.sfn.tasks().register_fn("ask", move |_req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Value::Null) }
+        });
+        h.sfn.resume_executions();
+        let done = h.finish(&arn).await;
+        assert_eq!(done.output, Some(json!({"answer": 42})));
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            0,
+            "the answered task was not asked again"
+        );
+        // An answered token answers nothing more.
+        assert!(matches!(
+            h.sfn.send_task_success(&token, "{}").await,
+            Err(Error::TaskDoesNotExist(_))
+        ));
+    }
 
     pub async fn redrive_goes_on_from_the_failed_state(h: Harness) {
         // Item 1 fails on its first attempt only; every call is counted per item.
@@ -587,20 +657,21 @@ mod checks {
         let (token, input) = rx.recv().await.unwrap();
         assert_eq!(input["token"], token);
         assert!(matches!(
-            h.sfn.send_task_success("no-such-token", "{}"),
+            h.sfn.send_task_success("no-such-token", "{}").await,
             Err(Error::TaskDoesNotExist(_))
         ));
         assert!(matches!(
-            h.sfn.send_task_success(&token, "not json"),
+            h.sfn.send_task_success(&token, "not json").await,
             Err(Error::InvalidOutput(_))
         ));
         h.sfn
             .send_task_success(&token, r#"{"approved": true}"#)
+            .await
             .unwrap();
         let done = h.finish(&arn).await;
         assert_eq!(done.output, Some(json!({"approved": true})));
         assert!(matches!(
-            h.sfn.send_task_success(&token, "{}"),
+            h.sfn.send_task_success(&token, "{}").await,
             Err(Error::TaskDoesNotExist(_))
         ));
         let types: Vec<String> = h
@@ -617,6 +688,7 @@ mod checks {
         let (token, _) = rx.recv().await.unwrap();
         h.sfn
             .send_task_failure(&token, "Rejected", "the approver said no")
+            .await
             .unwrap();
         let done = h.finish(&arn).await;
         assert_eq!(done.status, ExecutionStatus::Failed);

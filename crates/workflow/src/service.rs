@@ -140,6 +140,9 @@ struct StoredMachine {
 struct StoredExecution {
     description: ExecutionDescription,
     definition: String,
+    /// A stop that was acknowledged: a restart ends the execution ABORTED with it.
+    #[serde(default)]
+    stop: Option<(Option<String>, Option<String>)>,
 }
 
 struct ExecutionRecord {
@@ -521,6 +524,7 @@ impl WorkflowService {
             let stored = StoredExecution {
                 description: record.description.borrow().clone(),
                 definition: machine.description.definition.clone(),
+                stop: None,
             };
             let value =
                 serde_json::to_vec(&stored).map_err(|e| Error::Validation(e.to_string()))?;
@@ -680,6 +684,7 @@ impl WorkflowService {
             let stored = StoredExecution {
                 description: description.clone(),
                 definition: record.definition.to_string(),
+                stop: None,
             };
             let key = description.execution_arn.clone().into_bytes();
             let written = match serde_json::to_vec(&stored) {
@@ -782,6 +787,11 @@ impl WorkflowService {
             let record = service.record(definition, info, d, Some(journal), events, checkpoints);
             lock(&service.inner.executions).insert(arn, record.clone());
             if running {
+                if let Some(reason) = stored.stop {
+                    // Stopped before the restart: it ends ABORTED as soon as it is resumed.
+                    *lock(&record.stop_reason) = Some(reason);
+                    record.stop.notify_one();
+                }
                 let machine = parse_definition(&stored.definition)?;
                 resumed.push((record, machine));
             }
@@ -864,6 +874,7 @@ impl WorkflowService {
         let stored = StoredExecution {
             description,
             definition: record.definition.to_string(),
+            stop: None,
         };
         let value = serde_json::to_vec(&stored).map_err(|e| Error::Validation(e.to_string()))?;
         journal
@@ -959,17 +970,33 @@ impl WorkflowService {
     }
 
     /// StopExecution: the execution ends ABORTED with the given error and cause.
-    pub fn stop_execution(
+    /// A Standard execution's stop is durable before this answers: after a restart the
+    /// execution ends ABORTED rather than resuming.
+    pub async fn stop_execution(
         &self,
         arn: &str,
         error: Option<&str>,
         cause: Option<&str>,
     ) -> Result<()> {
         let record = self.execution(arn)?;
-        if record.description.borrow().status != ExecutionStatus::Running {
+        let description = record.description.borrow().clone();
+        if description.status != ExecutionStatus::Running {
             return Ok(());
         }
-        *lock(&record.stop_reason) = Some((error.map(str::to_string), cause.map(str::to_string)));
+        let reason = (error.map(str::to_string), cause.map(str::to_string));
+        if let Some(journal) = &record.run.journal {
+            let stored = StoredExecution {
+                description,
+                definition: record.definition.to_string(),
+                stop: Some(reason.clone()),
+            };
+            let value =
+                serde_json::to_vec(&stored).map_err(|e| Error::Validation(e.to_string()))?;
+            journal
+                .write_with(KS_EXECUTIONS, arn.as_bytes().to_vec(), value)
+                .await?;
+        }
+        *lock(&record.stop_reason) = Some(reason);
         record.stop.notify_one();
         Ok(())
     }

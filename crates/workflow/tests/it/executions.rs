@@ -156,6 +156,7 @@ macro_rules! executions {
                 jsonata_reads_the_workflow_clock,
                 redrive_goes_on_from_the_failed_state,
                 callback_tokens_survive_a_restart,
+                a_stop_survives_a_restart,
             );
         }
     };
@@ -193,6 +194,51 @@ async fn a_standard_history_ends_at_25000_events() {
 
 mod checks {
     use super::*;
+
+    pub async fn a_stop_survives_a_restart(h: Harness) {
+        let machine = h
+            .machine(
+                "stoppable",
+                json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}}),
+            )
+            .await;
+        // The execution runs on a runtime of its own, which then stands still: the stop is
+        // acknowledged, and the process dies before the execution sees it.
+        let (runtime, arn) = {
+            let sfn = h.sfn.clone();
+            let machine = machine.clone();
+            let clock = h.clock.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let arn = rt.block_on(async move {
+                    let arn = sfn
+                        .start_execution(&machine, Some("stopped"), "{}")
+                        .await
+                        .unwrap();
+                    clock.wait_for_timers(1).await;
+                    arn
+                });
+                (rt, arn)
+            })
+            .join()
+            .unwrap()
+        };
+        h.sfn
+            .stop_execution(&arn, Some("Operator"), Some("halt"))
+            .await
+            .unwrap();
+        tokio::task::spawn_blocking(move || drop(runtime))
+            .await
+            .unwrap();
+        let h = h.reopen().await;
+        let done = h.sfn.wait_for_execution(&arn).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Aborted);
+        assert_eq!(done.error.as_deref(), Some("Operator"));
+        assert_eq!(done.cause.as_deref(), Some("halt"));
+    }
 
     pub async fn callback_tokens_survive_a_restart(h: Harness) {
         let definition = json!({
@@ -859,6 +905,7 @@ mod checks {
         h.clock.wait_for_timers(2).await;
         h.sfn
             .stop_execution(&arn, Some("Operator"), Some("no longer needed"))
+            .await
             .unwrap();
         let done = h.sfn.wait_for_execution(&arn).await.unwrap();
         assert_eq!(done.status, ExecutionStatus::Aborted);

@@ -240,6 +240,8 @@ struct At<'a> {
     retries: Vec<u32>,
     /// Whether this attempt resumes one a previous process began.
     resumed: bool,
+    /// For a resumed state waiting to retry: when the retry is due.
+    retry_due: Option<Timestamp>,
 }
 
 impl At<'_> {
@@ -419,7 +421,7 @@ impl Run {
                 if let Some(state) = cp.state {
                     name = state;
                     input = cp.input;
-                    resumed = Some((cp.entered_id, cp.entered_time, cp.retries));
+                    resumed = Some((cp.entered_id, cp.entered_time, cp.retries, cp.retry_due));
                 }
             }
             loop {
@@ -429,8 +431,10 @@ impl Run {
                         format!("no state named '{name}'"),
                     ));
                 };
-                let (entered_id, entered_time, retries, was_resumed) = match resumed.take() {
-                    Some((id, time, retries)) => (id, time, retries, true),
+                let (entered_id, entered_time, retries, retry_due, was_resumed) = match resumed
+                    .take()
+                {
+                    Some((id, time, retries, due)) => (id, time, retries, due, true),
                     None => {
                         let entered_time = self.clock.now();
                         let entered_id = self.emit(
@@ -445,9 +449,10 @@ impl Run {
                             entered_id,
                             entered_time,
                             Vec::new(),
+                            None,
                         )
                         .await?;
-                        (entered_id, entered_time, Vec::new(), false)
+                        (entered_id, entered_time, Vec::new(), None, false)
                     }
                 };
                 let retry_count = retries.last().copied().unwrap_or(0);
@@ -459,6 +464,7 @@ impl Run {
                     token: None,
                     retries,
                     resumed: was_resumed,
+                    retry_due,
                 };
                 let step = match self.run_state(&at, input, frame).await {
                     Ok(step) => step,
@@ -518,6 +524,7 @@ impl Run {
     }
 
     /// Journals that `frame` is in `state` (Standard executions only).
+    #[allow(clippy::too_many_arguments)]
     async fn checkpoint(
         &self,
         frame: &Frame,
@@ -526,6 +533,7 @@ impl Run {
         entered_id: u64,
         entered_time: Timestamp,
         retries: Vec<u32>,
+        retry_due: Option<Timestamp>,
     ) -> Result<(), Failure> {
         let Some(journal) = &self.journal else {
             return Ok(());
@@ -538,6 +546,7 @@ impl Run {
             previous: frame.previous.load(Ordering::Relaxed),
             variables: frame.scope.local(),
             retries,
+            retry_due,
             done: None,
             failure: None,
         };
@@ -560,6 +569,7 @@ impl Run {
             previous: frame.previous.load(Ordering::Relaxed),
             variables: Vec::new(),
             retries: Vec::new(),
+            retry_due: None,
             done: Some(output.clone()),
             failure: None,
         };
@@ -582,6 +592,7 @@ impl Run {
             previous: frame.previous.load(Ordering::Relaxed),
             variables: Vec::new(),
             retries: Vec::new(),
+            retry_due: None,
             done: None,
             failure: Some((failure.error.clone(), failure.cause.clone())),
         };
@@ -785,6 +796,10 @@ impl Run {
             retry_count = at.retries[state.retry.len()];
         }
         let mut resumed = at.resumed;
+        // A retry that was waiting when the process stopped keeps its due time.
+        if let Some(due) = at.retry_due {
+            self.clock.sleep_until(due).await;
+        }
         loop {
             let attempt_at = At {
                 state,
@@ -794,6 +809,7 @@ impl Run {
                 token: None,
                 retries: Vec::new(),
                 resumed,
+                retry_due: None,
             };
             resumed = false;
             let failure = match self.attempt(&attempt_at, &input, frame).await {
@@ -828,6 +844,7 @@ impl Run {
                     retry_count += 1;
                     let mut retries = counts.clone();
                     retries.push(retry_count);
+                    let due = self.clock.now().saturating_add(delay);
                     self.checkpoint(
                         frame,
                         state,
@@ -835,9 +852,10 @@ impl Run {
                         at.entered_id,
                         at.entered_time,
                         retries,
+                        Some(due),
                     )
                     .await?;
-                    self.clock.sleep(delay).await;
+                    self.clock.sleep_until(due).await;
                     continue;
                 }
             }
@@ -926,6 +944,7 @@ impl Run {
             token: token.as_deref(),
             retries: Vec::new(),
             resumed: at.resumed,
+            retry_due: None,
         };
         let effective = match state.language {
             QueryLanguage::JsonPath => {

@@ -66,6 +66,9 @@ pub(crate) struct Checkpoint {
     pub(crate) variables: Vec<(String, Value)>,
     /// Retry counters of the state, per retrier, and the total.
     pub(crate) retries: Vec<u32>,
+    /// When the next retry is due, while the state waits to retry.
+    #[serde(default)]
+    pub(crate) retry_due: Option<Timestamp>,
     /// The branch's output, once it finished.
     pub(crate) done: Option<Value>,
     /// The branch's error and cause, once it failed (a Map iteration a tolerance absorbed).

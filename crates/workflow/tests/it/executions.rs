@@ -157,6 +157,7 @@ macro_rules! executions {
                 redrive_goes_on_from_the_failed_state,
                 callback_tokens_survive_a_restart,
                 a_stop_survives_a_restart,
+                a_retry_keeps_its_due_time_across_a_restart,
             );
         }
     };
@@ -194,6 +195,64 @@ async fn a_standard_history_ends_at_25000_events() {
 
 mod checks {
     use super::*;
+
+    pub async fn a_retry_keeps_its_due_time_across_a_restart(h: Harness) {
+        let machine = h
+            .machine(
+                "retrying",
+                json!({"StartAt": "T", "States": {"T": {
+                    "Type": "Task", "Resource": "flaky",
+                    "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 100, "MaxAttempts": 1}],
+                    "End": true
+                }}}),
+            )
+            .await;
+        // The first attempt fails in a process that then dies during the 100 s backoff.
+        let arn = {
+            let sfn = h.sfn.clone();
+            let machine = machine.clone();
+            let clock = h.clock.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    sfn.tasks().register_fn("flaky", |_req| async {
+                        Err(TaskFailure::new("Flaky", "first attempt"))
+                    });
+                    let arn = sfn
+                        .start_execution(&machine, Some("retrying"), "{}")
+                        .await
+                        .unwrap();
+                    clock.wait_for_timers(1).await;
+                    arn
+                })
+            })
+            .join()
+            .unwrap()
+        };
+        h.clock.advance(Duration::from_secs(40));
+        let h = h.reopen_paused().await;
+        let clock = h.clock.clone();
+        let attempts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = attempts.clone();
+        h.sfn.tasks().register_fn("flaky", move |_req| {
+            use cloudlet_core::Clock as _;
+            seen.lock().unwrap().push(clock.now());
+            async { Ok(json!("second attempt")) }
+        });
+        h.sfn.resume_executions();
+        let done = h.finish(&arn).await;
+        assert_eq!(done.output, Some(json!("second attempt")));
+        // The retry ran 100 s after the failure, not 100 s after the restart.
+        let at = attempts.lock().unwrap().clone();
+        assert_eq!(at.len(), 1);
+        assert_eq!(
+            at[0].saturating_duration_since(done.start_date),
+            Duration::from_secs(100)
+        );
+    }
 
     pub async fn a_stop_survives_a_restart(h: Harness) {
         let machine = h

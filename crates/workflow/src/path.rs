@@ -138,6 +138,29 @@ impl Path {
 
     /// Selects from `doc`: the value for a definite path, an array of matches otherwise.
     pub(crate) fn select(&self, doc: &Value) -> Result<Value, Missing> {
+        // Jayway: several properties selected at the end of a definite path give an object of
+        // those present.
+        if let Some((Segment::Fields(names), prefix)) = self.segments.split_last()
+            && prefix
+                .iter()
+                .all(|s| matches!(s, Segment::Field(_) | Segment::Index(_)))
+        {
+            let base = Path {
+                text: self.text.clone(),
+                root: self.root.clone(),
+                segments: prefix.to_vec(),
+            };
+            let parent = base.select(doc)?;
+            let mut out = serde_json::Map::new();
+            if let Value::Object(map) = &parent {
+                for name in names {
+                    if let Some(v) = map.get(name) {
+                        out.insert(name.clone(), v.clone());
+                    }
+                }
+            }
+            return Ok(Value::Object(out));
+        }
         if self.is_definite() {
             let mut current = doc;
             for (i, segment) in self.segments.iter().enumerate() {
@@ -787,6 +810,11 @@ mod tests {
             json!(["c"])
         );
         assert_eq!(select("$.nope[*]", &doc).unwrap(), json!([]));
+        let doc = json!({"o": {"a": 1, "b": 2, "c": 3}});
+        assert_eq!(
+            select("$.o['a','c','z']", &doc).unwrap(),
+            json!({"a": 1, "c": 3})
+        );
     }
 
     #[test]

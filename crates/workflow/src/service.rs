@@ -696,9 +696,17 @@ impl WorkflowService {
                 Ok(value) => journal.write_with(KS_EXECUTIONS, key, value).await,
                 Err(e) => Err(cloudlet_core::Error::corrupt(KS_EXECUTIONS, e.to_string())),
             };
-            if let Err(e) = written {
+            match written {
+                // The history is in the store now: memory keeps only the description.
+                Ok(()) => {
+                    let mut events = lock(&run.events);
+                    events.clear();
+                    events.shrink_to_fit();
+                }
                 // The end is not durable: the execution resumes after a restart.
-                tracing::error!(execution = %description.execution_arn, error = %e, "could not journal the end of an execution");
+                Err(e) => {
+                    tracing::error!(execution = %description.execution_arn, error = %e, "could not journal the end of an execution");
+                }
             }
         }
         record.description.send_replace(description);
@@ -751,13 +759,11 @@ impl WorkflowService {
                 serde_json::from_slice(&value).map_err(|e| corrupt(KS_EXECUTIONS, e))?;
             let d = stored.description;
             let running = d.status == ExecutionStatus::Running;
+            // A finished execution's history stays in the store until asked for.
             let (events, checkpoints) = if running {
                 journal::load(&service.inner.store, &d.execution_arn)?
             } else {
-                (
-                    journal::load(&service.inner.store, &d.execution_arn)?.0,
-                    HashMap::new(),
-                )
+                (Vec::new(), HashMap::new())
             };
             let o = &service.inner.options;
             let sm_name = d
@@ -945,6 +951,10 @@ impl WorkflowService {
     pub fn get_execution_history(&self, arn: &str) -> Result<Vec<HistoryEvent>> {
         let record = self.execution(arn)?;
         let events = lock(&record.run.events).clone();
+        // A finished Standard execution's history is read back from the store.
+        if events.is_empty() && record.run.journal.is_some() {
+            return Ok(journal::load(&self.inner.store, arn)?.0);
+        }
         Ok(events)
     }
 

@@ -1179,7 +1179,16 @@ impl Run {
         heartbeat: Option<Duration>,
         frame: &Frame,
     ) -> TaskOutcome {
-        if let Err(f) = handler.invoke(request).await {
+        // The task's time limit covers the handler's own call too.
+        let invoked = match deadline {
+            Some(d) => tokio::select! {
+                biased;
+                r = handler.invoke(request) => r,
+                () = self.clock.sleep_until(d) => return TaskOutcome::TimedOut,
+            },
+            None => handler.invoke(request).await,
+        };
+        if let Err(f) = invoked {
             return TaskOutcome::Done(Err(f));
         }
         self.emit(frame, "TaskSubmitted", Value::Null);

@@ -731,8 +731,15 @@ impl WorkflowService {
             let (key, value) = entry?;
             let stored: StoredMachine =
                 serde_json::from_slice(&value).map_err(|e| corrupt(KS_MACHINES, e))?;
-            let machine = parse_definition(&stored.definition)?;
             let arn = String::from_utf8_lossy(&key).into_owned();
+            // One unreadable definition does not keep the others from opening.
+            let machine = match parse_definition(&stored.definition) {
+                Ok(machine) => machine,
+                Err(e) => {
+                    tracing::error!(state_machine = %arn, error = %e, "skipping a stored state machine whose definition no longer parses");
+                    continue;
+                }
+            };
             let description = StateMachineDescription {
                 arn: arn.clone(),
                 name: stored.name,
@@ -798,8 +805,12 @@ impl WorkflowService {
                     *lock(&record.stop_reason) = Some(reason);
                     record.stop.notify_one();
                 }
-                let machine = parse_definition(&stored.definition)?;
-                resumed.push((record, machine));
+                match parse_definition(&stored.definition) {
+                    Ok(machine) => resumed.push((record, machine)),
+                    Err(e) => {
+                        tracing::error!(execution = %record.run.info.arn, error = %e, "not resuming an execution whose definition no longer parses");
+                    }
+                }
             }
         }
         *lock(&service.inner.resumable) = resumed;

@@ -730,6 +730,18 @@ mod checks {
         assert_eq!(done.output, Some(json!({"Error": "States.Timeout"})));
         let history = h.sfn.get_execution_history(&done.execution_arn).unwrap();
         assert!(history.iter().any(|e| e.event_type == "TaskTimedOut"));
+        // A callback task's limit covers its handler's call too.
+        let callback = h
+            .machine(
+                "callback-timeout",
+                json!({"StartAt": "Slow", "States": {"Slow": {
+                    "Type": "Task", "Resource": "forever.waitForTaskToken", "TimeoutSeconds": 30, "End": true
+                }}}),
+            )
+            .await;
+        let done = h.run(&callback, json!({})).await;
+        assert_eq!(done.status, ExecutionStatus::Failed);
+        assert_eq!(done.error.as_deref(), Some("States.Timeout"));
     }
 
     pub async fn callbacks_complete_by_token(h: Harness) {

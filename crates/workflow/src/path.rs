@@ -38,6 +38,8 @@ enum Segment {
 #[derive(Debug, Clone, PartialEq)]
 enum Filter {
     Exists(Vec<Segment>),
+    /// `@.name =~ /pattern/i`.
+    Matches(Operand, Pattern),
     Compare(Operand, CmpOp, Operand),
     And(Box<Filter>, Box<Filter>),
     Or(Box<Filter>, Box<Filter>),
@@ -59,6 +61,23 @@ enum CmpOp {
     Le,
     Gt,
     Ge,
+    In,
+    Nin,
+    SubsetOf,
+    AnyOf,
+    NoneOf,
+    Size,
+    Empty,
+}
+
+/// A compiled `=~` pattern, compared by its text.
+#[derive(Debug, Clone)]
+struct Pattern(regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
 }
 
 /// A parsed JSONPath.
@@ -377,6 +396,17 @@ impl Filter {
             Filter::And(a, b) => a.test(current, root) && b.test(current, root),
             Filter::Or(a, b) => a.test(current, root) || b.test(current, root),
             Filter::Not(a) => !a.test(current, root),
+            Filter::Matches(operand, pattern) => {
+                let value = match operand {
+                    Operand::Current(p) => walk(p, current, root),
+                    Operand::Root(p) => walk(p, root, root),
+                    Operand::Literal(v) => Some(v.clone()),
+                };
+                value
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| pattern.0.is_match(s))
+            }
             Filter::Compare(left, op, right) => {
                 let resolve = |o: &Operand| -> Option<Value> {
                     match o {
@@ -395,6 +425,48 @@ impl Filter {
 }
 
 fn compare(l: &Value, op: CmpOp, r: &Value) -> bool {
+    let contains = |items: &Value, v: &Value| {
+        items
+            .as_array()
+            .is_some_and(|items| items.iter().any(|i| crate::intrinsics::json_equal(i, v)))
+    };
+    match op {
+        CmpOp::In => return contains(r, l),
+        CmpOp::Nin => return r.is_array() && !contains(r, l),
+        CmpOp::SubsetOf => {
+            return l
+                .as_array()
+                .is_some_and(|items| items.iter().all(|v| contains(r, v)));
+        }
+        CmpOp::AnyOf => {
+            return l
+                .as_array()
+                .is_some_and(|items| items.iter().any(|v| contains(r, v)));
+        }
+        CmpOp::NoneOf => {
+            return l
+                .as_array()
+                .is_some_and(|items| !items.iter().any(|v| contains(r, v)));
+        }
+        CmpOp::Size => {
+            let size = match l {
+                Value::Array(items) => items.len(),
+                Value::String(s) => s.chars().count(),
+                _ => return false,
+            };
+            return r.as_u64() == Some(size as u64);
+        }
+        CmpOp::Empty => {
+            let empty = match l {
+                Value::Array(items) => items.is_empty(),
+                Value::String(s) => s.is_empty(),
+                Value::Object(map) => map.is_empty(),
+                _ => return false,
+            };
+            return r.as_bool() == Some(empty);
+        }
+        _ => {}
+    }
     let ordering = match (l, r) {
         (Value::Number(a), Value::Number(b)) => {
             let (a, b) = (
@@ -422,6 +494,14 @@ fn compare(l: &Value, op: CmpOp, r: &Value) -> bool {
         CmpOp::Le => ordering.is_le(),
         CmpOp::Gt => ordering.is_gt(),
         CmpOp::Ge => ordering.is_ge(),
+        // Answered above.
+        CmpOp::In
+        | CmpOp::Nin
+        | CmpOp::SubsetOf
+        | CmpOp::AnyOf
+        | CmpOp::NoneOf
+        | CmpOp::Size
+        | CmpOp::Empty => false,
     }
 }
 
@@ -706,6 +786,28 @@ impl Parser<'_> {
         }
         let left = self.operand()?;
         self.skip_spaces();
+        if self.s[self.at..].starts_with(b"=~") {
+            self.at += 2;
+            self.skip_spaces();
+            return Ok(Filter::Matches(left, self.regex()?));
+        }
+        for (word, op) in [
+            ("subsetof", CmpOp::SubsetOf),
+            ("noneof", CmpOp::NoneOf),
+            ("anyof", CmpOp::AnyOf),
+            ("empty", CmpOp::Empty),
+            ("size", CmpOp::Size),
+            ("nin", CmpOp::Nin),
+            ("in", CmpOp::In),
+        ] {
+            let rest = &self.s[self.at..];
+            if rest.starts_with(word.as_bytes()) && rest.get(word.len()).is_some_and(|c| *c == b' ')
+            {
+                self.at += word.len();
+                let right = self.operand()?;
+                return Ok(Filter::Compare(left, op, right));
+            }
+        }
         let op = if self.s[self.at..].starts_with(b"==") {
             Some((CmpOp::Eq, 2))
         } else if self.s[self.at..].starts_with(b"!=") {
@@ -734,6 +836,41 @@ impl Parser<'_> {
         }
     }
 
+    /// `/pattern/flags` (`i` makes it case-insensitive).
+    fn regex(&mut self) -> Result<Pattern, PathSyntaxError> {
+        if !self.eat(b'/') {
+            return Err(self.error("expected a /pattern/"));
+        }
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            match self.peek() {
+                None => return Err(self.error("unterminated /pattern/")),
+                Some(b'\\') if !escaped => escaped = true,
+                Some(b'/') if !escaped => break,
+                Some(_) => escaped = false,
+            }
+            self.at += 1;
+        }
+        let pattern = self.text[start..self.at].to_string();
+        self.at += 1;
+        let mut insensitive = false;
+        while let Some(c) = self.peek().filter(u8::is_ascii_alphabetic) {
+            insensitive |= c == b'i';
+            self.at += 1;
+        }
+        let source = if insensitive {
+            format!("(?i){pattern}")
+        } else {
+            pattern
+        };
+        regex::RegexBuilder::new(&source)
+            .size_limit(1 << 20)
+            .build()
+            .map(Pattern)
+            .map_err(|e| self.error(&format!("invalid pattern: {e}")))
+    }
+
     fn operand(&mut self) -> Result<Operand, PathSyntaxError> {
         self.skip_spaces();
         match self.peek() {
@@ -746,6 +883,29 @@ impl Parser<'_> {
                 Ok(Operand::Root(self.segments(true)?))
             }
             Some(b'\'' | b'"') => Ok(Operand::Literal(Value::String(self.quoted()?))),
+            Some(b'[') => {
+                self.at += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.skip_spaces();
+                    if self.eat(b']') {
+                        break;
+                    }
+                    match self.operand()? {
+                        Operand::Literal(v) => items.push(v),
+                        _ => return Err(self.error("an array in a filter holds literals only")),
+                    }
+                    self.skip_spaces();
+                    if !self.eat(b',') {
+                        self.skip_spaces();
+                        if !self.eat(b']') {
+                            return Err(self.error("expected ',' or ']'"));
+                        }
+                        break;
+                    }
+                }
+                Ok(Operand::Literal(Value::Array(items)))
+            }
             _ => {
                 let start = self.at;
                 while self
@@ -810,6 +970,39 @@ mod tests {
             json!(["c"])
         );
         assert_eq!(select("$.nope[*]", &doc).unwrap(), json!([]));
+        assert_eq!(
+            select("$.items[?(@.n in ['a','c'])].n", &doc).unwrap(),
+            json!(["a", "c"])
+        );
+        assert_eq!(
+            select("$.items[?(@.n nin ['a','c'])].n", &doc).unwrap(),
+            json!(["b"])
+        );
+        assert_eq!(
+            select("$.items[?(@.n =~ /B/i)].n", &doc).unwrap(),
+            json!(["b"])
+        );
+        assert_eq!(
+            select("$.items[?(@.n size 1)].n", &doc).unwrap(),
+            json!(["a", "b", "c"])
+        );
+        let tags = json!({"xs": [{"t": ["a", "b"]}, {"t": []}, {"t": ["z"]}]});
+        assert_eq!(
+            select("$.xs[?(@.t empty true)]", &tags).unwrap(),
+            json!([{"t": []}])
+        );
+        assert_eq!(
+            select("$.xs[?(@.t subsetof ['a','b','c'])].t", &tags).unwrap(),
+            json!([["a", "b"], []])
+        );
+        assert_eq!(
+            select("$.xs[?(@.t anyof ['z'])].t", &tags).unwrap(),
+            json!([["z"]])
+        );
+        assert_eq!(
+            select("$.xs[?(@.t noneof ['a'])].t", &tags).unwrap(),
+            json!([[], ["z"]])
+        );
         let doc = json!({"o": {"a": 1, "b": 2, "c": 3}});
         assert_eq!(
             select("$.o['a','c','z']", &doc).unwrap(),

@@ -1063,36 +1063,9 @@ impl Run {
                 }
             }
             Some(token) => {
-                // A Standard execution's token is durable before anyone can hold it, and an
-                // outcome sent for it before a restart is used rather than waited for again.
-                if let Some(journal) = &self.journal {
-                    let stored = crate::journal::read_token(journal.store(), token)
-                        .map_err(journal_failure)?;
-                    if let Some(outcome) = stored.and_then(|s| s.outcome) {
-                        journal.delete_later(crate::journal::KS_TOKENS, token.as_bytes().to_vec());
-                        return self.task_outcome(
-                            frame,
-                            resource,
-                            TaskOutcome::Done(
-                                outcome.map_err(|(error, cause)| TaskFailure { error, cause }),
-                            ),
-                        );
-                    }
-                    let waiting = crate::journal::StoredToken {
-                        execution: self.info.arn.clone(),
-                        outcome: None,
-                    };
-                    let value = serde_json::to_vec(&waiting).map_err(|e| {
-                        journal_failure(cloudlet_core::Error::corrupt(
-                            crate::journal::KS_TOKENS,
-                            e.to_string(),
-                        ))
-                    })?;
-                    journal
-                        .write_with(crate::journal::KS_TOKENS, token.as_bytes().to_vec(), value)
-                        .await
-                        .map_err(journal_failure)?;
-                }
+                // The waiter exists before the token is stored, so an answer finds it; the
+                // guard removes both when the task ends in any way (answer, timeout, stop,
+                // a failing sibling).
                 let (done_tx, done_rx) = oneshot::channel();
                 let (beat_tx, beat_rx) = mpsc::unbounded_channel();
                 self.callbacks.insert(
@@ -1102,16 +1075,59 @@ impl Run {
                         heartbeat: beat_tx,
                     },
                 );
-                let outcome = self
-                    .callback(
-                        &*handler, request, done_rx, beat_rx, deadline, heartbeat, frame,
-                    )
-                    .await;
-                self.callbacks.remove(token);
+                let _guard = TokenGuard { run: self, token };
+                // A Standard execution's token is durable before anyone can hold it, and an
+                // outcome sent for it before a restart is used rather than waited for again.
                 if let Some(journal) = &self.journal {
-                    journal.delete_later(crate::journal::KS_TOKENS, token.as_bytes().to_vec());
+                    let key = token.as_bytes().to_vec();
+                    let waiting = crate::journal::StoredToken {
+                        execution: self.info.arn.clone(),
+                        outcome: None,
+                    };
+                    let stored = journal
+                        .store()
+                        .write(cloudlet_core::Durability::Durable, move |txn| {
+                            use cloudlet_core::ReadView as _;
+                            let existing = match txn.get(crate::journal::KS_TOKENS, &key)? {
+                                Some(bytes) => {
+                                    serde_json::from_slice::<crate::journal::StoredToken>(&bytes)
+                                        .map_err(|e| {
+                                            cloudlet_core::Error::corrupt(
+                                                crate::journal::KS_TOKENS,
+                                                e.to_string(),
+                                            )
+                                        })?
+                                        .outcome
+                                }
+                                None => None,
+                            };
+                            if existing.is_none() {
+                                let value = serde_json::to_vec(&waiting).map_err(|e| {
+                                    cloudlet_core::Error::corrupt(
+                                        crate::journal::KS_TOKENS,
+                                        e.to_string(),
+                                    )
+                                })?;
+                                txn.put(crate::journal::KS_TOKENS, key, value);
+                            }
+                            Ok::<_, cloudlet_core::Error>(existing)
+                        })
+                        .await
+                        .map_err(journal_failure)?;
+                    if let Some(outcome) = stored {
+                        return self.task_outcome(
+                            frame,
+                            resource,
+                            TaskOutcome::Done(
+                                outcome.map_err(|(error, cause)| TaskFailure { error, cause }),
+                            ),
+                        );
+                    }
                 }
-                outcome
+                self.callback(
+                    &*handler, request, done_rx, beat_rx, deadline, heartbeat, frame,
+                )
+                .await
             }
         };
         self.task_outcome(frame, resource, outcome)
@@ -1127,8 +1143,8 @@ impl Run {
         use sha2::Digest as _;
         let digest = sha2::Sha256::digest(
             format!(
-                "{}|{}|{}|{}",
-                self.info.arn, frame.path, at.entered_id, at.retry_count
+                "{}|{}|{}|{}|{}",
+                self.info.arn, self.info.redrive_count, frame.path, at.entered_id, at.retry_count
             )
             .as_bytes(),
         );
@@ -1973,6 +1989,22 @@ fn journal_failure(e: cloudlet_core::Error) -> Failure {
         "States.Runtime",
         format!("The execution journal could not be written: {e}"),
     )
+}
+
+/// Removes a callback task's waiter and (later, with the journal's next write) its stored
+/// token, however the task ends.
+struct TokenGuard<'a> {
+    run: &'a Run,
+    token: &'a str,
+}
+
+impl Drop for TokenGuard<'_> {
+    fn drop(&mut self) {
+        self.run.callbacks.remove(self.token);
+        if let Some(journal) = &self.run.journal {
+            journal.delete_later(crate::journal::KS_TOKENS, self.token.as_bytes().to_vec());
+        }
+    }
 }
 
 enum TaskOutcome {

@@ -38,18 +38,6 @@ pub(crate) struct StoredToken {
     pub(crate) outcome: Option<Result<Value, (String, Option<String>)>>,
 }
 
-pub(crate) fn read_token(
-    store: &Store,
-    token: &str,
-) -> Result<Option<StoredToken>, cloudlet_core::Error> {
-    match store.get(KS_TOKENS, token.as_bytes())? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| cloudlet_core::Error::corrupt(KS_TOKENS, e.to_string())),
-        None => Ok(None),
-    }
-}
-
 /// Where a branch is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Checkpoint {

@@ -885,6 +885,10 @@ impl Parser<'_> {
             Some(b'\'' | b'"') => Ok(Operand::Literal(Value::String(self.quoted()?))),
             Some(b'[') => {
                 self.at += 1;
+                self.depth += 1;
+                if self.depth > MAX_FILTER_DEPTH {
+                    return Err(self.error("filter nests too deep"));
+                }
                 let mut items = Vec::new();
                 loop {
                     self.skip_spaces();
@@ -904,6 +908,7 @@ impl Parser<'_> {
                         break;
                     }
                 }
+                self.depth -= 1;
                 Ok(Operand::Literal(Value::Array(items)))
             }
             _ => {

@@ -166,6 +166,8 @@ struct Inner {
     resumable: Mutex<Vec<(Arc<ExecutionRecord>, Arc<Machine>)>>,
     /// The background tasks running executions.
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Executions a redrive is starting, so a second one is refused.
+    redriving: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Step Functions as a library: see the crate docs.
@@ -277,6 +279,7 @@ impl WorkflowService {
                 executions: Mutex::default(),
                 resumable: Mutex::default(),
                 background: Mutex::default(),
+                redriving: Mutex::default(),
             }),
         }
     }
@@ -809,6 +812,12 @@ impl WorkflowService {
                     Ok(machine) => resumed.push((record, machine)),
                     Err(e) => {
                         tracing::error!(execution = %record.run.info.arn, error = %e, "not resuming an execution whose definition no longer parses");
+                        record.description.send_modify(|d| {
+                            d.status = ExecutionStatus::Failed;
+                            d.error = Some("States.Runtime".into());
+                            d.cause =
+                                Some(format!("The execution's definition no longer parses: {e}"));
+                        });
                     }
                 }
             }
@@ -822,6 +831,17 @@ impl WorkflowService {
     /// in, finished Parallel branches and Map iterations keep their outputs, failed ones run
     /// again. Its history gains `ExecutionRedriven`; `$$.Execution.RedriveCount` counts up.
     pub async fn redrive_execution(&self, arn: &str) -> Result<()> {
+        if !lock(&self.inner.redriving).insert(arn.to_string()) {
+            return Err(Error::ExecutionNotRedrivable(format!(
+                "{arn}: a redrive of it is already starting"
+            )));
+        }
+        let result = self.redrive(arn).await;
+        lock(&self.inner.redriving).remove(arn);
+        result
+    }
+
+    async fn redrive(&self, arn: &str) -> Result<()> {
         let record = self.execution(arn)?;
         let old = record.description.borrow().clone();
         if record.run.journal.is_none() {
@@ -1005,7 +1025,9 @@ impl WorkflowService {
             return Ok(());
         }
         let reason = (error.map(str::to_string), cause.map(str::to_string));
-        if let Some(journal) = &record.run.journal {
+        if record.run.journal.is_some() {
+            // Stored only while the stored record still says RUNNING: a stop that loses a race
+            // with the execution's end changes nothing.
             let stored = StoredExecution {
                 description,
                 definition: record.definition.to_string(),
@@ -1013,9 +1035,27 @@ impl WorkflowService {
             };
             let value =
                 serde_json::to_vec(&stored).map_err(|e| Error::Validation(e.to_string()))?;
-            journal
-                .write_with(KS_EXECUTIONS, arn.as_bytes().to_vec(), value)
+            let key = arn.as_bytes().to_vec();
+            let running = self
+                .inner
+                .store
+                .write(cloudlet_core::Durability::Durable, move |txn| {
+                    use cloudlet_core::ReadView as _;
+                    let still = match txn.get(KS_EXECUTIONS, &key)? {
+                        Some(bytes) => serde_json::from_slice::<StoredExecution>(&bytes)
+                            .map(|s| s.description.status == ExecutionStatus::Running)
+                            .unwrap_or(false),
+                        None => false,
+                    };
+                    if still {
+                        txn.put(KS_EXECUTIONS, key, value);
+                    }
+                    Ok::<_, cloudlet_core::Error>(still)
+                })
                 .await?;
+            if !running {
+                return Ok(());
+            }
         }
         *lock(&record.stop_reason) = Some(reason);
         record.stop.notify_one();
@@ -1058,37 +1098,47 @@ impl WorkflowService {
         outcome: std::result::Result<Value, TaskFailure>,
     ) -> Result<()> {
         check_token(token)?;
-        let stored = journal::read_token(&self.inner.store, token)?;
-        let durable = match stored {
-            Some(stored) if stored.outcome.is_none() => {
-                let record = journal::StoredToken {
-                    execution: stored.execution,
-                    outcome: Some(match &outcome {
-                        Ok(v) => Ok(v.clone()),
-                        Err(f) => Err((f.error.clone(), f.cause.clone())),
-                    }),
+        // The outcome is stored only for a token that is stored and not yet answered, checked
+        // in the same transaction.
+        let recorded = match &outcome {
+            Ok(v) => Ok(v.clone()),
+            Err(f) => Err((f.error.clone(), f.cause.clone())),
+        };
+        let key = token.as_bytes().to_vec();
+        let stored = self
+            .inner
+            .store
+            .write(cloudlet_core::Durability::Durable, move |txn| {
+                use cloudlet_core::ReadView as _;
+                let Some(bytes) = txn.get(journal::KS_TOKENS, &key)? else {
+                    return Ok::<_, cloudlet_core::Error>(None);
                 };
-                let value =
-                    serde_json::to_vec(&record).map_err(|e| Error::Validation(e.to_string()))?;
-                let key = token.as_bytes().to_vec();
-                self.inner
-                    .store
-                    .write(cloudlet_core::Durability::Durable, move |txn| {
-                        txn.put(journal::KS_TOKENS, key, value);
-                        Ok::<_, cloudlet_core::Error>(())
-                    })
-                    .await?;
-                true
-            }
+                let mut row: journal::StoredToken =
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        cloudlet_core::Error::corrupt(journal::KS_TOKENS, e.to_string())
+                    })?;
+                if row.outcome.is_some() {
+                    return Ok(Some(false));
+                }
+                row.outcome = Some(recorded);
+                let value = serde_json::to_vec(&row).map_err(|e| {
+                    cloudlet_core::Error::corrupt(journal::KS_TOKENS, e.to_string())
+                })?;
+                txn.put(journal::KS_TOKENS, key, value);
+                Ok(Some(true))
+            })
+            .await?;
+        let durable = match stored {
             // Already answered.
-            Some(_) => return Err(Error::TaskDoesNotExist(token.to_string())),
+            Some(false) => return Err(Error::TaskDoesNotExist(token.to_string())),
+            Some(true) => true,
             None => false,
         };
         match self.inner.callbacks.remove(token) {
-            Some(waiting) => {
-                let _ = waiting.done.send(outcome);
-                Ok(())
-            }
+            Some(waiting) => waiting
+                .done
+                .send(outcome)
+                .map_err(|_| Error::TaskDoesNotExist(token.to_string())),
             // A Standard task between a restart and its resumption picks the outcome up.
             None if durable => Ok(()),
             None => Err(Error::TaskDoesNotExist(token.to_string())),

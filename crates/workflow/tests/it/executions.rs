@@ -415,7 +415,9 @@ mod checks {
             h.sfn.redrive_execution(&done.execution_arn).await,
             Err(Error::ExecutionNotRedrivable(_))
         ));
-        h.sfn.redrive_execution(&arn).await.unwrap();
+        // Two redrives at once: one starts it, the other is refused.
+        let (a, b) = tokio::join!(h.sfn.redrive_execution(&arn), h.sfn.redrive_execution(&arn));
+        assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
         let done = h.finish(&arn).await;
         assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
         assert_eq!(done.redrive_count, 1);
@@ -811,6 +813,17 @@ mod checks {
         assert_eq!(done.status, ExecutionStatus::Failed);
         assert_eq!(done.error.as_deref(), Some("Rejected"));
         assert_eq!(done.cause.as_deref(), Some("the approver said no"));
+
+        // A task that ended without its answer (here: stopped) no longer takes one.
+        let arn = h.sfn.start_execution(&machine, None, "{}").await.unwrap();
+        let (token, _) = rx.recv().await.unwrap();
+        h.sfn.stop_execution(&arn, None, None).await.unwrap();
+        let done = h.sfn.wait_for_execution(&arn).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Aborted);
+        assert!(matches!(
+            h.sfn.send_task_success(&token, "{}").await,
+            Err(Error::TaskDoesNotExist(_))
+        ));
     }
 
     pub async fn heartbeats_keep_a_callback_alive_until_they_stop(h: Harness) {

@@ -62,6 +62,10 @@ fn hostile_inputs_end_cleanly() {
             assert_ne!(done.status, cloudlet_workflow::ExecutionStatus::Running);
             sfn.delete_state_machine(&machine).await.unwrap();
         }
+        // Array literals nested 5,000 deep in a filter are refused, not a stack overflow.
+        let arrays = format!("$.a[?(@.b in {}'x'{})]", "[".repeat(5000), "]".repeat(5000));
+        let definition = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "InputPath": arrays, "End": true}}});
+        assert!(!validate_definition(&definition.to_string()).is_empty());
         // A filter nested 200,000 deep is refused, not a stack overflow.
         let deep = format!("$[?({}@.a)]", "!".repeat(200_000));
         let definition = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "InputPath": deep, "End": true}}});

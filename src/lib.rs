@@ -110,6 +110,89 @@ impl Cloud {
             store,
             clock,
         }
+        .with_integrations()
+    }
+
+    /// Registers the Step Functions service integrations the other primitives answer:
+    /// `arn:aws:states:::sqs:sendMessage` (QueueUrl, MessageBody, DelaySeconds, MessageGroupId,
+    /// MessageDeduplicationId) and `arn:aws:states:::sns:publish` (TopicArn, Message,
+    /// Subject, MessageGroupId). A body or message that is not a string is sent as its JSON
+    /// text, as Step Functions sends it; a primitive's error fails the task as
+    /// `SQS.<code>` / `SNS.<code>`.
+    fn with_integrations(self) -> Self {
+        #[cfg(all(feature = "workflow", feature = "queue"))]
+        {
+            use cloudlet_queue::Queues as _;
+            let queues = self.queues.clone();
+            self.workflows
+                .tasks()
+                .register_fn("arn:aws:states:::sqs:sendMessage", move |req| {
+                    let queues = queues.clone();
+                    async move {
+                        let p = &req.input;
+                        let url = p["QueueUrl"].as_str().ok_or_else(|| {
+                            cloudlet_workflow::TaskFailure::new(
+                                "SQS.MissingParameter",
+                                "QueueUrl is required",
+                            )
+                        })?;
+                        let body = match &p["MessageBody"] {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Null => String::new(),
+                            other => other.to_string(),
+                        };
+                        let mut message = cloudlet_queue::SendMessage::new(body);
+                        message.delay_seconds = p["DelaySeconds"]
+                            .as_u64()
+                            .map(|d| d.min(u64::from(u32::MAX)) as u32);
+                        message.group_id = p["MessageGroupId"].as_str().map(str::to_string);
+                        message.dedup_id = p["MessageDeduplicationId"].as_str().map(str::to_string);
+                        let sent = queues.send_message(url, message).await.map_err(|e| {
+                            cloudlet_workflow::TaskFailure::new(
+                                format!("SQS.{}", e.code()),
+                                e.to_string(),
+                            )
+                        })?;
+                        Ok(serde_json::json!({
+                            "MessageId": sent.message_id,
+                            "MD5OfMessageBody": sent.md5_of_message_body,
+                        }))
+                    }
+                });
+        }
+        #[cfg(all(feature = "workflow", feature = "pubsub"))]
+        {
+            let topics = self.topics.clone();
+            self.workflows
+                .tasks()
+                .register_fn("arn:aws:states:::sns:publish", move |req| {
+                    let topics = topics.clone();
+                    async move {
+                        let p = &req.input;
+                        let arn = p["TopicArn"].as_str().ok_or_else(|| {
+                            cloudlet_workflow::TaskFailure::new(
+                                "SNS.InvalidParameter",
+                                "TopicArn is required",
+                            )
+                        })?;
+                        let text = match &p["Message"] {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        let mut publish = cloudlet_pubsub::Publish::new(text);
+                        publish.subject = p["Subject"].as_str().map(str::to_string);
+                        publish.group_id = p["MessageGroupId"].as_str().map(str::to_string);
+                        let published = topics.publish(arn, publish).await.map_err(|e| {
+                            cloudlet_workflow::TaskFailure::new(
+                                format!("SNS.{}", e.code()),
+                                e.to_string(),
+                            )
+                        })?;
+                        Ok(serde_json::json!({"MessageId": published.message_id}))
+                    }
+                });
+        }
+        self
     }
 
     /// The store every primitive writes to.

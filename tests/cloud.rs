@@ -119,3 +119,75 @@ async fn a_durable_cloud_keeps_its_streams_across_a_reopen() {
     let got = cloud.streams().get_records(&it, None).await.unwrap();
     assert_eq!(got.records[0].data, "home");
 }
+
+#[cfg(all(feature = "workflow", feature = "queue", feature = "pubsub"))]
+#[tokio::test]
+async fn state_machines_send_to_queues_and_publish_to_topics() {
+    use cloudlet::queue::{Queues, ReceiveMessage};
+    use cloudlet::workflow::{ExecutionStatus, StateMachineType};
+    use cloudlet::{Cloud, ManualClock};
+    use serde_json::json;
+
+    let cloud = Cloud::builder()
+        .clock(ManualClock::default().shared())
+        .build()
+        .unwrap();
+    let url = cloud
+        .queues()
+        .create_queue("shipments", Default::default(), Default::default())
+        .await
+        .unwrap();
+    let topic = cloud
+        .topics()
+        .create_topic("orders", Default::default())
+        .await
+        .unwrap();
+    let definition = json!({
+        "StartAt": "Ship",
+        "States": {
+            "Ship": {
+                "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+                "Parameters": {"QueueUrl": url, "MessageBody": {"order.$": "$.order"}},
+                "ResultPath": "$.sent", "Next": "Announce"
+            },
+            "Announce": {
+                "Type": "Task", "Resource": "arn:aws:states:::sns:publish",
+                "Parameters": {"TopicArn": topic, "Message.$": "$.order"},
+                "ResultPath": "$.published", "Next": "Missing"
+            },
+            "Missing": {
+                "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+                "Parameters": {"QueueUrl": "nowhere", "MessageBody": "x"},
+                "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.error", "Next": "Done"}],
+                "End": true
+            },
+            "Done": {"Type": "Succeed"}
+        }
+    });
+    let sfn = cloud.workflows();
+    let machine = sfn
+        .create_state_machine("ship", &definition.to_string(), StateMachineType::Standard)
+        .await
+        .unwrap();
+    let arn = sfn
+        .start_execution(&machine, None, r#"{"order": "o-9"}"#)
+        .await
+        .unwrap();
+    let done = sfn.wait_for_execution(&arn).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    let output = done.output.unwrap();
+    assert!(output["sent"]["MessageId"].is_string());
+    assert!(output["published"]["MessageId"].is_string());
+    assert!(
+        output["error"]["Error"]
+            .as_str()
+            .unwrap()
+            .starts_with("SQS.")
+    );
+    let got = cloud
+        .queues()
+        .receive_message(&url, ReceiveMessage::max(1))
+        .await
+        .unwrap();
+    assert_eq!(got[0].body, r#"{"order":"o-9"}"#);
+}

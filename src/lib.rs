@@ -115,10 +115,11 @@ impl Cloud {
 
     /// Registers the Step Functions service integrations the other primitives answer:
     /// `arn:aws:states:::sqs:sendMessage` (QueueUrl, MessageBody, DelaySeconds, MessageGroupId,
-    /// MessageDeduplicationId) and `arn:aws:states:::sns:publish` (TopicArn, Message,
-    /// Subject, MessageGroupId). A body or message that is not a string is sent as its JSON
+    /// MessageDeduplicationId), `arn:aws:states:::sns:publish` (TopicArn, Message, Subject,
+    /// MessageGroupId) and `arn:aws:states:::dynamodb:getItem` / `putItem` / `deleteItem`
+    /// (TableName, Key or Item in DynamoDB JSON, ProjectionExpression, ConditionExpression). A body or message that is not a string is sent as its JSON
     /// text, as Step Functions sends it; a primitive's error fails the task as
-    /// `SQS.<code>` / `SNS.<code>`.
+    /// `SQS.<code>`, `SNS.<code>` or `DynamoDB.<code>`.
     fn with_integrations(self) -> Self {
         #[cfg(all(feature = "workflow", feature = "queue"))]
         {
@@ -191,6 +192,78 @@ impl Cloud {
                         Ok(serde_json::json!({"MessageId": published.message_id}))
                     }
                 });
+        }
+        #[cfg(all(feature = "workflow", feature = "kv"))]
+        {
+            use cloudlet_kv::Tables as _;
+            fn item(
+                value: &serde_json::Value,
+                field: &str,
+            ) -> Result<cloudlet_kv::Item, cloudlet_workflow::TaskFailure> {
+                serde_json::from_value(value.clone()).map_err(|e| {
+                    cloudlet_workflow::TaskFailure::new(
+                        "DynamoDB.ValidationException",
+                        format!("{field}: {e}"),
+                    )
+                })
+            }
+            fn table(p: &serde_json::Value) -> Result<String, cloudlet_workflow::TaskFailure> {
+                p["TableName"].as_str().map(str::to_string).ok_or_else(|| {
+                    cloudlet_workflow::TaskFailure::new(
+                        "DynamoDB.ValidationException",
+                        "TableName is required",
+                    )
+                })
+            }
+            fn failed(e: cloudlet_kv::Error) -> cloudlet_workflow::TaskFailure {
+                cloudlet_workflow::TaskFailure::new(format!("DynamoDB.{}", e.code()), e.to_string())
+            }
+            let tables = self.tables.clone();
+            self.workflows
+                .tasks()
+                .register_fn("arn:aws:states:::dynamodb:getItem", move |req| {
+                    let tables = tables.clone();
+                    async move {
+                        let p = &req.input;
+                        let mut get = cloudlet_kv::GetItem::new(table(p)?, item(&p["Key"], "Key")?);
+                        get.projection_expression =
+                            p["ProjectionExpression"].as_str().map(str::to_string);
+                        let found = tables.get_item(get).await.map_err(failed)?;
+                        Ok(match found {
+                            Some(found) => serde_json::json!({ "Item": found }),
+                            None => serde_json::json!({}),
+                        })
+                    }
+                });
+            let tables = self.tables.clone();
+            self.workflows
+                .tasks()
+                .register_fn("arn:aws:states:::dynamodb:putItem", move |req| {
+                    let tables = tables.clone();
+                    async move {
+                        let p = &req.input;
+                        let mut put =
+                            cloudlet_kv::PutItem::new(table(p)?, item(&p["Item"], "Item")?);
+                        put.condition_expression =
+                            p["ConditionExpression"].as_str().map(str::to_string);
+                        tables.put_item(put).await.map_err(failed)?;
+                        Ok(serde_json::json!({}))
+                    }
+                });
+            let tables = self.tables.clone();
+            self.workflows.tasks().register_fn(
+                "arn:aws:states:::dynamodb:deleteItem",
+                move |req| {
+                    let tables = tables.clone();
+                    async move {
+                        let p = &req.input;
+                        let delete =
+                            cloudlet_kv::DeleteItem::new(table(p)?, item(&p["Key"], "Key")?);
+                        tables.delete_item(delete).await.map_err(failed)?;
+                        Ok(serde_json::json!({}))
+                    }
+                },
+            );
         }
         self
     }

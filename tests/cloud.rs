@@ -191,3 +191,67 @@ async fn state_machines_send_to_queues_and_publish_to_topics() {
         .unwrap();
     assert_eq!(got[0].body, r#"{"order":"o-9"}"#);
 }
+
+#[cfg(all(feature = "workflow", feature = "kv"))]
+#[tokio::test]
+async fn state_machines_read_and_write_tables() {
+    use cloudlet::kv::{CreateTable, KeyAttribute, Tables};
+    use cloudlet::workflow::{ExecutionStatus, StateMachineType};
+    use cloudlet::{Cloud, ManualClock};
+    use serde_json::json;
+
+    let cloud = Cloud::builder()
+        .clock(ManualClock::default().shared())
+        .build()
+        .unwrap();
+    cloud
+        .tables()
+        .create_table(CreateTable::new("orders", KeyAttribute::s("id")))
+        .await
+        .unwrap();
+    let definition = json!({
+        "StartAt": "Put",
+        "States": {
+            "Put": {
+                "Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
+                "Parameters": {"TableName": "orders", "Item": {"id": {"S.$": "$.id"}, "qty": {"N": "3"}}},
+                "ResultPath": null, "Next": "Get"
+            },
+            "Get": {
+                "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem",
+                "Parameters": {"TableName": "orders", "Key": {"id": {"S.$": "$.id"}}},
+                "ResultSelector": {"qty.$": "$.Item.qty.N"},
+                "ResultPath": "$.found", "Next": "PutAgain"
+            },
+            "PutAgain": {
+                "Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
+                "Parameters": {"TableName": "orders", "Item": {"id": {"S.$": "$.id"}},
+                               "ConditionExpression": "attribute_not_exists(id)"},
+                "Catch": [{"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.conflict", "Next": "Done"}],
+                "End": true
+            },
+            "Done": {"Type": "Succeed"}
+        }
+    });
+    let sfn = cloud.workflows();
+    let machine = sfn
+        .create_state_machine(
+            "tables",
+            &definition.to_string(),
+            StateMachineType::Standard,
+        )
+        .await
+        .unwrap();
+    let arn = sfn
+        .start_execution(&machine, None, r#"{"id": "o-1"}"#)
+        .await
+        .unwrap();
+    let done = sfn.wait_for_execution(&arn).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    let output = done.output.unwrap();
+    assert_eq!(output["found"], json!({"qty": "3"}));
+    assert_eq!(
+        output["conflict"]["Error"],
+        "DynamoDB.ConditionalCheckFailedException"
+    );
+}

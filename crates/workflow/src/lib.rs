@@ -7,6 +7,15 @@
 //! (Assign) in both query languages; Retry and Catch; waits and timeouts on the clock; task
 //! handlers registered under resource names, with the `.waitForTaskToken` callback pattern.
 //!
+//! Standard executions are journaled in the store at every state entry: after a crash,
+//! [`WorkflowService::open`] and [`WorkflowService::resume_executions`] carry them on from
+//! where they were (finished states, branches and iterations do not run again; waits keep
+//! their deadlines; callback tokens stay valid), and
+//! [`WorkflowService::redrive_execution`] carries a failed one on from its failed state.
+//! Express executions run in memory. Deliberate differences from AWS: only inline Map (no
+//! distributed Map, ItemReader or ResultWriter); no Activities; a task handler's context
+//! object leaves out `Execution.Input`.
+//!
 //! ```
 //! use cloudlet_core::{ManualClock, Store};
 //! use cloudlet_workflow::{ExecutionStatus, StateMachineType, WorkflowService};

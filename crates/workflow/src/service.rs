@@ -867,6 +867,13 @@ impl WorkflowService {
         }
         let machine = parse_definition(&record.definition)?;
         let (events, mut checkpoints) = journal::load(&self.inner.store, arn)?;
+        if events.len() + 1 >= crate::interp::MAX_HISTORY_EVENTS {
+            return Err(Error::ExecutionNotRedrivable(format!(
+                "{arn}: its history holds {} events; a redrive needs room under {}",
+                events.len(),
+                crate::interp::MAX_HISTORY_EVENTS
+            )));
+        }
         if !checkpoints.contains_key("") {
             return Err(Error::ExecutionNotRedrivable(format!(
                 "{arn}: the execution failed before its first state"
@@ -1084,9 +1091,17 @@ impl WorkflowService {
     pub fn send_task_heartbeat(&self, token: &str) -> Result<()> {
         check_token(token)?;
         if self.inner.callbacks.heartbeat(token) {
-            Ok(())
-        } else {
-            Err(Error::TaskDoesNotExist(token.to_string()))
+            return Ok(());
+        }
+        // A stored, unanswered token whose task has not resumed yet: alive, nothing to restart.
+        match self.inner.store.get(journal::KS_TOKENS, token.as_bytes())? {
+            Some(bytes)
+                if serde_json::from_slice::<journal::StoredToken>(&bytes)
+                    .is_ok_and(|t| t.outcome.is_none()) =>
+            {
+                Ok(())
+            }
+            _ => Err(Error::TaskDoesNotExist(token.to_string())),
         }
     }
 

@@ -191,6 +191,11 @@ async fn a_standard_history_ends_at_25000_events() {
     let history = h.sfn.get_execution_history(&done.execution_arn).unwrap();
     assert_eq!(history.len(), 25_000);
     assert_eq!(history.last().unwrap().event_type, "ExecutionFailed");
+    // A full history has no room for a redrive.
+    assert!(matches!(
+        h.sfn.redrive_execution(&done.execution_arn).await,
+        Err(Error::ExecutionNotRedrivable(_))
+    ));
 }
 
 mod checks {
@@ -336,6 +341,8 @@ mod checks {
         };
         // The answer arrives while no process runs the task: it is kept.
         let h = h.reopen_paused().await;
+        // A heartbeat for the stored token is accepted before the task resumes.
+        h.sfn.send_task_heartbeat(&token).unwrap();
         h.sfn
             .send_task_success(&token, r#"{"answer": 42}"#)
             .await

@@ -268,6 +268,34 @@ impl Journal {
     }
 }
 
+/// Removes every checkpoint of an execution (its redrive window passed).
+pub(crate) async fn drop_checkpoints(store: &Store, arn: &str) -> Result<(), cloudlet_core::Error> {
+    let execution = execution_key(arn);
+    let keys: Vec<Vec<u8>> = {
+        let snapshot = store.snapshot()?;
+        let mut keys = Vec::new();
+        for entry in snapshot.range(
+            KS_CHECKPOINTS,
+            &execution_prefix(&execution),
+            cloudlet_core::Direction::Forward,
+        )? {
+            keys.push(entry?.0.to_vec());
+        }
+        keys
+    };
+    if keys.is_empty() {
+        return Ok(());
+    }
+    store
+        .write(Durability::Durable, move |txn| {
+            for key in keys {
+                txn.delete(KS_CHECKPOINTS, key);
+            }
+            Ok::<_, cloudlet_core::Error>(())
+        })
+        .await
+}
+
 /// Reads an execution's history and checkpoints back.
 pub(crate) fn load(
     store: &Store,

@@ -168,6 +168,8 @@ struct Inner {
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Executions a redrive is starting, so a second one is refused.
     redriving: Mutex<std::collections::HashSet<String>>,
+    /// Ended executions past the redrive window whose checkpoints `resume_executions` drops.
+    expired: Mutex<Vec<String>>,
 }
 
 /// Step Functions as a library: see the crate docs.
@@ -280,6 +282,7 @@ impl WorkflowService {
                 resumable: Mutex::default(),
                 background: Mutex::default(),
                 redriving: Mutex::default(),
+                expired: Mutex::default(),
             }),
         }
     }
@@ -769,6 +772,14 @@ impl WorkflowService {
                 serde_json::from_slice(&value).map_err(|e| corrupt(KS_EXECUTIONS, e))?;
             let d = stored.description;
             let running = d.status == ExecutionStatus::Running;
+            let now = service.inner.clock.now();
+            if d.status != ExecutionStatus::Succeeded
+                && !running
+                && d.stop_date
+                    .is_some_and(|stop| now.saturating_duration_since(stop) > REDRIVE_WINDOW)
+            {
+                lock(&service.inner.expired).push(d.execution_arn.clone());
+            }
             // A finished execution's history stays in the store until asked for.
             let (events, checkpoints) = if running {
                 journal::load(&service.inner.store, &d.execution_arn)?
@@ -932,6 +943,18 @@ impl WorkflowService {
     /// Resumes the executions `open` found running, in the background on the current tokio
     /// runtime. Register the task handlers they need first. Calling it again does nothing.
     pub fn resume_executions(&self) {
+        // Checkpoints kept for a redrive that can no longer come are dropped.
+        let expired = std::mem::take(&mut *lock(&self.inner.expired));
+        if !expired.is_empty() {
+            let store = self.inner.store.clone();
+            tokio::spawn(async move {
+                for arn in expired {
+                    if let Err(e) = journal::drop_checkpoints(&store, &arn).await {
+                        tracing::warn!(execution = %arn, error = %e, "could not drop an expired execution's checkpoints");
+                    }
+                }
+            });
+        }
         let resumed = std::mem::take(&mut *lock(&self.inner.resumable));
         for (record, machine) in resumed {
             self.spawn(record, machine, StateMachineType::Standard);

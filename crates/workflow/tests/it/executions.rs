@@ -158,6 +158,7 @@ macro_rules! executions {
                 callback_tokens_survive_a_restart,
                 a_stop_survives_a_restart,
                 a_retry_keeps_its_due_time_across_a_restart,
+                checkpoints_go_when_the_redrive_window_closes,
             );
         }
     };
@@ -200,6 +201,43 @@ async fn a_standard_history_ends_at_25000_events() {
 
 mod checks {
     use super::*;
+
+    pub async fn checkpoints_go_when_the_redrive_window_closes(h: Harness) {
+        let machine = h
+            .machine(
+                "failing",
+                json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Next": "F"}, "F": {"Type": "Fail", "Error": "E"}}}),
+            )
+            .await;
+        let done = h.run(&machine, json!({})).await;
+        assert_eq!(done.status, ExecutionStatus::Failed);
+        let checkpoints = |store: &Store| {
+            use cloudlet_core::ReadView as _;
+            store
+                .snapshot()
+                .unwrap()
+                .range(
+                    "sfn.checkpoints",
+                    &cloudlet_core::KeyRange::all(),
+                    cloudlet_core::Direction::Forward,
+                )
+                .unwrap()
+                .count()
+        };
+        // Kept for a redrive ...
+        assert!(checkpoints(&h.store) > 0);
+        // ... until the 14-day window has passed.
+        h.clock
+            .advance(cloudlet_workflow::REDRIVE_WINDOW + Duration::from_secs(1));
+        let h = h.reopen().await;
+        while checkpoints(&h.store) > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            h.sfn.redrive_execution(&done.execution_arn).await,
+            Err(Error::ExecutionNotRedrivable(_))
+        ));
+    }
 
     pub async fn a_retry_keeps_its_due_time_across_a_restart(h: Harness) {
         let machine = h

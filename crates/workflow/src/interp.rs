@@ -558,29 +558,22 @@ impl Run {
 
     /// Journals that the branch `frame` finished with `output`.
     async fn finished(&self, frame: &Frame, output: &Value) -> Result<(), Failure> {
-        let Some(journal) = &self.journal else {
-            return Ok(());
-        };
-        let checkpoint = Checkpoint {
-            state: None,
-            input: Value::Null,
-            entered_id: 0,
-            entered_time: Timestamp::EPOCH,
-            previous: frame.previous.load(Ordering::Relaxed),
-            variables: Vec::new(),
-            retries: Vec::new(),
-            retry_due: None,
-            done: Some(output.clone()),
-            failure: None,
-        };
-        journal
-            .checkpoint(&frame.path, checkpoint)
-            .await
-            .map_err(journal_failure)
+        self.ended(frame, Some(output.clone()), None).await
     }
 
     /// Journals that the branch `frame` failed with `failure`.
     async fn failed(&self, frame: &Frame, failure: &Failure) -> Result<(), Failure> {
+        let failure = (failure.error.clone(), failure.cause.clone());
+        self.ended(frame, None, Some(failure)).await
+    }
+
+    /// Journals the end of the branch `frame`: its output or its failure.
+    async fn ended(
+        &self,
+        frame: &Frame,
+        done: Option<Value>,
+        failure: Option<(Option<String>, Option<String>)>,
+    ) -> Result<(), Failure> {
         let Some(journal) = &self.journal else {
             return Ok(());
         };
@@ -593,8 +586,8 @@ impl Run {
             variables: Vec::new(),
             retries: Vec::new(),
             retry_due: None,
-            done: None,
-            failure: Some((failure.error.clone(), failure.cause.clone())),
+            done,
+            failure,
         };
         journal
             .checkpoint(&frame.path, checkpoint)

@@ -162,13 +162,8 @@ impl Journal {
         path: &str,
         checkpoint: Checkpoint,
     ) -> Result<(), cloudlet_core::Error> {
-        let sequence = {
-            let mut pending = self.lock();
-            pending.checkpoints.push((path.to_string(), checkpoint));
-            pending.sequence += 1;
-            pending.sequence
-        };
-        self.flush_through(sequence).await
+        self.write(|pending| pending.checkpoints.push((path.to_string(), checkpoint)))
+            .await
     }
 
     /// Writes everything pending plus `key` → `value` in `keyspace`, durably.
@@ -178,13 +173,8 @@ impl Journal {
         key: Vec<u8>,
         value: Vec<u8>,
     ) -> Result<(), cloudlet_core::Error> {
-        let sequence = {
-            let mut pending = self.lock();
-            pending.extra.push((keyspace, key, value));
-            pending.sequence += 1;
-            pending.sequence
-        };
-        self.flush_through(sequence).await
+        self.write(|pending| pending.extra.push((keyspace, key, value)))
+            .await
     }
 
     /// Writes everything pending plus `key` → `value`, and drops the execution's checkpoints:
@@ -195,10 +185,18 @@ impl Journal {
         key: Vec<u8>,
         value: Vec<u8>,
     ) -> Result<(), cloudlet_core::Error> {
-        let sequence = {
-            let mut pending = self.lock();
+        self.write(|pending| {
             pending.extra.push((keyspace, key, value));
             pending.finish = true;
+        })
+        .await
+    }
+
+    /// Adds to what is pending and returns once all of it is durable.
+    async fn write(&self, add: impl FnOnce(&mut Pending)) -> Result<(), cloudlet_core::Error> {
+        let sequence = {
+            let mut pending = self.lock();
+            add(&mut pending);
             pending.sequence += 1;
             pending.sequence
         };

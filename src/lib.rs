@@ -44,6 +44,8 @@ pub use cloudlet_objectstore as objectstore;
 pub use cloudlet_pubsub as pubsub;
 #[cfg(feature = "queue")]
 pub use cloudlet_queue as queue;
+#[cfg(feature = "sql")]
+pub use cloudlet_sql as sql;
 #[cfg(feature = "stream")]
 pub use cloudlet_stream as stream;
 #[cfg(feature = "workflow")]
@@ -66,6 +68,8 @@ pub struct Cloud {
     streams: cloudlet_stream::StreamService,
     #[cfg(feature = "workflow")]
     workflows: cloudlet_workflow::WorkflowService,
+    #[cfg(feature = "sql")]
+    sql: cloudlet_sql::SqlService,
 }
 
 impl Cloud {
@@ -80,6 +84,8 @@ impl Cloud {
             cloudlet_objectstore::ObjectService::new(store.clone(), clock.clone()),
             #[cfg(feature = "workflow")]
             cloudlet_workflow::WorkflowService::new(store, clock),
+            #[cfg(feature = "sql")]
+            None,
         )
     }
 
@@ -93,8 +99,15 @@ impl Cloud {
         clock: SharedClock,
         #[cfg(feature = "objectstore")] buckets: cloudlet_objectstore::ObjectService,
         #[cfg(feature = "workflow")] workflows: cloudlet_workflow::WorkflowService,
+        #[cfg(feature = "sql")] sql: Option<cloudlet_sql::SqlService>,
     ) -> Self {
+        #[cfg(feature = "sql")]
+        let sql = sql.unwrap_or_else(|| {
+            cloudlet_sql::SqlService::new(store.clone(), clock.clone(), buckets.clone())
+        });
         Self {
+            #[cfg(feature = "sql")]
+            sql,
             #[cfg(feature = "workflow")]
             workflows,
             #[cfg(feature = "objectstore")]
@@ -290,6 +303,12 @@ impl Cloud {
         &self.tables
     }
 
+    /// SQL over the buckets (Athena): its catalog lives in the cloud's store.
+    #[cfg(feature = "sql")]
+    pub fn sql(&self) -> &cloudlet_sql::SqlService {
+        &self.sql
+    }
+
     /// The buckets (S3): bodies over 128 KiB in files under `<data dir>/objects` when the
     /// cloud is durable.
     #[cfg(feature = "objectstore")]
@@ -374,6 +393,9 @@ impl CloudBuilder {
             Default::default(),
         )
         .map_err(Error::storage)?;
+        #[cfg(feature = "sql")]
+        let sql = cloudlet_sql::SqlService::open(store.clone(), clock.clone(), buckets.clone())
+            .map_err(Error::storage)?;
         Ok(Cloud::assemble(
             store,
             clock,
@@ -381,6 +403,8 @@ impl CloudBuilder {
             buckets,
             #[cfg(feature = "workflow")]
             workflows,
+            #[cfg(feature = "sql")]
+            Some(sql),
         ))
     }
 }

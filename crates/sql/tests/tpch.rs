@@ -1,0 +1,68 @@
+//! TPC-H at scale factor 0.01, generated into a bucket as Parquet: all 22 queries answer what
+//! an independent engine (DuckDB) answered on the same files. The answers are in
+//! `tests/tpch/answers/`, made by `tests/tpch/answers.py`.
+//!
+//! `CLOUDLET_TPCH_DUMP=<dir>` also writes the Parquet files there, for that script.
+
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+#[path = "common/tpch.rs"]
+mod tpch;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cloudlet_core::{ManualClock, SharedClock, Store, Timestamp};
+use cloudlet_objectstore::{Buckets, ObjectService, PutObject};
+use cloudlet_sql::{Query, SqlService};
+
+const SCALE: f64 = 0.01;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_22_queries_answer_as_duckdb_does() {
+    let clock: SharedClock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+    let store = Store::memory();
+    let objects = ObjectService::new(store.clone(), clock.clone());
+    objects.create_bucket("tpch").await.unwrap();
+    let dump = std::env::var_os("CLOUDLET_TPCH_DUMP");
+    for table in tpch::TABLES {
+        let body = tpch::parquet(table, SCALE);
+        if let Some(dir) = &dump {
+            let dir = Path::new(dir).join(table);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("data.parquet"), &body).unwrap();
+        }
+        objects
+            .put_object(PutObject::new(
+                "tpch",
+                format!("{table}/data.parquet"),
+                body,
+            ))
+            .await
+            .unwrap();
+    }
+    let sql = SqlService::new(store, clock, objects);
+    for table in tpch::TABLES {
+        sql.query(Query::new(format!(
+            "CREATE EXTERNAL TABLE {table} STORED AS PARQUET LOCATION 's3://tpch/{table}/'"
+        )))
+        .await
+        .unwrap();
+    }
+    let answers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tpch/answers");
+    for (name, text) in tpch::queries(SCALE) {
+        let output = sql
+            .query(Query::new(text.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{name} failed: {e}"));
+        let expected = std::fs::read_to_string(answers.join(format!("{name}.csv")))
+            .unwrap_or_else(|e| panic!("{name}: no answer file: {e}"));
+        if let Some(difference) = tpch::differs(&tpch::printed(&output.batches), &expected) {
+            panic!("{name}: {difference}");
+        }
+        assert!(
+            output.statistics.data_scanned_in_bytes > 0,
+            "{name} read nothing"
+        );
+    }
+}

@@ -37,7 +37,7 @@ pub use error::{Error, Position, Result};
 pub use results::{Cell, ColumnInfo};
 pub use service::{
     CATALOG, DEFAULT_DATABASE, MAX_QUERY_BYTES, MAX_RESULTS, MIN_BYTES_SCANNED_CUTOFF,
-    PRIMARY_WORK_GROUP, Query, QueryExecution, QueryOutput, QueryState, QueryStatistics,
+    PRIMARY_WORK_GROUP, Queries, Query, QueryExecution, QueryOutput, QueryState, QueryStatistics,
     ResultPage, SqlService, StartQueryExecution, StatementType, WorkGroup, WorkGroupConfiguration,
     WorkGroupState,
 };

@@ -1592,3 +1592,92 @@ fn cutoff_error(counter: &ScanCounter) -> Option<Error> {
         .exceeded()
         .map(|limit| Error::BytesScannedLimitExceeded { limit })
 }
+
+/// Athena's API as a trait, for code that should not care which implementation it talks to
+/// (this crate's [`SqlService`], or later the real service).
+#[async_trait]
+pub trait Queries: Send + Sync + fmt::Debug + 'static {
+    /// Runs a query to the end: [`SqlService::query`].
+    async fn query(&self, query: Query) -> Result<QueryOutput>;
+    /// `StartQueryExecution`: [`SqlService::start_query_execution`].
+    async fn start_query_execution(&self, request: StartQueryExecution) -> Result<String>;
+    /// `GetQueryExecution`: [`SqlService::get_query_execution`].
+    fn get_query_execution(&self, id: &str) -> Result<QueryExecution>;
+    /// Waits for an execution to finish: [`SqlService::wait_for_query_execution`].
+    async fn wait_for_query_execution(&self, id: &str) -> Result<QueryExecution>;
+    /// `GetQueryResults`: [`SqlService::get_query_results`].
+    fn get_query_results(
+        &self,
+        id: &str,
+        next_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<ResultPage>;
+    /// `StopQueryExecution`: [`SqlService::stop_query_execution`].
+    async fn stop_query_execution(&self, id: &str) -> Result<()>;
+    /// `ListQueryExecutions`: [`SqlService::list_query_executions`].
+    fn list_query_executions(&self, work_group: Option<&str>) -> Vec<String>;
+    /// `CreateWorkGroup`: [`SqlService::create_work_group`].
+    async fn create_work_group(
+        &self,
+        name: &str,
+        configuration: WorkGroupConfiguration,
+        description: Option<String>,
+    ) -> Result<()>;
+    /// `GetWorkGroup`: [`SqlService::get_work_group`].
+    fn get_work_group(&self, name: &str) -> Result<WorkGroup>;
+    /// `DeleteWorkGroup`: [`SqlService::delete_work_group`].
+    async fn delete_work_group(&self, name: &str) -> Result<()>;
+}
+
+#[async_trait]
+impl Queries for SqlService {
+    async fn query(&self, query: Query) -> Result<QueryOutput> {
+        SqlService::query(self, query).await
+    }
+
+    async fn start_query_execution(&self, request: StartQueryExecution) -> Result<String> {
+        SqlService::start_query_execution(self, request).await
+    }
+
+    fn get_query_execution(&self, id: &str) -> Result<QueryExecution> {
+        SqlService::get_query_execution(self, id)
+    }
+
+    async fn wait_for_query_execution(&self, id: &str) -> Result<QueryExecution> {
+        SqlService::wait_for_query_execution(self, id).await
+    }
+
+    fn get_query_results(
+        &self,
+        id: &str,
+        next_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<ResultPage> {
+        SqlService::get_query_results(self, id, next_token, max_results)
+    }
+
+    async fn stop_query_execution(&self, id: &str) -> Result<()> {
+        SqlService::stop_query_execution(self, id).await
+    }
+
+    fn list_query_executions(&self, work_group: Option<&str>) -> Vec<String> {
+        SqlService::list_query_executions(self, work_group)
+    }
+
+    async fn create_work_group(
+        &self,
+        name: &str,
+        configuration: WorkGroupConfiguration,
+        description: Option<String>,
+    ) -> Result<()> {
+        SqlService::create_work_group(self, name, configuration, description).await
+    }
+
+    fn get_work_group(&self, name: &str) -> Result<WorkGroup> {
+        SqlService::get_work_group(self, name)
+    }
+
+    async fn delete_work_group(&self, name: &str) -> Result<()> {
+        SqlService::delete_work_group(self, name).await
+    }
+}

@@ -419,6 +419,17 @@ async fn the_direct_api_streams_batches() {
     let batches: Vec<_> = stream.try_collect().await.unwrap();
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 2);
+    // The same through the trait object.
+    let api: Arc<dyn cloudlet_sql::Queries> = Arc::new(env.sql.clone());
+    let output = api
+        .query(Query::new("SELECT count(*) FROM t"))
+        .await
+        .unwrap();
+    assert_eq!(output.batches[0].num_rows(), 1);
+    assert_eq!(
+        output.statistics.objects_read, 0,
+        "a count answered from statistics"
+    );
     let error = env
         .sql
         .query(Query::new("SELECT FROM WHERE"))

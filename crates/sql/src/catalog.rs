@@ -248,6 +248,23 @@ impl SchemaProvider for Database {
         Ok(Some(provider.clone()))
     }
 
+    async fn table_type(
+        &self,
+        name: &str,
+    ) -> DfResult<Option<datafusion::logical_expr::TableType>> {
+        // From the record, without building the table: listing a database must not read
+        // every table's bucket, nor fail because one table is broken.
+        use datafusion::logical_expr::TableType;
+        let Some(entry) = self.tables.read().ok().and_then(|t| t.get(name).cloned()) else {
+            return Ok(None);
+        };
+        Ok(Some(match (&entry.record, entry.provider.get()) {
+            (_, Some(provider)) => provider.table_type(),
+            (Some(record), None) if record.kind == TableKind::VirtualView => TableType::View,
+            _ => TableType::Base,
+        }))
+    }
+
     fn register_table(
         &self,
         name: String,

@@ -364,6 +364,24 @@ struct Results {
     header: bool,
 }
 
+/// Marks an execution FAILED if its task ends without finishing it.
+struct FailOnDrop(Arc<Slot>, SharedClock);
+
+impl Drop for FailOnDrop {
+    fn drop(&mut self) {
+        let now = self.1.now();
+        self.0.state.send_if_modified(|e| {
+            if e.state.is_final() {
+                return false;
+            }
+            e.state = QueryState::Failed;
+            e.state_change_reason = Some("internal error: the query's task ended".into());
+            e.completion_date_time = Some(now);
+            true
+        });
+    }
+}
+
 /// Builds stored tables on first use.
 struct Builder {
     inner: Weak<Inner>,
@@ -410,6 +428,29 @@ impl TableBuilder for Builder {
             }
         }
     }
+}
+
+/// Whether `plan` scans `database.table`.
+fn reads_table(plan: &LogicalPlan, database: &str, table: &str) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        // A view's plan is inlined under an alias of the view's name.
+        let name = match node {
+            LogicalPlan::TableScan(scan) => Some(&scan.table_name),
+            LogicalPlan::SubqueryAlias(alias) => Some(&alias.alias),
+            _ => None,
+        };
+        if let Some(name) = name {
+            let resolved = name.clone().resolve(CATALOG, database);
+            if resolved.table.as_ref() == table && resolved.schema.as_ref() == database {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// The query of a `CREATE VIEW ... AS <query>` statement.
@@ -825,6 +866,7 @@ impl SqlService {
                 });
             }
         };
+        let _guard = self.inner.ddl.lock().await;
         self.drop_database(name.trim_matches('`').trim_matches('"'), if_exists, cascade)
             .await?;
         let schema = Arc::new(Schema::empty());
@@ -884,7 +926,9 @@ impl SqlService {
                     database: db.clone(),
                     name: name.clone(),
                     kind: TableKind::ExternalTable,
-                    sql: cmd.definition.clone().unwrap_or_else(|| sql.to_owned()),
+                    // The text as given: DataFusion's own rendering of the statement leaves
+                    // out the columns, PARTITIONED BY and OPTIONS.
+                    sql: sql.to_owned(),
                     query: None,
                     created: self.inner.clock.now(),
                 };
@@ -901,6 +945,12 @@ impl SqlService {
                     return Err(Error::AlreadyExists {
                         kind: "Table",
                         name: format!("{db}.{name}"),
+                    });
+                }
+                if reads_table(&cmd.input, &db, &name) {
+                    return Err(Error::Sql {
+                        message: format!("view {db}.{name} cannot read itself"),
+                        position: None,
                     });
                 }
                 let view = Arc::new(ViewTable::new((*cmd.input).clone(), cmd.definition.clone()));
@@ -1055,6 +1105,11 @@ impl SqlService {
     }
 
     async fn drop_database(&self, name: &str, if_exists: bool, cascade: bool) -> Result<()> {
+        if name == DEFAULT_DATABASE {
+            return Err(Error::InvalidRequest(
+                "the default database cannot be dropped".into(),
+            ));
+        }
         let Some(database) = self.database(name) else {
             return if if_exists {
                 Ok(())
@@ -1326,7 +1381,7 @@ impl SqlService {
                 execution.query.clone(),
             )
         };
-        slot.state.send_if_modified(|e| {
+        let running = slot.state.send_if_modified(|e| {
             if e.state != QueryState::Queued {
                 return false;
             }
@@ -1334,6 +1389,12 @@ impl SqlService {
             e.statistics.query_queue_time_in_millis = queued.as_millis() as u64;
             true
         });
+        if !running {
+            // Stopped before it started.
+            return;
+        }
+        // Whatever ends this task (a panic in the engine included) ends the execution.
+        let _guard = FailOnDrop(slot.clone(), self.inner.clock.clone());
         let started = Instant::now();
         let counter = Arc::new(ScanCounter::new(cutoff));
         let outcome = self
@@ -1389,7 +1450,7 @@ impl SqlService {
             .map_err(|e| failed(e, &counter))?;
         let columns = results::columns(&schema);
         let rows = results::rows(&batches)?;
-        let header = statement_type == StatementType::Dml;
+        let header = statement_type == StatementType::Dml && !columns.is_empty();
         let csv = results::csv(&columns, &rows, !columns.is_empty());
         let url = url::Url::parse(output)
             .map_err(|e| Error::invalid("OutputLocation", format!("{output:?}: {e}")))?;

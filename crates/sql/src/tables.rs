@@ -118,7 +118,11 @@ impl DateUnit {
     fn add(self, at: NaiveDateTime, n: i64) -> Option<NaiveDateTime> {
         match self {
             Self::Years | Self::Months => {
-                let months = if self == Self::Years { n * 12 } else { n };
+                let months = if self == Self::Years {
+                    n.checked_mul(12)?
+                } else {
+                    n
+                };
                 if months >= 0 {
                     at.checked_add_months(Months::new(u32::try_from(months).ok()?))
                 } else {
@@ -199,6 +203,10 @@ fn java_to_chrono(pattern: &str) -> std::result::Result<String, String> {
 fn parse_date(text: &str, format: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(text, format)
         .ok()
+        .or_else(|| {
+            // chrono needs a minute to make a time: an hour-only format gets `:00`.
+            NaiveDateTime::parse_from_str(&format!("{text}:00"), &format!("{format}:%M")).ok()
+        })
         .or_else(|| {
             NaiveDate::parse_from_str(text, format)
                 .ok()
@@ -339,8 +347,13 @@ impl Projection {
                             "projection.{column}.interval.unit: {u:?} is not YEARS, MONTHS, WEEKS, DAYS, HOURS, MINUTES or SECONDS"
                         ))
                     })?,
+                    // The pattern's smallest field.
+                    None if java.contains('s') => DateUnit::Seconds,
+                    None if java.contains('m') => DateUnit::Minutes,
                     None if java.contains('H') => DateUnit::Hours,
-                    None => DateUnit::Days,
+                    None if java.contains('d') => DateUnit::Days,
+                    None if java.contains('M') => DateUnit::Months,
+                    None => DateUnit::Years,
                 };
                 Ok(Self::Date {
                     start: parse_bound(start, &format, column)?,
@@ -358,6 +371,21 @@ impl Projection {
     }
 
     /// The column's values, as the strings that go into locations.
+    /// The column's distinct values, in order.
+    fn distinct_values(
+        &self,
+        column: &str,
+        now: NaiveDateTime,
+        injected: Option<&Vec<String>>,
+    ) -> Result<Vec<String>> {
+        let mut seen = std::collections::HashSet::new();
+        Ok(self
+            .values(column, now, injected)?
+            .into_iter()
+            .filter(|v| seen.insert(v.clone()))
+            .collect())
+    }
+
     fn values(
         &self,
         column: &str,
@@ -376,11 +404,11 @@ impl Projection {
                 interval,
                 digits,
             } => {
-                let count = (max - min) / interval + 1;
-                if count as usize > MAX_PROJECTED_PARTITIONS {
+                let count = (i128::from(*max) - i128::from(*min)) / i128::from(*interval) + 1;
+                if count > MAX_PROJECTED_PARTITIONS as i128 {
                     return Err(too_many());
                 }
-                Ok((0..count)
+                Ok((0..count as i64)
                     .map(|i| {
                         let v = min + i * interval;
                         match digits {
@@ -407,14 +435,14 @@ impl Projection {
                 };
                 let mut values = Vec::new();
                 let mut at = start;
-                let mut step = 0;
+                let mut step: i64 = 0;
                 while at <= end {
                     if values.len() >= MAX_PROJECTED_PARTITIONS {
                         return Err(too_many());
                     }
                     values.push(at.format(format).to_string());
                     step += 1;
-                    match unit.add(start, step * interval) {
+                    match step.checked_mul(*interval).and_then(|n| unit.add(start, n)) {
                         Some(next) => at = next,
                         None => break,
                     }
@@ -597,7 +625,7 @@ impl ProjectedTable {
         let mut columns = Vec::new();
         for (column, projection) in &self.projections {
             let injected = Self::injected_values(column, filters);
-            columns.push(projection.values(column, now, injected.as_ref())?);
+            columns.push(projection.distinct_values(column, now, injected.as_ref())?);
         }
         let total = columns
             .iter()
@@ -830,6 +858,45 @@ mod tests {
             ["2025-11", "2025-12", "2026-01"]
         );
         assert!(parse_bound("2025-13", "%Y-%m", "m").is_err());
+    }
+
+    #[test]
+    fn hour_formats_keep_the_hour_and_months_are_distinct() {
+        let format = java_to_chrono("yyyy/MM/dd/HH").unwrap_or_default();
+        let Ok(DateBound::Fixed(at)) = parse_bound("2024/01/05/23", &format, "h") else {
+            panic!("an hour bound parses");
+        };
+        assert_eq!(at.format("%H").to_string(), "23");
+        let mut options = HashMap::new();
+        options.insert("projection.m.type".to_owned(), "date".to_owned());
+        options.insert("projection.m.format".to_owned(), "yyyy-MM".to_owned());
+        options.insert(
+            "projection.m.range".to_owned(),
+            "2024-01,2024-03".to_owned(),
+        );
+        let projection = Projection::parse("m", &options).unwrap_or(Projection::Injected);
+        let now = NaiveDateTime::default();
+        assert_eq!(
+            projection
+                .distinct_values("m", now, None)
+                .unwrap_or_default(),
+            ["2024-01", "2024-02", "2024-03"]
+        );
+    }
+
+    #[test]
+    fn extreme_integer_ranges_are_refused_not_wrapped() {
+        let projection = Projection::Integer {
+            min: i64::MIN,
+            max: i64::MAX,
+            interval: 1,
+            digits: None,
+        };
+        assert!(
+            projection
+                .values("n", NaiveDateTime::default(), None)
+                .is_err()
+        );
     }
 
     #[test]

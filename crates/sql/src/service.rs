@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use cloudlet_core::{SharedClock, Store, Timestamp};
@@ -173,11 +172,11 @@ pub struct QueryStatistics {
     pub data_scanned_in_bytes: u64,
     /// Distinct objects read from (an extension: Athena does not report it).
     pub objects_read: u64,
-    /// Time spent running, in milliseconds of real time.
+    /// Time spent running, in milliseconds on the service's clock.
     pub engine_execution_time_in_millis: u64,
-    /// Time from submission to completion, in milliseconds of real time.
+    /// Time from submission to completion, in milliseconds on the service's clock.
     pub total_execution_time_in_millis: u64,
-    /// Time spent queued, in milliseconds of real time.
+    /// Time spent queued, in milliseconds on the service's clock.
     pub query_queue_time_in_millis: u64,
 }
 
@@ -922,18 +921,18 @@ impl SqlService {
                 let provider = tables::create(&ctx.state(), &cmd, &self.inner.clock)
                     .await
                     .map_err(error::planning)?;
-                let record = TableRecord {
-                    database: db.clone(),
-                    name: name.clone(),
-                    kind: TableKind::ExternalTable,
-                    // The text as given: DataFusion's own rendering of the statement leaves
-                    // out the columns, PARTITIONED BY and OPTIONS.
-                    sql: sql.to_owned(),
-                    query: None,
-                    created: self.inner.clock.now(),
-                };
-                catalog::write(&self.inner.store, &[Change::PutTable(&record)]).await?;
-                target.add_built(&name, provider);
+                // The text as given: DataFusion's own rendering of the statement leaves out
+                // the columns, PARTITIONED BY and OPTIONS.
+                self.store_table(
+                    &target,
+                    &db,
+                    &name,
+                    TableKind::ExternalTable,
+                    sql.to_owned(),
+                    None,
+                    provider,
+                )
+                .await?;
                 Ok(empty)
             }
             DdlStatement::CreateView(cmd) => {
@@ -959,16 +958,16 @@ impl SqlService {
                     message: "the view's query cannot be read back from its definition".into(),
                     position: None,
                 })?;
-                let record = TableRecord {
-                    database: db.clone(),
-                    name: name.clone(),
-                    kind: TableKind::VirtualView,
-                    sql: definition,
-                    query: Some(query),
-                    created: self.inner.clock.now(),
-                };
-                catalog::write(&self.inner.store, &[Change::PutTable(&record)]).await?;
-                target.add_built(&name, view);
+                self.store_table(
+                    &target,
+                    &db,
+                    &name,
+                    TableKind::VirtualView,
+                    definition,
+                    Some(query),
+                    view,
+                )
+                .await?;
                 Ok(empty)
             }
             DdlStatement::CreateMemoryTable(cmd) => {
@@ -1017,16 +1016,16 @@ impl SqlService {
                 let provider = tables::create(&ctx.state(), &external, &self.inner.clock)
                     .await
                     .map_err(error::planning)?;
-                let record = TableRecord {
-                    database: db.clone(),
-                    name: name.clone(),
-                    kind: TableKind::ExternalTable,
-                    sql: create,
-                    query: None,
-                    created: self.inner.clock.now(),
-                };
-                catalog::write(&self.inner.store, &[Change::PutTable(&record)]).await?;
-                target.add_built(&name, provider);
+                self.store_table(
+                    &target,
+                    &db,
+                    &name,
+                    TableKind::ExternalTable,
+                    create,
+                    None,
+                    provider,
+                )
+                .await?;
                 Ok(empty)
             }
             DdlStatement::DropTable(cmd) => {
@@ -1062,6 +1061,31 @@ impl SqlService {
                 position: None,
             }),
         }
+    }
+
+    /// Stores a table's record durably, then makes the built table visible.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_table(
+        &self,
+        target: &Database,
+        database: &str,
+        name: &str,
+        kind: TableKind,
+        sql: String,
+        query: Option<String>,
+        provider: Arc<dyn TableProvider>,
+    ) -> Result<()> {
+        let record = TableRecord {
+            database: database.to_owned(),
+            name: name.to_owned(),
+            kind,
+            sql,
+            query,
+            created: self.inner.clock.now(),
+        };
+        catalog::write(&self.inner.store, &[Change::PutTable(&record)]).await?;
+        target.add_built(name, provider);
+        Ok(())
     }
 
     async fn drop_table(
@@ -1351,13 +1375,10 @@ impl SqlService {
             executions.order.push(id.clone());
         }
         let service = self.clone();
-        let submitted = Instant::now();
         let task_slot = slot.clone();
         let cutoff = work_group.configuration.bytes_scanned_cutoff_per_query;
         let handle = tokio::spawn(async move {
-            service
-                .execute(task_slot, database, output, cutoff, submitted)
-                .await;
+            service.execute(task_slot, database, output, cutoff).await;
         });
         if let Ok(mut abort) = slot.abort.lock() {
             *abort = Some(handle.abort_handle());
@@ -1371,16 +1392,17 @@ impl SqlService {
         database: String,
         output: String,
         cutoff: Option<u64>,
-        submitted: Instant,
     ) {
-        let queued = submitted.elapsed();
-        let (id, sql) = {
+        let clock = self.inner.clock.clone();
+        let (id, sql, submitted) = {
             let execution = slot.state.borrow();
             (
                 execution.query_execution_id.clone(),
                 execution.query.clone(),
+                execution.submission_date_time,
             )
         };
+        let queued = clock.now().saturating_duration_since(submitted);
         let running = slot.state.send_if_modified(|e| {
             if e.state != QueryState::Queued {
                 return false;
@@ -1394,14 +1416,14 @@ impl SqlService {
             return;
         }
         // Whatever ends this task (a panic in the engine included) ends the execution.
-        let _guard = FailOnDrop(slot.clone(), self.inner.clock.clone());
-        let started = Instant::now();
+        let _guard = FailOnDrop(slot.clone(), clock.clone());
+        let started = clock.now();
         let counter = Arc::new(ScanCounter::new(cutoff));
         let outcome = self
             .run_to_end(&sql, &database, &output, &id, counter.clone())
             .await;
-        let engine = started.elapsed();
-        let now = self.inner.clock.now();
+        let now = clock.now();
+        let engine = now.saturating_duration_since(started);
         let (state, reason, statement_type) = match outcome {
             Ok((statement_type, results)) => {
                 if let Ok(mut slot_results) = slot.results.lock() {
@@ -1427,7 +1449,8 @@ impl SqlService {
             e.statistics.data_scanned_in_bytes = counter.bytes();
             e.statistics.objects_read = counter.objects();
             e.statistics.engine_execution_time_in_millis = engine.as_millis() as u64;
-            e.statistics.total_execution_time_in_millis = submitted.elapsed().as_millis() as u64;
+            e.statistics.total_execution_time_in_millis =
+                now.saturating_duration_since(submitted).as_millis() as u64;
             true
         });
     }

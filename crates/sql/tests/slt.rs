@@ -17,6 +17,9 @@
 
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+#[path = "common/tpch.rs"]
+mod tpch;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,24 +96,10 @@ impl Env {
 }
 
 fn render(output: &QueryOutput) -> Vec<String> {
-    use cloudlet_sql::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-    let options = FormatOptions::new().with_null("NULL");
-    let mut lines = Vec::new();
-    for batch in &output.batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
-            .collect();
-        for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect();
-            lines.push(cells.join(" | "));
-        }
-    }
-    lines
+    tpch::printed(&output.batches)
+        .into_iter()
+        .map(|cells| cells.join(" | "))
+        .collect()
 }
 
 fn compare(op: &str, actual: u64, expected: u64) -> bool {

@@ -9,7 +9,8 @@
 #[allow(dead_code)]
 mod support;
 
-#[path = "../crates/sql/tests/common/tpch.rs"]
+#[allow(dead_code, unreachable_pub)]
+#[path = "../crates/sql/tests/it/tpch_data.rs"]
 mod tpch;
 
 use std::collections::BTreeMap;

@@ -1,8 +1,6 @@
 //! TPC-H data as Parquet, generated with tpchgen (dbgen's exact output), and the 22 queries.
 //! Shared by the sql crate's tests and the root `sql` benchmark.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::path::Path;
 
 use cloudlet_sql::datafusion::arrow::array::RecordBatch;

@@ -1,8 +1,6 @@
 //! The Athena-shaped API: query executions, results, CSV output, cancellation, workgroups,
 //! and the events written objects emit.
 
-#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
-
 use std::sync::Arc;
 
 use cloudlet_core::{ChannelSink, ManualClock, SharedClock, Store, Timestamp};

@@ -15,10 +15,7 @@
 //! - `use database <name>` / `use workgroup <name>`: where the next statements run.
 //! - `reopen`: drops the service and opens a new one over the same storage.
 
-#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
-
-#[path = "common/tpch.rs"]
-mod tpch;
+use crate::tpch_data as tpch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,10 +4,7 @@
 //!
 //! `CLOUDLET_TPCH_DUMP=<dir>` also writes the Parquet files there, for that script.
 
-#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
-
-#[path = "common/tpch.rs"]
-mod tpch;
+use crate::tpch_data as tpch;
 
 use std::path::Path;
 use std::sync::Arc;

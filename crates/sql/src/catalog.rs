@@ -40,9 +40,13 @@ pub(crate) struct TableRecord {
     pub(crate) kind: TableKind,
     /// The statement that creates it, run with `database` as the default schema.
     pub(crate) sql: String,
-    /// A view's query, planned when the view is loaded.
+    /// A view's query, planned each time the view is read.
     #[serde(default)]
     pub(crate) query: Option<String>,
+    /// The database the creating statement ran in, where a view's unqualified names
+    /// resolve (`database` when absent, as records written before it was kept).
+    #[serde(default)]
+    pub(crate) default_database: Option<String>,
     pub(crate) created: Timestamp,
 }
 
@@ -105,19 +109,19 @@ pub(crate) fn load(store: &Store) -> Result<Stored> {
 }
 
 /// One change to the catalog, written durably before it is applied in memory.
-pub(crate) enum Change<'a> {
-    PutDatabase(&'a DatabaseRecord),
-    DeleteDatabase(&'a str),
-    PutTable(&'a TableRecord),
-    DeleteTable(&'a str, &'a str),
-    PutWorkGroup(&'a crate::WorkGroup),
-    DeleteWorkGroup(&'a str),
+pub(crate) enum Change {
+    PutDatabase(DatabaseRecord),
+    DeleteDatabase(String),
+    PutTable(TableRecord),
+    DeleteTable(String, String),
+    PutWorkGroup(crate::WorkGroup),
+    DeleteWorkGroup(String),
 }
 
-pub(crate) async fn write(store: &Store, changes: &[Change<'_>]) -> Result<()> {
+pub(crate) async fn write(store: &Store, changes: Vec<Change>) -> Result<()> {
     let mut puts = Vec::new();
     let mut deletes = Vec::new();
-    for change in changes {
+    for change in &changes {
         match change {
             Change::PutDatabase(d) => puts.push((database_key(&d.name), encode(d))),
             Change::DeleteDatabase(name) => deletes.push(database_key(name)),
@@ -190,6 +194,30 @@ impl Database {
         }
     }
 
+    /// Adds a table just created from `record`. A table keeps `provider`; a view is planned
+    /// again each time it is read, so that it sees the tables it reads as they are now.
+    pub(crate) fn add_created(&self, record: TableRecord, provider: Arc<dyn TableProvider>) {
+        let provider = match record.kind {
+            TableKind::ExternalTable => OnceCell::from(provider),
+            TableKind::VirtualView => OnceCell::new(),
+        };
+        if let Ok(mut tables) = self.tables.write() {
+            tables.insert(
+                record.name.clone(),
+                Arc::new(Entry {
+                    record: Some(record),
+                    provider,
+                }),
+            );
+        }
+    }
+
+    /// The stored record of a table or view.
+    pub(crate) fn record(&self, name: &str) -> Option<TableRecord> {
+        let tables = self.tables.read().ok()?;
+        tables.get(name)?.record.clone()
+    }
+
     /// Adds a table built already.
     pub(crate) fn add_built(&self, name: &str, provider: Arc<dyn TableProvider>) {
         if let Ok(mut tables) = self.tables.write() {
@@ -228,23 +256,29 @@ impl SchemaProvider for Database {
         let Some(entry) = self.tables.read().ok().and_then(|t| t.get(name).cloned()) else {
             return Ok(None);
         };
-        let provider = entry
-            .provider
-            .get_or_try_init(|| async {
-                let (Some(record), Some(builder)) = (&entry.record, self.builder.upgrade()) else {
-                    return Err(DataFusionError::Execution(format!(
-                        "table {}.{name} cannot be built: the service is shut down",
-                        self.name
-                    )));
-                };
-                builder.build(record).await.map_err(|e| {
-                    DataFusionError::Execution(format!(
-                        "table {}.{name} cannot be loaded from its definition: {e}",
-                        self.name
-                    ))
-                })
+        let build = || async {
+            let (Some(record), Some(builder)) = (&entry.record, self.builder.upgrade()) else {
+                return Err(DataFusionError::Execution(format!(
+                    "table {}.{name} cannot be built: the service is shut down",
+                    self.name
+                )));
+            };
+            builder.build(record).await.map_err(|e| {
+                DataFusionError::Execution(format!(
+                    "table {}.{name} cannot be loaded from its definition: {e}",
+                    self.name
+                ))
             })
-            .await?;
+        };
+        if entry
+            .record
+            .as_ref()
+            .is_some_and(|r| r.kind == TableKind::VirtualView)
+        {
+            // Views are planned at each use, against the catalog as it is now.
+            return build().await.map(Some);
+        }
+        let provider = entry.provider.get_or_try_init(build).await?;
         Ok(Some(provider.clone()))
     }
 

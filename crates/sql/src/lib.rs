@@ -6,8 +6,9 @@
 //!
 //! - `CREATE EXTERNAL TABLE ... STORED AS PARQUET | CSV | JSON [PARTITIONED BY (...)]
 //!   LOCATION 's3://bucket/prefix/' [OPTIONS (...)]`, `CREATE VIEW`, `DROP TABLE`,
-//!   `CREATE DATABASE` / `SCHEMA`, `DROP DATABASE`, `SHOW TABLES`, `DESCRIBE`,
-//!   `information_schema`.
+//!   `CREATE DATABASE` / `SCHEMA`, `DROP DATABASE`, `DESCRIBE`, `information_schema`, and
+//!   Athena's `SHOW TABLES [IN db] ['pattern']` (column `tab_name`), `SHOW DATABASES |
+//!   SCHEMAS [LIKE 'pattern']` (`database_name`) and `SHOW COLUMNS IN table` (`field`).
 //! - Hive-style `key=value/` partitions, pruned while listing; partition projection as
 //!   Athena configures it (`projection.*` and `storage.location.template` in `OPTIONS`),
 //!   computed from the query without listing the table.
@@ -30,14 +31,16 @@ mod results;
 mod scan;
 mod service;
 mod tables;
+mod utility;
 
 pub use catalog::TableKind;
 pub use datafusion;
 pub use error::{Error, Position, Result};
 pub use results::{Cell, ColumnInfo};
 pub use service::{
-    CATALOG, DEFAULT_DATABASE, MAX_QUERY_BYTES, MAX_RESULTS, MIN_BYTES_SCANNED_CUTOFF,
-    PRIMARY_WORK_GROUP, Queries, Query, QueryExecution, QueryOutput, QueryState, QueryStatistics,
-    ResultPage, SqlService, StartQueryExecution, StatementType, WorkGroup, WorkGroupConfiguration,
+    CATALOG, DEFAULT_DATABASE, MAX_LIST_RESULTS, MAX_QUERY_BYTES, MAX_RESULTS,
+    MIN_BYTES_SCANNED_CUTOFF, PRIMARY_WORK_GROUP, QUERY_HISTORY_RETENTION, Queries, Query,
+    QueryExecution, QueryExecutionPage, QueryOutput, QueryState, QueryStatistics, ResultPage,
+    SqlService, StartQueryExecution, StatementType, WorkGroup, WorkGroupConfiguration,
     WorkGroupState,
 };

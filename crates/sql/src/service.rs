@@ -1,14 +1,14 @@
 //! [`SqlService`]: the catalog, the direct SQL API and the Athena-shaped query executions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use async_trait::async_trait;
 use cloudlet_core::{SharedClock, Store, Timestamp};
 use cloudlet_objectstore::ObjectService;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList, SchemaProvider,
     TableProvider,
@@ -22,8 +22,9 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::EmptyRecordBatchStream;
+use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionConfig;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::watch;
@@ -35,6 +36,7 @@ use crate::error::{self, Error, Result};
 use crate::results::{self, Cell, ColumnInfo};
 use crate::scan::{ScanCounter, Stores};
 use crate::tables;
+use crate::utility::{self, Show};
 
 /// The catalog every database lives in, as Athena names it.
 pub const CATALOG: &str = "awsdatacatalog";
@@ -48,6 +50,11 @@ pub const MAX_QUERY_BYTES: usize = 262_144;
 pub const MIN_BYTES_SCANNED_CUTOFF: u64 = 10_000_000;
 /// The most rows one `get_query_results` page holds.
 pub const MAX_RESULTS: usize = 1000;
+/// The most ids one `list_query_executions` page holds.
+pub const MAX_LIST_RESULTS: usize = 50;
+/// How long finished query executions are kept, as Athena keeps its query history.
+pub const QUERY_HISTORY_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(45 * 24 * 60 * 60);
 
 /// Whether a workgroup takes queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -264,6 +271,15 @@ pub struct ResultPage {
     pub next_token: Option<String>,
 }
 
+/// One page of query execution ids (Athena's `ListQueryExecutions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryExecutionPage {
+    /// Ids, newest first.
+    pub query_execution_ids: Vec<String>,
+    /// Pass to get the next page; `None` on the last.
+    pub next_token: Option<String>,
+}
+
 /// A query for the direct API.
 #[derive(Debug, Clone)]
 pub struct Query {
@@ -341,14 +357,45 @@ struct Inner {
     executions: Mutex<Executions>,
     /// Catalog changes one at a time: check, write, apply.
     ddl: tokio::sync::Mutex<()>,
+    /// Held by a catalog change's task from its write until it is applied in memory; the
+    /// next change waits for it (see [`SqlService::ddl_lock`]).
+    applying: Arc<tokio::sync::Mutex<()>>,
     builder: Arc<dyn TableBuilder>,
 }
 
 #[derive(Default)]
 struct Executions {
     by_id: HashMap<String, Arc<Slot>>,
-    order: Vec<String>,
+    /// (sequence number, id), oldest submission first.
+    order: VecDeque<(u64, String)>,
+    next_sequence: u64,
     tokens: HashMap<String, String>,
+}
+
+impl Executions {
+    /// Forgets finished executions submitted more than [`QUERY_HISTORY_RETENTION`] before
+    /// `now`, oldest first; a running one keeps itself and those after it.
+    fn expire(&mut self, now: Timestamp) {
+        let mut expired = false;
+        while let Some((_, id)) = self.order.front() {
+            let old = self.by_id.get(id).is_none_or(|slot| {
+                let e = slot.state.borrow();
+                e.state.is_final()
+                    && now.saturating_duration_since(e.submission_date_time)
+                        > QUERY_HISTORY_RETENTION
+            });
+            if !old {
+                break;
+            }
+            self.by_id.remove(id);
+            self.order.pop_front();
+            expired = true;
+        }
+        if expired {
+            let by_id = &self.by_id;
+            self.tokens.retain(|_, id| by_id.contains_key(id));
+        }
+    }
 }
 
 struct Slot {
@@ -381,7 +428,12 @@ impl Drop for FailOnDrop {
     }
 }
 
-/// Builds stored tables on first use.
+tokio::task_local! {
+    /// The views being planned in this task, outermost first (`database.view`).
+    static PLANNING_VIEWS: Vec<String>;
+}
+
+/// Builds stored tables on first use, and views at each use.
 struct Builder {
     inner: Weak<Inner>,
 }
@@ -417,39 +469,33 @@ impl TableBuilder for Builder {
                 let query = record.query.as_deref().ok_or_else(|| {
                     Error::Query(format!("the stored view has no query: {}", record.sql))
                 })?;
-                let ctx = service.session(&record.database, Arc::new(ScanCounter::new(None)))?;
-                let plan = ctx
-                    .state()
-                    .create_logical_plan(query)
+                // Planning the view plans the views it reads, in this same task: the chain
+                // of views being planned finds a cycle (possible only through views
+                // replaced after the views that read them) instead of recursing forever.
+                let me = format!("{}.{}", record.database, record.name);
+                let mut chain = PLANNING_VIEWS.try_with(Clone::clone).unwrap_or_default();
+                if chain.contains(&me) {
+                    chain.push(me);
+                    return Err(Error::Query(format!(
+                        "views read each other in a cycle: {}",
+                        chain.join(" -> ")
+                    )));
+                }
+                chain.push(me);
+                let session_database = record
+                    .default_database
+                    .as_deref()
+                    .unwrap_or(&record.database);
+                let ctx = service.session(session_database, Arc::new(ScanCounter::new(None)))?;
+                let state = ctx.state();
+                let plan = PLANNING_VIEWS
+                    .scope(chain, state.create_logical_plan(query))
                     .await
                     .map_err(error::planning)?;
                 Ok(Arc::new(ViewTable::new(plan, Some(record.sql.clone()))))
             }
         }
     }
-}
-
-/// Whether `plan` scans `database.table`.
-fn reads_table(plan: &LogicalPlan, database: &str, table: &str) -> bool {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        // A view's plan is inlined under an alias of the view's name.
-        let name = match node {
-            LogicalPlan::TableScan(scan) => Some(&scan.table_name),
-            LogicalPlan::SubqueryAlias(alias) => Some(&alias.alias),
-            _ => None,
-        };
-        if let Some(name) = name {
-            let resolved = name.clone().resolve(CATALOG, database);
-            if resolved.table.as_ref() == table && resolved.schema.as_ref() == database {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    found
 }
 
 /// The query of a `CREATE VIEW ... AS <query>` statement.
@@ -531,22 +577,32 @@ fn validate_output_location(location: &str) -> Result<()> {
     Ok(())
 }
 
-/// Athena's statement types, read from the statement's first words.
+/// Athena's statement type, from the plan when there is one.
 fn statement_type(sql: &str, plan: &LogicalPlan) -> StatementType {
-    if let LogicalPlan::Ddl(ddl) = plan {
-        return match ddl {
-            DdlStatement::CreateMemoryTable(_) => StatementType::Dml,
-            _ => StatementType::Ddl,
-        };
+    match plan {
+        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => StatementType::Dml,
+        LogicalPlan::Ddl(_) => StatementType::Ddl,
+        _ => statement_type_of_text(sql),
     }
-    let first = sql
-        .trim_start()
+}
+
+/// Athena's statement type, from the statement's first word: what a statement that failed
+/// before it was planned reports.
+fn statement_type_of_text(sql: &str) -> StatementType {
+    let words: Vec<String> = sql
         .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or_default()
-        .to_ascii_uppercase();
-    match first.as_str() {
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    match words.first().map(String::as_str).unwrap_or_default() {
         "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" => StatementType::Utility,
+        // CREATE TABLE ... AS SELECT writes data: Athena calls it DML.
+        "CREATE"
+            if words.get(1).is_some_and(|w| w == "TABLE") && words.iter().any(|w| w == "AS") =>
+        {
+            StatementType::Dml
+        }
+        "CREATE" | "DROP" | "ALTER" | "MSCK" => StatementType::Ddl,
         _ => StatementType::Dml,
     }
 }
@@ -614,6 +670,7 @@ impl SqlService {
                 work_groups: RwLock::default(),
                 executions: Mutex::default(),
                 ddl: tokio::sync::Mutex::new(()),
+                applying: Arc::default(),
                 builder,
             }
         });
@@ -684,6 +741,17 @@ impl SqlService {
             .ok_or_else(|| Error::not_found("WorkGroup", name))
     }
 
+    /// A workgroup that takes queries.
+    fn enabled_work_group(&self, name: &str) -> Result<WorkGroup> {
+        let work_group = self.work_group(name)?;
+        if work_group.state == WorkGroupState::Disabled {
+            return Err(Error::InvalidRequest(format!(
+                "WorkGroup {name} is disabled."
+            )));
+        }
+        Ok(work_group)
+    }
+
     /// A session for one query: the shared catalog, `database` as the default schema, and
     /// object stores that count into `counter`.
     fn session(&self, database: &str, counter: Arc<ScanCounter>) -> Result<SessionContext> {
@@ -732,7 +800,7 @@ impl SqlService {
     /// [`Error::BytesScannedLimitExceeded`] past the workgroup's cutoff; [`Error::NotFound`]
     /// for an unknown database or workgroup.
     pub async fn query(&self, query: Query) -> Result<QueryOutput> {
-        let work_group = self.work_group(&query.work_group)?;
+        let work_group = self.enabled_work_group(&query.work_group)?;
         let counter = Arc::new(ScanCounter::new(
             work_group.configuration.bytes_scanned_cutoff_per_query,
         ));
@@ -767,7 +835,7 @@ impl SqlService {
     /// # Errors
     /// As [`query`](Self::query), for what fails before the first batch.
     pub async fn query_stream(&self, query: Query) -> Result<SendableRecordBatchStream> {
-        let work_group = self.work_group(&query.work_group)?;
+        let work_group = self.enabled_work_group(&query.work_group)?;
         let counter = Arc::new(ScanCounter::new(
             work_group.configuration.bytes_scanned_cutoff_per_query,
         ));
@@ -808,6 +876,9 @@ impl SqlService {
         }
         if let Some(done) = self.drop_database_statement(sql).await? {
             return Ok(done);
+        }
+        if let Some(show) = utility::parse(sql) {
+            return self.show(show, database).await;
         }
         let ctx = self.session(database, counter.clone())?;
         let plan = ctx
@@ -865,7 +936,7 @@ impl SqlService {
                 });
             }
         };
-        let _guard = self.inner.ddl.lock().await;
+        let _guard = self.ddl_lock().await;
         self.drop_database(name.trim_matches('`').trim_matches('"'), if_exists, cascade)
             .await?;
         let schema = Arc::new(Schema::empty());
@@ -874,6 +945,66 @@ impl SqlService {
             StatementType::Ddl,
             Box::pin(EmptyRecordBatchStream::new(schema)),
         )))
+    }
+
+    /// Athena's `SHOW` statements, answered from the catalog in Athena's shape.
+    async fn show(
+        &self,
+        show: Show,
+        database: &str,
+    ) -> Result<(SchemaRef, StatementType, SendableRecordBatchStream)> {
+        let (column, mut values) = match show {
+            Show::Tables {
+                database: named,
+                pattern,
+            } => {
+                let database = named.as_deref().unwrap_or(database);
+                let tables = self.list_tables(database)?;
+                let tables = tables
+                    .into_iter()
+                    .filter(|t| pattern.as_deref().is_none_or(|p| utility::matches(p, t)));
+                ("tab_name", tables.collect::<Vec<_>>())
+            }
+            Show::Databases { pattern } => {
+                let databases = self.list_databases().into_iter();
+                let databases =
+                    databases.filter(|d| pattern.as_deref().is_none_or(|p| utility::matches(p, d)));
+                ("database_name", databases.collect())
+            }
+            Show::Columns {
+                database: named,
+                table,
+            } => {
+                let database = named.as_deref().unwrap_or(database);
+                let provider = self
+                    .database(database)
+                    .ok_or_else(|| Error::not_found("Database", database))?;
+                let table = datafusion::catalog::SchemaProvider::table(provider.as_ref(), &table)
+                    .await
+                    .map_err(error::planning)?
+                    .ok_or_else(|| Error::not_found("Table", format!("{database}.{table}")))?;
+                let fields = table
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                ("field", fields)
+            }
+        };
+        if column != "field" {
+            values.sort();
+        }
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(values)) as ArrayRef],
+        )
+        .map_err(|e| Error::Query(e.to_string()))?;
+        let stream = MemoryStream::try_new(vec![batch], schema.clone(), None)
+            .map_err(|e| Error::Query(e.to_string()))?;
+        Ok((schema, StatementType::Utility, Box::pin(stream)))
     }
 
     fn resolve(name: &TableReference, database: &str) -> Result<(String, String)> {
@@ -900,7 +1031,7 @@ impl SqlService {
         query_id: &str,
     ) -> Result<SchemaRef> {
         let empty = Arc::new(Schema::empty());
-        let _guard = self.inner.ddl.lock().await;
+        let guard = self.ddl_lock().await;
         match ddl {
             DdlStatement::CreateExternalTable(cmd) => {
                 let (db, name) = Self::resolve(&cmd.name, database)?;
@@ -930,6 +1061,7 @@ impl SqlService {
                     TableKind::ExternalTable,
                     sql.to_owned(),
                     None,
+                    database,
                     provider,
                 )
                 .await?;
@@ -946,18 +1078,27 @@ impl SqlService {
                         name: format!("{db}.{name}"),
                     });
                 }
-                if reads_table(&cmd.input, &db, &name) {
-                    return Err(Error::Sql {
-                        message: format!("view {db}.{name} cannot read itself"),
-                        position: None,
-                    });
-                }
                 let view = Arc::new(ViewTable::new((*cmd.input).clone(), cmd.definition.clone()));
                 let definition = cmd.definition.clone().unwrap_or_else(|| sql.to_owned());
                 let query = view_query(&definition).ok_or_else(|| Error::Sql {
                     message: "the view's query cannot be read back from its definition".into(),
                     position: None,
                 })?;
+                if let Some(path) = self.reads_view(
+                    &ctx.state(),
+                    &query,
+                    database,
+                    (&db, &name),
+                    &mut Vec::new(),
+                )? {
+                    return Err(Error::Sql {
+                        message: format!(
+                            "view {db}.{name} cannot read itself: {db}.{name} -> {}",
+                            path.join(" -> ")
+                        ),
+                        position: None,
+                    });
+                }
                 self.store_table(
                     &target,
                     &db,
@@ -965,6 +1106,7 @@ impl SqlService {
                     TableKind::VirtualView,
                     definition,
                     Some(query),
+                    database,
                     view,
                 )
                 .await?;
@@ -992,6 +1134,9 @@ impl SqlService {
                     ));
                 };
                 let location = format!("{}tables/{query_id}/", as_prefix(&output));
+                // The query runs without holding up other catalog changes; the name is
+                // checked again once it has.
+                drop(guard);
                 let frame = DataFrame::new(ctx.state(), (*cmd.input).clone());
                 let written = frame
                     .write_parquet(
@@ -1002,8 +1147,29 @@ impl SqlService {
                     .await
                     .map_err(error::running)?;
                 drop(written);
+                let _guard = self.ddl_lock().await;
+                let gone = !self
+                    .database(&db)
+                    .is_some_and(|now| Arc::ptr_eq(&now, &target));
+                if gone || target.table_exist(&name) {
+                    // Made or dropped meanwhile: what this query wrote is not wanted.
+                    self.remove_written(&location).await;
+                    return if gone {
+                        Err(Error::not_found("Database", &db))
+                    } else if cmd.if_not_exists {
+                        Ok(empty)
+                    } else {
+                        Err(Error::AlreadyExists {
+                            kind: "Table",
+                            name: format!("{db}.{name}"),
+                        })
+                    };
+                }
                 let create = format!(
-                    "CREATE EXTERNAL TABLE \"{db}\".\"{name}\" STORED AS PARQUET LOCATION '{location}'"
+                    "CREATE EXTERNAL TABLE \"{}\".\"{}\" STORED AS PARQUET LOCATION '{}'",
+                    db.replace('"', "\"\""),
+                    name.replace('"', "\"\""),
+                    location.replace('\'', "''"),
                 );
                 let plan = ctx
                     .state()
@@ -1023,6 +1189,7 @@ impl SqlService {
                     TableKind::ExternalTable,
                     create,
                     None,
+                    database,
                     provider,
                 )
                 .await?;
@@ -1063,16 +1230,114 @@ impl SqlService {
         }
     }
 
+    /// Removes the objects a CTAS wrote under `location`, when its table is not made.
+    async fn remove_written(&self, location: &str) {
+        let Ok(url) = url::Url::parse(location) else {
+            return;
+        };
+        let Ok(store) = self.inner.stores.get(&url) else {
+            return;
+        };
+        let prefix = ObjectPath::from(url.path().trim_start_matches('/'));
+        let objects: Vec<_> = store
+            .list(Some(&prefix))
+            .filter_map(|meta| async move { meta.ok().map(|m| m.location) })
+            .collect()
+            .await;
+        for object in objects {
+            if let Err(e) = store.delete(&object).await {
+                tracing::warn!(%location, object = %object, error = %e, "a CTAS's unused output was not removed");
+            }
+        }
+    }
+
+    /// The catalog lock, once the change before has been applied in memory.
+    async fn ddl_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        let guard = self.inner.ddl.lock().await;
+        drop(self.inner.applying.lock().await);
+        guard
+    }
+
+    /// Whether `query` (run in `session_database`) reads `target`, directly or through the
+    /// stored views it reads: the path to it when it does. `seen` holds the views walked.
+    fn reads_view(
+        &self,
+        state: &SessionState,
+        query: &str,
+        session_database: &str,
+        target: (&str, &str),
+        seen: &mut Vec<(String, String)>,
+    ) -> Result<Option<Vec<String>>> {
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(query, &dialect)
+            .map_err(error::planning)?;
+        let references = state
+            .resolve_table_references(&statement)
+            .map_err(error::planning)?;
+        for reference in references {
+            let resolved = reference.resolve(CATALOG, session_database);
+            let (db, name) = (resolved.schema.to_string(), resolved.table.to_string());
+            if (db.as_str(), name.as_str()) == target {
+                return Ok(Some(vec![format!("{db}.{name}")]));
+            }
+            if seen.contains(&(db.clone(), name.clone())) {
+                continue;
+            }
+            seen.push((db.clone(), name.clone()));
+            let Some(record) = self.database(&db).and_then(|d| d.record(&name)) else {
+                continue;
+            };
+            let (TableKind::VirtualView, Some(view_query)) = (record.kind, &record.query) else {
+                continue;
+            };
+            let view_database = record
+                .default_database
+                .as_deref()
+                .unwrap_or(&record.database);
+            if let Some(mut path) =
+                self.reads_view(state, view_query, view_database, target, seen)?
+            {
+                path.insert(0, format!("{db}.{name}"));
+                return Ok(Some(path));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes `changes` durably, then runs `apply` (the same changes in memory), in a task
+    /// of its own: a stopped query, or a dropped future, cannot leave the store changed and
+    /// memory not.
+    async fn commit(
+        &self,
+        changes: Vec<Change>,
+        apply: impl FnOnce() + Send + 'static,
+    ) -> Result<()> {
+        let store = self.inner.store.clone();
+        // Taken here, under the caller's catalog lock, and kept by the task: if the caller
+        // goes away, the next change still waits for this one to be applied.
+        let applying = self.inner.applying.clone().lock_owned().await;
+        tokio::spawn(async move {
+            let _applying = applying;
+            catalog::write(&store, changes).await?;
+            apply();
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Query(format!("a catalog change did not finish: {e}")))?
+    }
+
     /// Stores a table's record durably, then makes the built table visible.
     #[allow(clippy::too_many_arguments)]
     async fn store_table(
         &self,
-        target: &Database,
+        target: &Arc<Database>,
         database: &str,
         name: &str,
         kind: TableKind,
         sql: String,
         query: Option<String>,
+        session_database: &str,
         provider: Arc<dyn TableProvider>,
     ) -> Result<()> {
         let record = TableRecord {
@@ -1081,11 +1346,14 @@ impl SqlService {
             kind,
             sql,
             query,
+            default_database: Some(session_database.to_owned()),
             created: self.inner.clock.now(),
         };
-        catalog::write(&self.inner.store, &[Change::PutTable(&record)]).await?;
-        target.add_built(name, provider);
-        Ok(())
+        let target = target.clone();
+        self.commit(vec![Change::PutTable(record.clone())], move || {
+            target.add_created(record, provider);
+        })
+        .await
     }
 
     async fn drop_table(
@@ -1102,9 +1370,11 @@ impl SqlService {
                 Err(Error::not_found("Table", format!("{db}.{name}")))
             };
         };
-        catalog::write(&self.inner.store, &[Change::DeleteTable(&db, &name)]).await?;
-        target.remove(&name);
-        Ok(())
+        let table = name.clone();
+        self.commit(vec![Change::DeleteTable(db, name)], move || {
+            target.remove(&table);
+        })
+        .await
     }
 
     async fn create_database(&self, name: &str, if_not_exists: bool) -> Result<()> {
@@ -1123,9 +1393,12 @@ impl SqlService {
             name: name.to_owned(),
             created: self.inner.clock.now(),
         };
-        catalog::write(&self.inner.store, &[Change::PutDatabase(&record)]).await?;
-        self.add_database(name);
-        Ok(())
+        let service = self.clone();
+        let name = name.to_owned();
+        self.commit(vec![Change::PutDatabase(record)], move || {
+            service.add_database(&name);
+        })
+        .await
     }
 
     async fn drop_database(&self, name: &str, if_exists: bool, cascade: bool) -> Result<()> {
@@ -1147,17 +1420,20 @@ impl SqlService {
             )));
         }
         let tables = datafusion::catalog::SchemaProvider::table_names(database.as_ref());
-        let mut changes: Vec<Change<'_>> = tables
-            .iter()
-            .map(|t| Change::DeleteTable(name, t))
+        let mut changes: Vec<Change> = tables
+            .into_iter()
+            .map(|t| Change::DeleteTable(name.to_owned(), t))
             .collect();
-        changes.push(Change::DeleteDatabase(name));
-        catalog::write(&self.inner.store, &changes).await?;
-        if let Ok(mut databases) = self.inner.databases.write() {
-            databases.remove(name);
-        }
-        let _ = self.inner.catalog.deregister_schema(name, true);
-        Ok(())
+        changes.push(Change::DeleteDatabase(name.to_owned()));
+        let inner = self.inner.clone();
+        let name = name.to_owned();
+        self.commit(changes, move || {
+            if let Ok(mut databases) = inner.databases.write() {
+                databases.remove(&name);
+            }
+            let _ = inner.catalog.deregister_schema(&name, true);
+        })
+        .await
     }
 
     /// The databases, by name.
@@ -1196,7 +1472,7 @@ impl SqlService {
     ) -> Result<()> {
         validate_work_group_name(name)?;
         validate_configuration(&configuration)?;
-        let _guard = self.inner.ddl.lock().await;
+        let _guard = self.ddl_lock().await;
         if self.work_group(name).is_ok() {
             return Err(Error::AlreadyExists {
                 kind: "WorkGroup",
@@ -1210,11 +1486,7 @@ impl SqlService {
             description,
             creation_time: self.inner.clock.now(),
         };
-        catalog::write(&self.inner.store, &[Change::PutWorkGroup(&work_group)]).await?;
-        if let Ok(mut work_groups) = self.inner.work_groups.write() {
-            work_groups.insert(name.to_owned(), work_group);
-        }
-        Ok(())
+        self.put_work_group(work_group).await
     }
 
     /// Changes a workgroup's state or configuration.
@@ -1230,7 +1502,7 @@ impl SqlService {
         if let Some(configuration) = &configuration {
             validate_configuration(configuration)?;
         }
-        let _guard = self.inner.ddl.lock().await;
+        let _guard = self.ddl_lock().await;
         let mut work_group = self.work_group(name)?;
         if let Some(state) = state {
             work_group.state = state;
@@ -1238,11 +1510,7 @@ impl SqlService {
         if let Some(configuration) = configuration {
             work_group.configuration = configuration;
         }
-        catalog::write(&self.inner.store, &[Change::PutWorkGroup(&work_group)]).await?;
-        if let Ok(mut work_groups) = self.inner.work_groups.write() {
-            work_groups.insert(name.to_owned(), work_group);
-        }
-        Ok(())
+        self.put_work_group(work_group).await
     }
 
     /// A workgroup.
@@ -1272,13 +1540,27 @@ impl SqlService {
                 "WorkGroup primary cannot be deleted".into(),
             ));
         }
-        let _guard = self.inner.ddl.lock().await;
+        let _guard = self.ddl_lock().await;
         self.work_group(name)?;
-        catalog::write(&self.inner.store, &[Change::DeleteWorkGroup(name)]).await?;
-        if let Ok(mut work_groups) = self.inner.work_groups.write() {
-            work_groups.remove(name);
-        }
-        Ok(())
+        let inner = self.inner.clone();
+        let name = name.to_owned();
+        self.commit(vec![Change::DeleteWorkGroup(name.clone())], move || {
+            if let Ok(mut work_groups) = inner.work_groups.write() {
+                work_groups.remove(&name);
+            }
+        })
+        .await
+    }
+
+    async fn put_work_group(&self, work_group: WorkGroup) -> Result<()> {
+        let inner = self.inner.clone();
+        let stored = work_group.clone();
+        self.commit(vec![Change::PutWorkGroup(stored)], move || {
+            if let Ok(mut work_groups) = inner.work_groups.write() {
+                work_groups.insert(work_group.name.clone(), work_group);
+            }
+        })
+        .await
     }
 
     // ---- query executions ----
@@ -1317,12 +1599,7 @@ impl SqlService {
             .work_group
             .clone()
             .unwrap_or_else(|| PRIMARY_WORK_GROUP.into());
-        let work_group = self.work_group(&work_group_name)?;
-        if work_group.state == WorkGroupState::Disabled {
-            return Err(Error::InvalidRequest(format!(
-                "WorkGroup {work_group_name} is disabled."
-            )));
-        }
+        let work_group = self.enabled_work_group(&work_group_name)?;
         let configured = work_group.configuration.output_location.clone();
         let output = if work_group.configuration.enforce_work_group_configuration {
             configured.or(request.output_location.clone())
@@ -1344,9 +1621,9 @@ impl SqlService {
         let execution = QueryExecution {
             query_execution_id: id.clone(),
             query: request.query_string.clone(),
-            statement_type: StatementType::Dml,
+            statement_type: statement_type_of_text(&request.query_string),
             database: database.clone(),
-            work_group: work_group_name,
+            work_group: work_group_name.clone(),
             output_location: format!("{}{id}.csv", as_prefix(&output)),
             state: QueryState::Queued,
             state_change_reason: None,
@@ -1360,19 +1637,29 @@ impl SqlService {
             abort: Mutex::new(None),
         });
         {
-            let mut executions = self
-                .inner
-                .executions
-                .lock()
-                .map_err(|_| Error::Query("executions poisoned".into()))?;
+            let mut executions = self.executions()?;
             if let Some(token) = &request.client_request_token {
-                if let Some(existing) = executions.tokens.get(token) {
-                    return Ok(existing.clone());
+                if let Some(existing) = executions.tokens.get(token)
+                    && let Some(earlier) = executions.by_id.get(existing)
+                {
+                    let earlier = earlier.state.borrow();
+                    if earlier.query != request.query_string
+                        || earlier.database != database
+                        || earlier.work_group != work_group_name
+                    {
+                        return Err(Error::InvalidRequest(format!(
+                            "ClientRequestToken {token} was used by query execution {} with different parameters",
+                            earlier.query_execution_id
+                        )));
+                    }
+                    return Ok(earlier.query_execution_id.clone());
                 }
                 executions.tokens.insert(token.clone(), id.clone());
             }
+            let sequence = executions.next_sequence;
+            executions.next_sequence += 1;
             executions.by_id.insert(id.clone(), slot.clone());
-            executions.order.push(id.clone());
+            executions.order.push_back((sequence, id.clone()));
         }
         let service = self.clone();
         let task_slot = slot.clone();
@@ -1494,10 +1781,19 @@ impl SqlService {
         ))
     }
 
-    fn slot(&self, id: &str) -> Result<Arc<Slot>> {
-        self.inner
+    /// The executions, with those past [`QUERY_HISTORY_RETENTION`] forgotten.
+    fn executions(&self) -> Result<std::sync::MutexGuard<'_, Executions>> {
+        let mut executions = self
+            .inner
             .executions
             .lock()
+            .map_err(|_| Error::Query("executions poisoned".into()))?;
+        executions.expire(self.inner.clock.now());
+        Ok(executions)
+    }
+
+    fn slot(&self, id: &str) -> Result<Arc<Slot>> {
+        self.executions()
             .ok()
             .and_then(|e| e.by_id.get(id).cloned())
             .ok_or_else(|| Error::not_found("QueryExecution", id))
@@ -1624,24 +1920,61 @@ impl SqlService {
         Ok(())
     }
 
-    /// The ids of a workgroup's query executions, newest first.
-    pub fn list_query_executions(&self, work_group: Option<&str>) -> Vec<String> {
+    /// A page of a workgroup's query execution ids (the primary workgroup's when none is
+    /// named), newest first: at most `max_results` (0-50, 50 when not given), from
+    /// `next_token` on. Executions are kept for [`QUERY_HISTORY_RETENTION`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown workgroup; [`Error::InvalidArgument`] for a bad
+    /// `max_results` or `next_token`.
+    pub fn list_query_executions(
+        &self,
+        work_group: Option<&str>,
+        next_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<QueryExecutionPage> {
         let work_group = work_group.unwrap_or(PRIMARY_WORK_GROUP);
-        let Ok(executions) = self.inner.executions.lock() else {
-            return Vec::new();
+        self.work_group(work_group)?;
+        let max = max_results.unwrap_or(MAX_LIST_RESULTS);
+        if max > MAX_LIST_RESULTS {
+            return Err(Error::invalid(
+                "MaxResults",
+                format!("{max} is outside 0-{MAX_LIST_RESULTS}"),
+            ));
+        }
+        let before = match next_token {
+            None => u64::MAX,
+            Some(token) => token
+                .strip_prefix("before:")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "NextToken",
+                        format!("{token:?} is not a token this call gave"),
+                    )
+                })?,
         };
-        executions
+        let executions = self.executions()?;
+        let mut matching = executions
             .order
             .iter()
             .rev()
-            .filter(|id| {
+            .filter(|(sequence, _)| *sequence < before)
+            .filter(|(_, id)| {
                 executions
                     .by_id
-                    .get(*id)
+                    .get(id)
                     .is_some_and(|s| s.state.borrow().work_group == work_group)
-            })
-            .cloned()
-            .collect()
+            });
+        let page: Vec<(u64, String)> = matching.by_ref().take(max).cloned().collect();
+        let more = matching.next().is_some();
+        Ok(QueryExecutionPage {
+            next_token: match page.last() {
+                Some((sequence, _)) if more => Some(format!("before:{sequence}")),
+                _ => None,
+            },
+            query_execution_ids: page.into_iter().map(|(_, id)| id).collect(),
+        })
     }
 }
 
@@ -1699,7 +2032,12 @@ pub trait Queries: Send + Sync + fmt::Debug + 'static {
     /// `StopQueryExecution`: [`SqlService::stop_query_execution`].
     async fn stop_query_execution(&self, id: &str) -> Result<()>;
     /// `ListQueryExecutions`: [`SqlService::list_query_executions`].
-    fn list_query_executions(&self, work_group: Option<&str>) -> Vec<String>;
+    fn list_query_executions(
+        &self,
+        work_group: Option<&str>,
+        next_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<QueryExecutionPage>;
     /// `CreateWorkGroup`: [`SqlService::create_work_group`].
     async fn create_work_group(
         &self,
@@ -1744,8 +2082,13 @@ impl Queries for SqlService {
         SqlService::stop_query_execution(self, id).await
     }
 
-    fn list_query_executions(&self, work_group: Option<&str>) -> Vec<String> {
-        SqlService::list_query_executions(self, work_group)
+    fn list_query_executions(
+        &self,
+        work_group: Option<&str>,
+        next_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<QueryExecutionPage> {
+        SqlService::list_query_executions(self, work_group, next_token, max_results)
     }
 
     async fn create_work_group(

@@ -615,6 +615,21 @@ impl ProjectedTable {
             })
     }
 
+    /// Refuses an injected value that would name a location outside its partition's place
+    /// once put into a URL: a `/`, `\\`, a percent escape (`%2e%2e` is `..`), `?` or `#`
+    /// (which end the path), a control character, or a `.` or `..` segment.
+    fn check_injected(column: &str, values: &[String]) -> Result<()> {
+        for value in values {
+            let unsafe_char = |c: char| matches!(c, '/' | '\\' | '%' | '?' | '#') || c.is_control();
+            if value.is_empty() || value == "." || value == ".." || value.contains(unsafe_char) {
+                return Err(plan_error(format!(
+                    "the injected value {value:?} of partition column {column} cannot be part of a location: it is empty, is '.' or '..', or contains '/', '\\', '%', '?', '#' or a control character"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The partitions the query can touch: every combination of the columns' values, less
     /// those the filters on partition columns rule out.
     fn partitions(&self, filters: &[Expr], state: &dyn Session) -> Result<Vec<Vec<String>>> {
@@ -625,6 +640,9 @@ impl ProjectedTable {
         let mut columns = Vec::new();
         for (column, projection) in &self.projections {
             let injected = Self::injected_values(column, filters);
+            if let (Projection::Injected, Some(values)) = (projection, &injected) {
+                Self::check_injected(column, values)?;
+            }
             columns.push(projection.distinct_values(column, now, injected.as_ref())?);
         }
         let total = columns
@@ -700,10 +718,29 @@ impl ProjectedTable {
     fn partition_location(&self, values: &[String]) -> String {
         match &self.template {
             Some(template) => {
-                let mut location = template.clone();
-                for ((column, _), value) in self.projections.iter().zip(values) {
-                    location = location.replace(&format!("${{{column}}}"), value);
+                // One pass: a value that contains `${...}` is not substituted into again.
+                let mut location = String::with_capacity(template.len());
+                let mut rest = template.as_str();
+                while let Some(start) = rest.find("${") {
+                    location.push_str(&rest[..start]);
+                    let after = &rest[start + 2..];
+                    let Some(end) = after.find('}') else {
+                        location.push_str(&rest[start..]);
+                        rest = "";
+                        break;
+                    };
+                    let name = &after[..end];
+                    match self
+                        .projections
+                        .iter()
+                        .position(|(column, _)| column == name)
+                    {
+                        Some(i) => location.push_str(&values[i]),
+                        None => location.push_str(&rest[start..start + 2 + end + 1]),
+                    }
+                    rest = &after[end + 1..];
                 }
+                location.push_str(rest);
                 location
             }
             None => {

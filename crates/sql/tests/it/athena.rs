@@ -11,12 +11,14 @@ use cloudlet_sql::{
 };
 
 struct Env {
+    clock: Arc<ManualClock>,
     objects: ObjectService,
     sql: SqlService,
 }
 
 async fn env() -> Env {
-    let clock: SharedClock = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_000)));
+    let manual = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_000)));
+    let clock: SharedClock = manual.clone();
     let store = Store::memory();
     let objects = ObjectService::new(store.clone(), clock.clone()).with_relaxed_part_sizes();
     objects.create_bucket("data").await.unwrap();
@@ -32,7 +34,11 @@ async fn env() -> Env {
     ))
     .await
     .unwrap();
-    Env { objects, sql }
+    Env {
+        clock: manual,
+        objects,
+        sql,
+    }
 }
 
 async fn read(objects: &ObjectService, bucket: &str, key: &str) -> String {
@@ -98,7 +104,14 @@ async fn a_query_runs_in_the_background_and_pages_its_results() {
 
     let csv = read(&env.objects, "results", &format!("athena/{id}.csv")).await;
     assert_eq!(csv, "\"id\",\"name\"\n\"1\",\"a\"\n\"2\",\"b\"\n\"3\",\n");
-    assert_eq!(env.sql.list_query_executions(None), vec![id]);
+    assert_eq!(ids(&env.sql, None), vec![id]);
+}
+
+/// All of a workgroup's execution ids, newest first.
+fn ids(sql: &SqlService, work_group: Option<&str>) -> Vec<String> {
+    sql.list_query_executions(work_group, None, None)
+        .unwrap()
+        .query_execution_ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +159,7 @@ async fn requests_are_checked_before_anything_runs() {
             ..
         }
     ));
-    assert!(env.sql.list_query_executions(None).is_empty());
+    assert!(ids(&env.sql, None).is_empty());
 
     let low = env
         .sql
@@ -292,8 +305,8 @@ async fn workgroups_enforce_their_output_location_and_state() {
         read(&env.objects, "results", &format!("team/{id}.csv")).await,
         "\"n\"\n\"3\"\n"
     );
-    assert_eq!(env.sql.list_query_executions(Some("team")), vec![id]);
-    assert!(env.sql.list_query_executions(None).is_empty());
+    assert_eq!(ids(&env.sql, Some("team")), vec![id]);
+    assert!(ids(&env.sql, None).is_empty());
 
     // The same client request token answers the same execution.
     let token = "0123456789abcdef0123456789abcdef".to_owned();
@@ -304,8 +317,19 @@ async fn workgroups_enforce_their_output_location_and_state() {
         .start_query_execution(request.clone())
         .await
         .unwrap();
-    let again = env.sql.start_query_execution(request).await.unwrap();
+    let again = env
+        .sql
+        .start_query_execution(request.clone())
+        .await
+        .unwrap();
     assert_eq!(first, again);
+    // ... and refuses the same token for another query.
+    request.query_string = "SELECT 3".into();
+    let mismatch = env.sql.start_query_execution(request).await.unwrap_err();
+    assert!(
+        matches!(mismatch, Error::InvalidRequest(ref m) if m.contains("different parameters")),
+        "{mismatch}"
+    );
 
     env.sql
         .update_work_group("team", Some(WorkGroupState::Disabled), None)
@@ -317,6 +341,12 @@ async fn workgroups_enforce_their_output_location_and_state() {
         .await
         .unwrap_err();
     assert!(matches!(disabled, Error::InvalidRequest(ref m) if m.contains("disabled")));
+    let direct = env
+        .sql
+        .query(Query::new("SELECT 1").work_group("team"))
+        .await
+        .unwrap_err();
+    assert!(matches!(direct, Error::InvalidRequest(ref m) if m.contains("disabled")));
     env.sql.delete_work_group("team").await.unwrap();
     assert!(env.sql.get_work_group("team").is_err());
 }
@@ -446,4 +476,121 @@ async fn the_direct_api_streams_batches() {
             ..
         }
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_page_newest_first_and_are_forgotten_after_45_days() {
+    let env = env().await;
+    let mut started = Vec::new();
+    for n in 0..5 {
+        let id = env
+            .sql
+            .start_query_execution(
+                StartQueryExecution::new(format!("SELECT {n}")).output_location("s3://results/"),
+            )
+            .await
+            .unwrap();
+        env.sql.wait_for_query_execution(&id).await.unwrap();
+        started.push(id);
+        env.clock
+            .advance(std::time::Duration::from_secs(24 * 60 * 60));
+    }
+    let newest_first: Vec<String> = started.iter().rev().cloned().collect();
+
+    // Pages of two: 4 3, 2 1, 0.
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let page = env
+            .sql
+            .list_query_executions(None, token.as_deref(), Some(2))
+            .unwrap();
+        assert!(page.query_execution_ids.len() <= 2);
+        seen.extend(page.query_execution_ids);
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, newest_first);
+
+    assert!(matches!(
+        env.sql
+            .list_query_executions(None, None, Some(51))
+            .unwrap_err(),
+        Error::InvalidArgument {
+            field: "MaxResults",
+            ..
+        }
+    ));
+    assert!(matches!(
+        env.sql
+            .list_query_executions(None, Some("garbage"), None)
+            .unwrap_err(),
+        Error::InvalidArgument {
+            field: "NextToken",
+            ..
+        }
+    ));
+    assert!(matches!(
+        env.sql
+            .list_query_executions(Some("nobody"), None, None)
+            .unwrap_err(),
+        Error::NotFound {
+            kind: "WorkGroup",
+            ..
+        }
+    ));
+
+    // Now the first was submitted 45 days and a second ago, the second 44 days and a second
+    // ago: only the first is forgotten.
+    env.clock
+        .advance(std::time::Duration::from_secs(40 * 24 * 60 * 60 + 1));
+    assert_eq!(ids(&env.sql, None), newest_first[..4].to_vec());
+    assert!(matches!(
+        env.sql.get_query_execution(&started[0]).unwrap_err(),
+        Error::NotFound { .. }
+    ));
+    assert!(env.sql.get_query_execution(&started[1]).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_fails_to_plan_reports_its_own_type() {
+    let env = env().await;
+    for (sql, expected) in [
+        ("CREATE EXTERNAL TABLE broken (", StatementType::Ddl),
+        ("DROP TABLE nothing_here", StatementType::Ddl),
+        ("SELECT * FROM nothing_here", StatementType::Dml),
+        ("SHOW TABLES IN nothing_here", StatementType::Utility),
+    ] {
+        let id = env
+            .sql
+            .start_query_execution(StartQueryExecution::new(sql).output_location("s3://results/"))
+            .await
+            .unwrap();
+        let execution = env.sql.wait_for_query_execution(&id).await.unwrap();
+        assert_eq!(execution.state, QueryState::Failed, "{sql}: {execution:?}");
+        assert_eq!(execution.statement_type, expected, "{sql}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_tables_answers_in_athenas_shape() {
+    let env = env().await;
+    let id = env
+        .sql
+        .start_query_execution(
+            StartQueryExecution::new("SHOW TABLES").output_location("s3://results/"),
+        )
+        .await
+        .unwrap();
+    let execution = env.sql.wait_for_query_execution(&id).await.unwrap();
+    assert_eq!(execution.state, QueryState::Succeeded, "{execution:?}");
+    assert_eq!(execution.statement_type, StatementType::Utility);
+    let page = env.sql.get_query_results(&id, None, None).unwrap();
+    assert_eq!(page.columns.len(), 1);
+    assert_eq!(page.columns[0].name, "tab_name");
+    assert_eq!(page.columns[0].type_name, "varchar");
+    // A utility statement's results have no header row.
+    assert_eq!(page.rows, vec![vec![Some("t".to_owned())]]);
 }

@@ -292,4 +292,6 @@ macro_rules! slt_tests {
     };
 }
 
-slt_tests!(ddl, partitions, projection, writes, catalog, cutoff, errors);
+slt_tests!(
+    ddl, partitions, projection, writes, catalog, cutoff, errors, views
+);

@@ -48,6 +48,13 @@ pub enum Error {
         /// Kinesis's message.
         message: String,
     },
+    /// `ProvisionedThroughputExceededException`: a shard is over its limits (only when the
+    /// service was built with them).
+    #[error("ProvisionedThroughputExceededException: {message}")]
+    ProvisionedThroughputExceeded {
+        /// Kinesis's message.
+        message: String,
+    },
     /// The storage engine failed.
     #[error(transparent)]
     Storage(#[from] cloudlet_core::Error),
@@ -63,6 +70,7 @@ impl Error {
             Self::Validation { .. } => "ValidationException",
             Self::ExpiredIterator { .. } => "ExpiredIteratorException",
             Self::LimitExceeded { .. } => "LimitExceededException",
+            Self::ProvisionedThroughputExceeded { .. } => "ProvisionedThroughputExceededException",
             Self::Storage(_) => "InternalFailure",
         }
     }

@@ -29,12 +29,17 @@
 //! its children; [`StreamService::consumer`] gives a consumer-group worker with leases and
 //! checkpoints in the engine; [`StreamSink`] makes a stream a core `Sink`.
 //!
-//! Not yet here: per-shard throughput limits, and append-only segment files for durable
-//! records (records are engine rows for now).
+//! Records are stored one engine row per shard per put (a put of 500 records over four
+//! shards writes four rows), in the same transaction as the sequence counter, so a put is
+//! acknowledged once it is durable and many producers share one fsync through core's group
+//! commit. [`StreamService::with_shard_limits`] turns on Kinesis's per-shard throughput
+//! limits, off by default.
 
+mod batch;
 mod consumers;
 mod error;
 mod hash;
+mod limits;
 mod service;
 mod sink;
 mod types;
@@ -44,6 +49,7 @@ use async_trait::async_trait;
 pub use consumers::{Batch, Consumer, ConsumerOptions, Subscription};
 pub use error::{Error, Result};
 pub use hash::hash_key;
+pub use limits::ShardLimits;
 pub use service::{
     DEFAULT_RETENTION_HOURS, ITERATOR_LIFETIME, MAX_GET_BYTES, MAX_GET_RECORDS, MAX_OPEN_SHARDS,
     MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES, MAX_RECORD_BYTES, StreamService,
@@ -165,8 +171,16 @@ impl Streams for StreamService {
         let out = self.put_records_impl(name, vec![entry]).await?;
         match out.records.into_iter().next() {
             Some(PutRecordsResult::Ok(put)) => Ok(put),
+            Some(PutRecordsResult::Failed {
+                error_code,
+                error_message,
+            }) if error_code == "ProvisionedThroughputExceededException" => {
+                Err(Error::ProvisionedThroughputExceeded {
+                    message: error_message,
+                })
+            }
             _ => Err(Error::corrupt(
-                "kinesis.records",
+                "kinesis.batches",
                 "a put of one record answered no record",
             )),
         }

@@ -1,19 +1,22 @@
 //! [`StreamService`]: streams, shards, puts, iterators and resharding over the engine.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use cloudlet_core::keys::{Tuple, TupleReader};
 use cloudlet_core::{
     Direction, Durability, KeyRange, ReadView, SharedClock, Store, Timestamp, WriteTxn,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{self, Batch, KS_BATCHES, batch_key};
 use crate::error::{Error, Result};
 use crate::hash::{hash_key, uniform_start};
+use crate::limits::{Limiter, ShardLimits};
 use crate::types::{
     ChildShard, GetRecordsOutput, PutRecordOutput, PutRecordsEntry, PutRecordsOutput,
     PutRecordsResult, Record, Shard, StartingPosition, StreamDescription, StreamMode,
@@ -21,8 +24,6 @@ use crate::types::{
 
 /// Stream name → [`StreamRecord`].
 const KS_STREAMS: &str = "kinesis.streams";
-/// (stream id, shard index, sequence) → a record.
-const KS_RECORDS: &str = "kinesis.records";
 /// Counters: stream ids, and each stream's sequence.
 const KS_META: &str = "kinesis.meta";
 
@@ -159,36 +160,23 @@ pub(crate) fn parse_sequence_number(text: &str, field: &'static str) -> Result<(
         })
 }
 
-fn record_key(stream: u64, shard: u64, n: u64) -> Bytes {
-    Tuple::new().u64(stream).u64(shard).u64(n).build()
-}
-
+/// The batches of a shard whose first sequence is `from` or more.
 fn shard_range(stream: u64, shard: u64, from: u64) -> KeyRange {
     let end = Tuple::new().u64(stream).u64(shard + 1).build();
-    KeyRange::new(record_key(stream, shard, from)..end)
+    KeyRange::new(batch_key(stream, shard, from)..end)
 }
 
-fn encode_record(arrival: Timestamp, partition_key: &str, data: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(10 + partition_key.len() + data.len());
-    out.put_u64(arrival.as_millis());
-    out.put_u16(partition_key.len() as u16);
-    out.put_slice(partition_key.as_bytes());
-    out.put_slice(data);
-    out.freeze()
-}
-
-fn decode_record(mut raw: Bytes) -> Result<(Timestamp, String, Bytes)> {
-    if raw.len() < 10 {
-        return Err(Error::corrupt(KS_RECORDS, "short record"));
-    }
-    let arrival = Timestamp::from_millis(raw.get_u64());
-    let len = usize::from(raw.get_u16());
-    if raw.len() < len {
-        return Err(Error::corrupt(KS_RECORDS, "short partition key"));
-    }
-    let key = raw.split_to(len);
-    let key = String::from_utf8(key.to_vec()).map_err(|e| Error::corrupt(KS_RECORDS, e))?;
-    Ok((arrival, key, raw))
+/// The shard's newest batch, if it has one.
+fn newest_batch(view: &impl ReadView, stream: u64, shard: u64) -> Result<Option<Batch>> {
+    view.range(
+        KS_BATCHES,
+        &shard_range(stream, shard, 0),
+        Direction::Reverse,
+    )?
+    .next()
+    .transpose()?
+    .map(|(key, raw)| Batch::decode(&key, raw))
+    .transpose()
 }
 
 fn not_found(stream: &str) -> Error {
@@ -231,6 +219,7 @@ pub struct StreamService {
     store: Store,
     clock: SharedClock,
     region: String,
+    limits: Option<Arc<Limiter>>,
 }
 
 impl fmt::Debug for StreamService {
@@ -330,7 +319,18 @@ impl StreamService {
             store,
             clock,
             region: "us-east-1".to_owned(),
+            limits: None,
         }
+    }
+
+    /// The same service with per-shard throughput limits: writes over a shard's limit fail
+    /// with `ProvisionedThroughputExceededException` (per record in PutRecords), and so do
+    /// GetRecords calls over its read limits. Buckets run on the service's clock and are not
+    /// stored. Off by default.
+    #[must_use]
+    pub fn with_shard_limits(mut self, limits: ShardLimits) -> Self {
+        self.limits = Some(Arc::new(Limiter::new(limits)));
+        self
     }
 
     fn arn(&self, name: &str) -> String {
@@ -434,9 +434,14 @@ impl StreamService {
                 // Records, counter and leases go after this commit, in batches; the marker
                 // lets a later call finish what a crash interrupted.
                 txn.put(KS_META, deleted_key(record.id), Bytes::new());
-                Ok::<_, Error>(())
+                Ok::<_, Error>(record.id)
             })
-            .await?;
+            .await
+            .inspect(|id| {
+                if let Some(limits) = &self.limits {
+                    limits.forget(*id);
+                }
+            })?;
         self.finish_deletions().await
     }
 
@@ -456,7 +461,7 @@ impl StreamService {
         }
         drop(snapshot);
         for id in ids {
-            for keyspace in [KS_RECORDS, crate::consumers::KS_LEASES] {
+            for keyspace in [KS_BATCHES, crate::consumers::KS_LEASES] {
                 loop {
                     let done = self
                         .store
@@ -588,6 +593,7 @@ impl StreamService {
             ));
         }
         let clock = self.clock.clone();
+        let limits = self.limits.clone();
         let name = name.to_owned();
         self.store
             .write(Durability::Durable, move |txn| {
@@ -607,25 +613,47 @@ impl StreamService {
                     entries.len() as u64,
                 )?;
                 let mut out = Vec::with_capacity(entries.len());
+                let mut failed = 0;
+                // One batch per shard, its records in sequence order.
+                let mut batches: std::collections::BTreeMap<u64, Vec<batch::Entry<'_>>> =
+                    std::collections::BTreeMap::new();
                 for (i, (entry, hash)) in entries.iter().zip(hashes).enumerate() {
                     let at = open.partition_point(|(end, _)| *end < hash);
                     let &(_, index) = open.get(at).ok_or_else(|| {
                         Error::corrupt(KS_STREAMS, "the open shards do not tile the hash range")
                     })?;
                     let n = first + i as u64;
-                    txn.put(
-                        KS_RECORDS,
-                        record_key(record.id, index, n),
-                        encode_record(now, &entry.partition_key, &entry.data),
-                    );
+                    if let Some(limits) = &limits {
+                        let size = (entry.data.len() + entry.partition_key.len()) as u64;
+                        if !limits.admit_write(record.id, index, size, now) {
+                            failed += 1;
+                            out.push(PutRecordsResult::Failed {
+                                error_code: "ProvisionedThroughputExceededException".into(),
+                                error_message: rate_exceeded(index, &name),
+                            });
+                            continue;
+                        }
+                    }
+                    batches.entry(index).or_default().push(batch::Entry {
+                        n,
+                        partition_key: &entry.partition_key,
+                        data: &entry.data,
+                    });
                     out.push(PutRecordsResult::Ok(PutRecordOutput {
                         shard_id: shard_id(index),
                         sequence_number: sequence_number(n, index),
                     }));
                 }
+                for (index, entries) in &batches {
+                    txn.put(
+                        KS_BATCHES,
+                        batch_key(record.id, *index, entries[0].n),
+                        batch::encode(now, entries),
+                    );
+                }
                 txn.notify_on_commit(&signal_name(record.id));
                 Ok(PutRecordsOutput {
-                    failed_record_count: 0,
+                    failed_record_count: failed,
                     records: out,
                 })
             })
@@ -660,16 +688,7 @@ impl StreamService {
         let record = load(&snapshot, name)?;
         let s = record.shard(shard, name)?;
         // A number must come from this shard, at most the newest it has issued.
-        let newest = snapshot
-            .range(
-                KS_RECORDS,
-                &shard_range(record.id, s.index, 0),
-                Direction::Reverse,
-            )?
-            .next()
-            .transpose()?
-            .map(|(key, _)| record_n(&key))
-            .transpose()?;
+        let newest = newest_batch(&snapshot, record.id, s.index)?.map(|b| b.last);
         let in_shard = |text: &str| {
             let (n, index) = parse_sequence_number(text, "StartingSequenceNumber")?;
             if index != s.index || n <= s.first || newest.is_none_or(|newest| n > newest) {
@@ -684,16 +703,8 @@ impl StreamService {
             }
         };
         let latest = || -> Result<u64> {
-            let last = snapshot
-                .range(
-                    KS_RECORDS,
-                    &shard_range(record.id, s.index, 0),
-                    Direction::Reverse,
-                )?
-                .next()
-                .transpose()?;
-            Ok(match last {
-                Some((key, _)) => record_n(&key)? + 1,
+            Ok(match newest {
+                Some(newest) => newest.saturating_add(1),
                 None => s.first + 1,
             })
         };
@@ -706,13 +717,13 @@ impl StreamService {
             StartingPosition::AtTimestamp(at) => {
                 let mut found = None;
                 for entry in snapshot.range(
-                    KS_RECORDS,
+                    KS_BATCHES,
                     &shard_range(record.id, s.index, 0),
                     Direction::Forward,
                 )? {
                     let (key, raw) = entry?;
-                    if decode_record(raw)?.0 >= at {
-                        found = Some(record_n(&key)?);
+                    if Batch::arrival_of(&raw)? >= at {
+                        found = Some(batch::batch_first(&key)?);
                         break;
                     }
                 }
@@ -757,7 +768,23 @@ impl StreamService {
                 ),
             });
         }
+        if let Some(limits) = &self.limits
+            && load(&self.store.snapshot()?, &it.n).is_ok_and(|r| r.id == it.s)
+            && !limits.admit_read(it.s, it.h, now)
+        {
+            return Err(Error::ProvisionedThroughputExceeded {
+                message: rate_exceeded(it.h, &it.n),
+            });
+        }
         let read = self.read_shard(&it.n, it.s, it.h, it.f, limit)?;
+        if let Some(limits) = &self.limits {
+            let bytes: usize = read
+                .records
+                .iter()
+                .map(|r| r.data.len() + r.partition_key.len())
+                .sum();
+            limits.charge_read(it.s, it.h, bytes as u64, now);
+        }
         Ok(GetRecordsOutput {
             records: read.records,
             next_shard_iterator: (!read.at_end).then(|| {
@@ -801,32 +828,52 @@ impl StreamService {
         let mut next_from = from;
         let mut behind = 0;
         let mut more = false;
-        for entry in snapshot.range(
-            KS_RECORDS,
-            &shard_range(record.id, shard.index, from),
+        // Start at the batch that holds `from`, if one does.
+        let holding = snapshot
+            .range(
+                KS_BATCHES,
+                &KeyRange::new(
+                    batch_key(record.id, shard.index, 0)
+                        ..batch_key(record.id, shard.index, from.saturating_add(1)),
+                ),
+                Direction::Reverse,
+            )?
+            .next()
+            .transpose()?
+            .map(|(key, raw)| Batch::decode(&key, raw))
+            .transpose()?
+            .filter(|b| b.last >= from)
+            .map_or(from, |b| b.first);
+        'batches: for entry in snapshot.range(
+            KS_BATCHES,
+            &shard_range(record.id, shard.index, holding),
             Direction::Forward,
         )? {
             let (key, raw) = entry?;
-            let n = record_n(&key)?;
-            let (arrival, partition_key, data) = decode_record(raw)?;
+            let batch = Batch::decode(&key, raw)?;
+            let arrival = batch.arrival;
             if arrival < cutoff {
-                next_from = n + 1;
+                next_from = next_from.max(batch.last.saturating_add(1));
                 continue;
             }
-            if records.len() == limit || (bytes + data.len() > MAX_GET_BYTES && !records.is_empty())
-            {
-                behind = now.saturating_duration_since(arrival).as_millis() as u64;
-                more = true;
-                break;
+            for stored in batch.records(from) {
+                let stored = stored?;
+                if records.len() == limit
+                    || (bytes + stored.data.len() > MAX_GET_BYTES && !records.is_empty())
+                {
+                    behind = now.saturating_duration_since(arrival).as_millis() as u64;
+                    more = true;
+                    break 'batches;
+                }
+                bytes += stored.data.len();
+                next_from = stored.n + 1;
+                records.push(Record {
+                    sequence_number: sequence_number(stored.n, shard.index),
+                    approximate_arrival_timestamp: arrival,
+                    data: stored.data,
+                    partition_key: stored.partition_key,
+                });
             }
-            bytes += data.len();
-            next_from = n + 1;
-            records.push(Record {
-                sequence_number: sequence_number(n, shard.index),
-                approximate_arrival_timestamp: arrival,
-                data,
-                partition_key,
-            });
         }
         let at_end = !more && shard.last.is_some();
         let children: Vec<&ShardRecord> = if at_end {
@@ -1019,24 +1066,26 @@ impl StreamService {
                         .write(Durability::Durable, move |txn| {
                             let mut keys = Vec::new();
                             let mut more = false;
+                            let mut count = 0;
                             for entry in txn.range(
-                                KS_RECORDS,
+                                KS_BATCHES,
                                 &shard_range(id, index, 0),
                                 Direction::Forward,
                             )? {
                                 let (key, raw) = entry?;
-                                if decode_record(raw)?.0 >= cutoff {
+                                let batch = Batch::decode(&key, raw)?;
+                                if batch.arrival >= cutoff {
                                     break;
                                 }
+                                count += batch.records(0).count();
                                 keys.push(key);
-                                if keys.len() == 10_000 {
+                                if keys.len() == 1_000 {
                                     more = true;
                                     break;
                                 }
                             }
-                            let count = keys.len();
                             for key in keys {
-                                txn.delete(KS_RECORDS, key);
+                                txn.delete(KS_BATCHES, key);
                             }
                             Ok::<_, Error>((count, more))
                         })
@@ -1071,6 +1120,14 @@ pub(crate) struct ShardInfo {
     pub(crate) parents: Vec<u64>,
 }
 
+/// Kinesis's message for a shard over its limits.
+fn rate_exceeded(shard: u64, stream: &str) -> String {
+    format!(
+        "Rate exceeded for shard {} in stream {stream} under account 000000000000.",
+        shard_id(shard)
+    )
+}
+
 fn deleted_key(id: u64) -> Bytes {
     Tuple::new().str("deleted").u64(id).build()
 }
@@ -1086,13 +1143,6 @@ fn not_eligible(shard: &str, stream: &str) -> Error {
             "Shard {shard} in stream {stream} under account 000000000000 has already been merged or split, and thus is not eligible for merging or splitting."
         ),
     )
-}
-
-fn record_n(key: &[u8]) -> Result<u64> {
-    let mut reader = TupleReader::new(key);
-    reader.u64()?;
-    reader.u64()?;
-    Ok(reader.u64()?)
 }
 
 fn public_shard(s: &ShardRecord) -> Shard {

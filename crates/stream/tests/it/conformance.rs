@@ -6,8 +6,8 @@ use bytes::Bytes;
 use cloudlet_core::engine::RedbEngine;
 use cloudlet_core::{Clock, ManualClock, Store};
 use cloudlet_stream::{
-    ConsumerOptions, Error, PutRecordsEntry, PutRecordsResult, Shard, StartingPosition, StreamMode,
-    StreamService, StreamSink, Streams, hash_key,
+    ConsumerOptions, Error, PutRecordsEntry, PutRecordsResult, Shard, ShardLimits,
+    StartingPosition, StreamMode, StreamService, StreamSink, Streams, hash_key,
 };
 use futures::StreamExt;
 use tempfile::TempDir;
@@ -85,6 +85,8 @@ macro_rules! conformance {
                 a_stream_is_a_sink,
                 expired_records_stay_expired_and_numbers_name_their_shard,
                 an_unacknowledged_last_batch_comes_again,
+                a_put_reads_back_from_any_of_its_records,
+                shard_limits_throttle_only_when_turned_on,
             );
         }
     };
@@ -1108,4 +1110,180 @@ mod checks {
         let child = worker.next_batch().await.unwrap();
         assert_eq!(child.records[0].data, "child");
     }
+
+    /// A put's records for one shard are stored together: every way of starting a read
+    /// lands on the right record inside such a put, and pages split it anywhere.
+    pub async fn a_put_reads_back_from_any_of_its_records(h: Harness) {
+        h.kinesis.create_stream("s", 3).await.unwrap();
+        let mut sent = Vec::new();
+        for round in 0..3 {
+            let entries: Vec<PutRecordsEntry> = (0..200)
+                .map(|i| PutRecordsEntry::new(format!("key-{i}"), format!("r{round}-{i}")))
+                .collect();
+            let out = h.kinesis.put_records("s", entries).await.unwrap();
+            assert_eq!(out.failed_record_count, 0);
+            for (i, result) in out.records.into_iter().enumerate() {
+                let PutRecordsResult::Ok(put) = result else {
+                    panic!("{result:?}");
+                };
+                sent.push((put.shard_id, put.sequence_number, format!("r{round}-{i}")));
+            }
+            h.clock.advance(Duration::from_secs(10));
+        }
+        for shard in [
+            "shardId-000000000000",
+            "shardId-000000000001",
+            "shardId-000000000002",
+        ] {
+            let mine: Vec<&(String, String, String)> =
+                sent.iter().filter(|(s, _, _)| s == shard).collect();
+            assert!(mine.len() > 100, "{shard} got {}", mine.len());
+            // Pages of 7 from the horizon: every record once, in order.
+            let mut it = h
+                .kinesis
+                .get_shard_iterator("s", shard, StartingPosition::TrimHorizon)
+                .await
+                .unwrap();
+            let mut read = Vec::new();
+            loop {
+                let got = h.kinesis.get_records(&it, Some(7)).await.unwrap();
+                if got.records.is_empty() {
+                    break;
+                }
+                assert!(got.records.len() <= 7);
+                read.extend(got.records.into_iter().map(|r| (r.sequence_number, r.data)));
+                it = got.next_shard_iterator.unwrap();
+            }
+            let expected: Vec<(String, Bytes)> = mine
+                .iter()
+                .map(|(_, n, d)| (n.clone(), Bytes::from(d.clone())))
+                .collect();
+            assert_eq!(read, expected);
+            // AT and AFTER a record in the middle of a put.
+            for (at, (_, n, data)) in mine.iter().enumerate().skip(1).step_by(37) {
+                let got = read_from(&h, shard, StartingPosition::AtSequenceNumber(n.clone())).await;
+                assert_eq!(got[0].data, data.as_str());
+                let after =
+                    read_from(&h, shard, StartingPosition::AfterSequenceNumber(n.clone())).await;
+                match mine.get(at + 1) {
+                    Some((_, _, next)) => assert_eq!(after[0].data, next.as_str()),
+                    None => assert!(after.is_empty()),
+                }
+            }
+            // AT_TIMESTAMP of the second put: its first record for this shard.
+            let second_put = h.clock.now().saturating_sub(Duration::from_secs(20));
+            let got = read_from(&h, shard, StartingPosition::AtTimestamp(second_put)).await;
+            let first_of_second = mine.iter().find(|(_, _, d)| d.starts_with("r1-")).unwrap();
+            assert_eq!(got[0].data, first_of_second.2.as_str());
+            // LATEST: nothing until the next put.
+            let latest = h
+                .kinesis
+                .get_shard_iterator("s", shard, StartingPosition::Latest)
+                .await
+                .unwrap();
+            assert!(
+                h.kinesis
+                    .get_records(&latest, None)
+                    .await
+                    .unwrap()
+                    .records
+                    .is_empty()
+            );
+        }
+    }
+
+    pub async fn shard_limits_throttle_only_when_turned_on(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        let many = |n: usize| -> Vec<PutRecordsEntry> {
+            (0..n)
+                .map(|i| PutRecordsEntry::new(format!("k{i}"), "x"))
+                .collect()
+        };
+        // Off by default: 2,000 records in one second are taken.
+        for _ in 0..4 {
+            let out = h.kinesis.put_records("s", many(500)).await.unwrap();
+            assert_eq!(out.failed_record_count, 0);
+        }
+
+        let limited = h.kinesis.clone().with_shard_limits(ShardLimits::KINESIS);
+        limited.create_stream("t", 1).await.unwrap();
+        let first = limited.put_records("t", many(500)).await.unwrap();
+        assert_eq!(first.failed_record_count, 0);
+        let second = limited.put_records("t", many(500)).await.unwrap();
+        assert_eq!(second.failed_record_count, 0);
+        // The shard's 1,000 records of this second are spent.
+        let third = limited.put_records("t", many(10)).await.unwrap();
+        assert_eq!(third.failed_record_count, 10);
+        let PutRecordsResult::Failed {
+            error_code,
+            error_message,
+        } = &third.records[0]
+        else {
+            panic!("{third:?}");
+        };
+        assert_eq!(error_code, "ProvisionedThroughputExceededException");
+        assert!(error_message.contains("Rate exceeded for shard shardId-000000000000 in stream t"));
+        let single = limited
+            .put_record("t", PutRecordsEntry::new("k", "x"), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            single,
+            Error::ProvisionedThroughputExceeded { .. }
+        ));
+        // Refused records were not stored: the shard holds exactly the first 1,000.
+        assert_eq!(read_all_with(&limited, "t", 1_000).await, 1_000);
+
+        // A tenth of a second later, a tenth of a second's worth.
+        h.clock.advance(Duration::from_millis(100));
+        let later = limited.put_records("t", many(150)).await.unwrap();
+        assert_eq!(later.failed_record_count, 50);
+
+        // Five reads a second.
+        h.clock.advance(Duration::from_secs(1));
+        let it = limited
+            .get_shard_iterator("t", "shardId-000000000000", StartingPosition::TrimHorizon)
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            limited.get_records(&it, Some(1)).await.unwrap();
+        }
+        let err = limited.get_records(&it, Some(1)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::ProvisionedThroughputExceeded { .. }),
+            "{err}"
+        );
+        h.clock.advance(Duration::from_millis(200));
+        limited.get_records(&it, Some(1)).await.unwrap();
+    }
+}
+
+/// Reads every record of shard 0 of `stream` through `kinesis`, in pages of at most `page`,
+/// advancing no clock; returns how many there were. The reads count against read limits, so
+/// it reads in one call when it can.
+async fn read_all_with(kinesis: &StreamService, stream: &str, page: usize) -> usize {
+    let it = kinesis
+        .get_shard_iterator(
+            stream,
+            "shardId-000000000000",
+            StartingPosition::TrimHorizon,
+        )
+        .await
+        .unwrap();
+    let got = kinesis.get_records(&it, Some(page + 1)).await.unwrap();
+    got.records.len()
+}
+
+/// The first two records of stream `s`'s `shard` from `position`.
+async fn read_from(
+    h: &Harness,
+    shard: &str,
+    position: StartingPosition,
+) -> Vec<cloudlet_stream::Record> {
+    let it = h
+        .kinesis
+        .get_shard_iterator("s", shard, position)
+        .await
+        .unwrap();
+    h.kinesis.get_records(&it, Some(2)).await.unwrap().records
 }

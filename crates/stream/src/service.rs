@@ -142,7 +142,26 @@ pub(crate) fn parse_shard_id(id: &str) -> Option<u64> {
 /// numbers and as strings alike: `49`, the stream's sequence (34 digits), then the shard's
 /// index (20 digits), so a number names the shard it came from.
 pub(crate) fn sequence_number(n: u64, shard: u64) -> String {
-    format!("49{n:034}{shard:020}")
+    // Written digit by digit: every record read or put makes one, and `format!`'s padding
+    // was a fifth of a put's time.
+    let mut digits = [b'0'; 56];
+    digits[0] = b'4';
+    digits[1] = b'9';
+    fill_digits(&mut digits[2..36], n);
+    fill_digits(&mut digits[36..], shard);
+    digits.iter().map(|&d| char::from(d)).collect()
+}
+
+/// Writes `value` right-aligned into `out` (already zero-filled); `out` holds 20 digits or
+/// more, which any u64 fits.
+fn fill_digits(out: &mut [u8], mut value: u64) {
+    for slot in out.iter_mut().rev() {
+        if value == 0 {
+            break;
+        }
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// The sequence and the shard of a sequence number.
@@ -613,6 +632,7 @@ impl StreamService {
                     entries.len() as u64,
                 )?;
                 let mut out = Vec::with_capacity(entries.len());
+                let mut shard_ids = std::collections::HashMap::new();
                 let mut failed = 0;
                 // One batch per shard, its records in sequence order.
                 let mut batches: std::collections::BTreeMap<u64, Vec<batch::Entry<'_>>> =
@@ -640,7 +660,10 @@ impl StreamService {
                         data: &entry.data,
                     });
                     out.push(PutRecordsResult::Ok(PutRecordOutput {
-                        shard_id: shard_id(index),
+                        shard_id: shard_ids
+                            .entry(index)
+                            .or_insert_with(|| shard_id(index))
+                            .clone(),
                         sequence_number: sequence_number(n, index),
                     }));
                 }
@@ -1167,4 +1190,18 @@ fn decode_iterator(text: &str) -> Result<IteratorToken> {
         .ok()
         .and_then(|raw| serde_json::from_slice(&raw).ok())
         .ok_or_else(|| Error::invalid("ShardIterator", "Invalid ShardIterator."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_are_56_digits_that_read_back() {
+        for (n, shard) in [(0, 0), (1, 7), (123_456_789, 499), (u64::MAX, u64::MAX)] {
+            let text = sequence_number(n, shard);
+            assert_eq!(text, format!("49{n:034}{shard:020}"));
+            assert_eq!(parse_sequence_number(&text, "x").unwrap(), (n, shard));
+        }
+    }
 }

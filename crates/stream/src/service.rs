@@ -149,7 +149,8 @@ pub(crate) fn sequence_number(n: u64, shard: u64) -> String {
     digits[1] = b'9';
     fill_digits(&mut digits[2..36], n);
     fill_digits(&mut digits[36..], shard);
-    digits.iter().map(|&d| char::from(d)).collect()
+    // ASCII digits only, so this cannot fail.
+    String::from_utf8(digits.to_vec()).unwrap_or_default()
 }
 
 /// Writes `value` right-aligned into `out` (already zero-filled); `out` holds 20 digits or

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cloudlet::objectstore::{Buckets, ObjectService, PutObject};
+use cloudlet::objectstore::{Buckets, ObjectService};
 use cloudlet::sql::datafusion::prelude::{ParquetReadOptions, SessionContext};
 use cloudlet::sql::{Query, SqlService};
 use cloudlet::{Store, SystemClock};
@@ -59,19 +59,7 @@ fn main() {
     let generated = Instant::now();
     rt.block_on(async {
         objects.create_bucket("tpch").await.unwrap();
-        for table in tpch::TABLES {
-            let body = tpch::parquet(table, scale);
-            std::fs::create_dir_all(files.join(table)).unwrap();
-            std::fs::write(files.join(table).join("data.parquet"), &body).unwrap();
-            objects
-                .put_object(PutObject::new(
-                    "tpch",
-                    format!("{table}/data.parquet"),
-                    body,
-                ))
-                .await
-                .unwrap();
-        }
+        tpch::load(&objects, "tpch", scale, Some(&files)).await;
     });
     println!("TPC-H SF {scale} generated in {:?}", generated.elapsed());
 

@@ -150,35 +150,27 @@ async fn run_file(path: &Path, durable: bool) {
                 .await
         };
         match words.as_slice() {
-            ["statement", "ok"] => {
+            ["statement", expectation @ ..] => {
+                let expected = match expectation {
+                    ["ok"] => None,
+                    ["error", ..] => Some(head["statement error".len()..].trim()),
+                    _ => panic!("{here}: unknown directive {head:?}"),
+                };
                 let sql = block[1..].join("\n");
-                match run(
+                let result = run(
                     sql.clone(),
                     database.clone(),
                     work_group.clone(),
                     env.sql.clone(),
                 )
-                .await
-                {
-                    Ok(output) => last = Some(output),
-                    Err(e) => panic!("{here}: statement failed: {e}\n{sql}"),
-                }
-            }
-            ["statement", "error", ..] => {
-                let expected = head["statement error".len()..].trim();
-                let sql = block[1..].join("\n");
-                match run(
-                    sql.clone(),
-                    database.clone(),
-                    work_group.clone(),
-                    env.sql.clone(),
-                )
-                .await
-                {
-                    Ok(_) => panic!(
+                .await;
+                match (result, expected) {
+                    (Ok(output), None) => last = Some(output),
+                    (Err(e), None) => panic!("{here}: statement failed: {e}\n{sql}"),
+                    (Ok(_), Some(expected)) => panic!(
                         "{here}: statement succeeded, expected an error containing {expected:?}\n{sql}"
                     ),
-                    Err(e) => assert!(
+                    (Err(e), Some(expected)) => assert!(
                         e.to_string().contains(expected),
                         "{here}: error {e:?} does not contain {expected:?}"
                     ),

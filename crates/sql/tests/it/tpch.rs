@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cloudlet_core::{ManualClock, SharedClock, Store, Timestamp};
-use cloudlet_objectstore::{Buckets, ObjectService, PutObject};
+use cloudlet_objectstore::{Buckets, ObjectService};
 use cloudlet_sql::{Query, SqlService};
 
 const SCALE: f64 = 0.01;
@@ -22,22 +22,7 @@ async fn the_22_queries_answer_as_duckdb_does() {
     let objects = ObjectService::new(store.clone(), clock.clone());
     objects.create_bucket("tpch").await.unwrap();
     let dump = std::env::var_os("CLOUDLET_TPCH_DUMP");
-    for table in tpch::TABLES {
-        let body = tpch::parquet(table, SCALE);
-        if let Some(dir) = &dump {
-            let dir = Path::new(dir).join(table);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("data.parquet"), &body).unwrap();
-        }
-        objects
-            .put_object(PutObject::new(
-                "tpch",
-                format!("{table}/data.parquet"),
-                body,
-            ))
-            .await
-            .unwrap();
-    }
+    tpch::load(&objects, "tpch", SCALE, dump.as_deref().map(Path::new)).await;
     let sql = SqlService::new(store, clock, objects);
     for table in tpch::TABLES {
         sql.query(Query::new(format!(

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use cloudlet_objectstore::{Buckets, ObjectService, PutObject};
+
 use cloudlet_sql::datafusion::arrow::array::RecordBatch;
 use cloudlet_sql::datafusion::arrow::error::ArrowError;
 use cloudlet_sql::datafusion::parquet::arrow::ArrowWriter;
@@ -150,4 +152,25 @@ pub fn differs(actual: &[Vec<String>], csv: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Generates every table at `scale` as Parquet into `<bucket>/<table>/data.parquet`, and
+/// into `<files>/<table>/data.parquet` too when `files` is given.
+pub async fn load(objects: &ObjectService, bucket: &str, scale: f64, files: Option<&Path>) {
+    for table in TABLES {
+        let body = parquet(table, scale);
+        if let Some(files) = files {
+            let dir = files.join(table);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("data.parquet"), &body).unwrap();
+        }
+        objects
+            .put_object(PutObject::new(
+                bucket,
+                format!("{table}/data.parquet"),
+                body,
+            ))
+            .await
+            .unwrap();
+    }
 }

@@ -1256,7 +1256,9 @@ impl Run {
         for (branch, child) in branches.iter().zip(&frames) {
             runs.push(Box::pin(self.branch(branch, input.clone(), child)));
         }
-        futures::future::try_join_all(runs).await.map(Value::Array)
+        let outputs = futures::future::try_join_all(runs).await?;
+        self.emit(frame, "ParallelStateSucceeded", Value::Null);
+        Ok(Value::Array(outputs))
     }
 
     /// Runs a Parallel branch or Map iteration and journals its output.

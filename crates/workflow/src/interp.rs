@@ -491,18 +491,23 @@ impl Run {
     /// For a resumed attempt: the id of the `kind` event the previous process recorded right
     /// after the frame's checkpoint, if it did (the frame then continues after it).
     fn recorded(&self, at: &At<'_>, frame: &Frame, kind: &str) -> Option<u64> {
+        self.recorded_at(at, frame, kind).map(|(id, _)| id)
+    }
+
+    /// [`Run::recorded`], with the recorded event's time.
+    fn recorded_at(&self, at: &At<'_>, frame: &Frame, kind: &str) -> Option<(u64, Timestamp)> {
         if !at.resumed {
             return None;
         }
         let previous = frame.previous.load(Ordering::Relaxed);
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        let id = events
+        let event = events
             .iter()
-            .find(|e| e.event_type == kind && e.previous_event_id == previous)?
-            .id;
+            .find(|e| e.event_type == kind && e.previous_event_id == previous)?;
+        let found = (event.id, event.timestamp);
         drop(events);
-        frame.set_previous(id);
-        Some(id)
+        frame.set_previous(found.0);
+        Some(found)
     }
 
     /// For a resumed branch: Some(the output) when it finished, Some(None) when it was under way.
@@ -1000,11 +1005,16 @@ impl Run {
         input: Value,
     ) -> Result<Value, Failure> {
         let resource = &task.resource;
-        self.emit(
-            frame,
-            "TaskScheduled",
-            self.details(|| json!({"resource": resource, "parameters": as_text(&input)})),
-        );
+        // A task a previous process had started keeps its events and its start time: it is
+        // invoked again (at least once), but its TimeoutSeconds still counts from that start.
+        let scheduled = self.recorded(at, frame, "TaskScheduled").is_some();
+        if !scheduled {
+            self.emit(
+                frame,
+                "TaskScheduled",
+                self.details(|| json!({"resource": resource, "parameters": as_text(&input)})),
+            );
+        }
         let Some((handler, pattern)) = self.tasks.resolve(resource) else {
             let failure = Failure::new(
                 "States.Runtime",
@@ -1036,12 +1046,27 @@ impl Run {
             // Parameters pass it with `$$.Execution.Input` when a task needs it.
             context: self.context_with(frame, at, false),
         };
-        self.emit(
-            frame,
-            "TaskStarted",
-            self.details(|| json!({"resource": resource})),
-        );
-        let deadline = timeout.map(|t| self.clock.now().saturating_add(t));
+        let started_at = match self.recorded_at(at, frame, "TaskStarted") {
+            Some((_, time)) => time,
+            None => {
+                self.emit(
+                    frame,
+                    "TaskStarted",
+                    self.details(|| json!({"resource": resource})),
+                );
+                // A Standard execution's task start is durable before the task runs, so a
+                // restart neither records it twice nor gives the task a fresh time limit.
+                if let Some(journal) = &self.journal {
+                    journal.sync().await.map_err(journal_failure)?;
+                }
+                self.clock.now()
+            }
+        };
+        let deadline = timeout.map(|t| started_at.saturating_add(t));
+        if deadline.is_some_and(|d| self.clock.now() >= d) {
+            // Resumed after its time limit had passed: it timed out while nothing ran.
+            return self.task_outcome(frame, resource, TaskOutcome::TimedOut);
+        }
         let outcome = match &token {
             None => {
                 let call = handler.invoke(request);
@@ -1118,7 +1143,7 @@ impl Run {
                     }
                 }
                 self.callback(
-                    &*handler, request, done_rx, beat_rx, deadline, heartbeat, frame,
+                    &*handler, request, done_rx, beat_rx, deadline, heartbeat, at, frame,
                 )
                 .await
             }
@@ -1186,6 +1211,7 @@ impl Run {
         mut beats: mpsc::UnboundedReceiver<crate::task::Signal>,
         deadline: Option<Timestamp>,
         heartbeat: Option<Duration>,
+        at: &At<'_>,
         frame: &Frame,
     ) -> TaskOutcome {
         // The task's time limit covers the handler's own call too.
@@ -1200,7 +1226,11 @@ impl Run {
         if let Err(f) = invoked {
             return TaskOutcome::Done(Err(f));
         }
-        self.emit(frame, "TaskSubmitted", Value::Null);
+        if self.recorded(at, frame, "TaskSubmitted").is_none() {
+            self.emit(frame, "TaskSubmitted", Value::Null);
+        }
+        // Heartbeats sent while no process ran were lost, so a resumed task's heartbeat
+        // window starts again here.
         let mut beat_deadline = heartbeat.map(|h| self.clock.now().saturating_add(h));
         loop {
             let next = match (deadline, beat_deadline) {

@@ -166,6 +166,11 @@ impl Journal {
             .await
     }
 
+    /// Writes everything pending, durably.
+    pub(crate) async fn sync(&self) -> Result<(), cloudlet_core::Error> {
+        self.write(|_| {}).await
+    }
+
     /// Writes everything pending plus `key` → `value` in `keyspace`, durably.
     pub(crate) async fn write_with(
         &self,

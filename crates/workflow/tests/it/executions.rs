@@ -158,6 +158,7 @@ macro_rules! executions {
                 callback_tokens_survive_a_restart,
                 a_stop_survives_a_restart,
                 a_retry_keeps_its_due_time_across_a_restart,
+                a_task_keeps_its_time_limit_and_events_across_a_restart,
                 checkpoints_go_when_the_redrive_window_closes,
             );
         }
@@ -295,6 +296,78 @@ mod checks {
             at[0].saturating_duration_since(done.start_date),
             Duration::from_secs(100)
         );
+    }
+
+    pub async fn a_task_keeps_its_time_limit_and_events_across_a_restart(h: Harness) {
+        let machine = h
+            .machine(
+                "slow",
+                json!({"StartAt": "T", "States": {"T": {
+                    "Type": "Task", "Resource": "slow", "TimeoutSeconds": 100, "End": true
+                }}}),
+            )
+            .await;
+        // The task starts in a process that dies 60 s into its 100 s limit.
+        let arn = {
+            let sfn = h.sfn.clone();
+            let machine = machine.clone();
+            let clock = h.clock.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    sfn.tasks()
+                        .register_fn("slow", |_req| futures::future::pending());
+                    let arn = sfn
+                        .start_execution(&machine, Some("slow"), "{}")
+                        .await
+                        .unwrap();
+                    clock.wait_for_timers(1).await;
+                    arn
+                })
+            })
+            .join()
+            .unwrap()
+        };
+        h.clock.advance(Duration::from_secs(60));
+        let h = h.reopen_paused().await;
+        let invoked = Arc::new(AtomicUsize::new(0));
+        let count = invoked.clone();
+        h.sfn.tasks().register_fn("slow", move |_req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            futures::future::pending()
+        });
+        h.sfn.resume_executions();
+        let done = h.finish(&arn).await;
+        assert_eq!(done.status, ExecutionStatus::Failed);
+        assert_eq!(done.error.as_deref(), Some("States.Timeout"));
+        // In flight at the crash, the task ran again (at least once) ...
+        assert_eq!(invoked.load(Ordering::SeqCst), 1);
+        // ... but timed out 100 s after it first started, not 100 s after the restart.
+        let stopped = done.stop_date.unwrap();
+        assert_eq!(
+            stopped.saturating_duration_since(done.start_date),
+            Duration::from_secs(100)
+        );
+        // The history records the task once, with contiguous ids.
+        let history = h.sfn.get_execution_history(&arn).unwrap();
+        let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "ExecutionStarted",
+                "TaskStateEntered",
+                "TaskScheduled",
+                "TaskStarted",
+                "TaskTimedOut",
+                "ExecutionFailed"
+            ]
+        );
+        for (i, e) in history.iter().enumerate() {
+            assert_eq!(e.id, i as u64 + 1);
+        }
     }
 
     pub async fn a_stop_survives_a_restart(h: Harness) {

@@ -893,6 +893,16 @@ impl WorkflowService {
         let paths: Vec<String> = checkpoints.keys().cloned().collect();
         // Failed branches run again; finished ones keep their outputs.
         checkpoints.retain(|_, cp| cp.failure.is_none());
+        // A redrive is a new attempt of every unfinished state: its events follow
+        // ExecutionRedriven, and no event of the attempt that failed is taken for its own (a
+        // task's TaskStarted would otherwise carry its old start time into the new attempt).
+        let last = events.last().map_or(0, |e| e.id);
+        let redriven_id = last + 1;
+        for cp in checkpoints.values_mut() {
+            if cp.state.is_some() {
+                cp.previous = redriven_id;
+            }
+        }
         let mut info = record.run.info.clone();
         info.redrive_count += 1;
         let description = ExecutionDescription {
@@ -910,7 +920,6 @@ impl WorkflowService {
             arn.to_string(),
             paths,
         ));
-        let last = events.last().map_or(0, |e| e.id);
         let redriven = self.record(
             record.definition.clone(),
             info,
@@ -921,11 +930,12 @@ impl WorkflowService {
         );
         let top = Frame::top();
         top.set_previous(last);
-        redriven.run.emit(
+        let emitted = redriven.run.emit(
             &top,
             "ExecutionRedriven",
             json!({"redriveCount": description.redrive_count}),
         );
+        debug_assert_eq!(emitted, redriven_id);
         let stored = StoredExecution {
             description,
             definition: record.definition.to_string(),

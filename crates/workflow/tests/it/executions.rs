@@ -159,6 +159,7 @@ macro_rules! executions {
                 a_stop_survives_a_restart,
                 a_retry_keeps_its_due_time_across_a_restart,
                 a_task_keeps_its_time_limit_and_events_across_a_restart,
+                a_redriven_task_is_a_new_attempt,
                 checkpoints_go_when_the_redrive_window_closes,
             );
         }
@@ -365,6 +366,62 @@ mod checks {
                 "ExecutionFailed"
             ]
         );
+        for (i, e) in history.iter().enumerate() {
+            assert_eq!(e.id, i as u64 + 1);
+        }
+    }
+
+    pub async fn a_redriven_task_is_a_new_attempt(h: Harness) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let count = calls.clone();
+        h.sfn.tasks().register_fn("once", move |_req| {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(TaskFailure::new("Downstream.Down", "first call"))
+                } else {
+                    Ok(json!("fixed"))
+                }
+            }
+        });
+        let machine = h
+            .machine(
+                "redriven-task",
+                json!({"StartAt": "T", "States": {"T": {
+                    "Type": "Task", "Resource": "once", "TimeoutSeconds": 10, "End": true
+                }}}),
+            )
+            .await;
+        let first = h.run(&machine, json!({})).await;
+        assert_eq!(first.error.as_deref(), Some("Downstream.Down"));
+        // Redriven an hour later: the task runs again with its whole time limit.
+        h.clock.advance(Duration::from_secs(3600));
+        h.sfn.redrive_execution(&first.execution_arn).await.unwrap();
+        let done = h.finish(&first.execution_arn).await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+        assert_eq!(done.output, Some(json!("fixed")));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let history = h.sfn.get_execution_history(&first.execution_arn).unwrap();
+        let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "ExecutionStarted",
+                "TaskStateEntered",
+                "TaskScheduled",
+                "TaskStarted",
+                "TaskFailed",
+                "ExecutionFailed",
+                "ExecutionRedriven",
+                "TaskScheduled",
+                "TaskStarted",
+                "TaskSucceeded",
+                "TaskStateExited",
+                "ExecutionSucceeded"
+            ]
+        );
+        // The new attempt's events follow ExecutionRedriven.
+        assert_eq!(history[7].previous_event_id, 7);
         for (i, e) in history.iter().enumerate() {
             assert_eq!(e.id, i as u64 + 1);
         }

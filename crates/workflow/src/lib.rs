@@ -9,8 +9,9 @@
 //!
 //! Standard executions are journaled in the store at every state entry: after a crash,
 //! [`WorkflowService::open`] and [`WorkflowService::resume_executions`] carry them on from
-//! where they were (finished states, branches and iterations do not run again; waits keep
-//! their deadlines; callback tokens stay valid), and
+//! where they were (finished states, branches and iterations do not run again; a task in
+//! flight runs again, at least once, but keeps its history events and its TimeoutSeconds;
+//! waits keep their deadlines; callback tokens stay valid), and
 //! [`WorkflowService::redrive_execution`] carries a failed one on from its failed state.
 //! Express executions run in memory. Deliberate differences from AWS: only inline Map (no
 //! distributed Map, ItemReader or ResultWriter); no Activities; a task handler's context

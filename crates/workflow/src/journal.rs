@@ -273,33 +273,59 @@ impl Journal {
 
 /// Removes every checkpoint of an execution (its redrive window passed).
 pub(crate) async fn drop_checkpoints(store: &Store, arn: &str) -> Result<(), cloudlet_core::Error> {
+    remove_rows(store, arn, &[KS_CHECKPOINTS], None).await
+}
+
+/// Removes everything stored of an execution: its description, history and checkpoints (its
+/// retention passed).
+pub(crate) async fn forget(store: &Store, arn: &str) -> Result<(), cloudlet_core::Error> {
+    remove_rows(
+        store,
+        arn,
+        &[KS_CHECKPOINTS, KS_HISTORY],
+        Some(arn.as_bytes().to_vec()),
+    )
+    .await
+}
+
+/// Deletes the execution's rows in `keyspaces` (keyed under its prefix) and, when given, its
+/// `sfn.executions` row, in one transaction.
+async fn remove_rows(
+    store: &Store,
+    arn: &str,
+    keyspaces: &[&'static str],
+    description: Option<Vec<u8>>,
+) -> Result<(), cloudlet_core::Error> {
     let execution = execution_key(arn);
-    let keys: Vec<Vec<u8>> = {
+    let mut keys: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    {
         let snapshot = store.snapshot()?;
-        let mut keys = Vec::new();
-        for entry in snapshot.range(
-            KS_CHECKPOINTS,
-            &execution_prefix(&execution),
-            cloudlet_core::Direction::Forward,
-        )? {
-            keys.push(entry?.0.to_vec());
+        for &keyspace in keyspaces {
+            for entry in snapshot.range(
+                keyspace,
+                &execution_prefix(&execution),
+                cloudlet_core::Direction::Forward,
+            )? {
+                keys.push((keyspace, entry?.0.to_vec()));
+            }
         }
-        keys
-    };
+    }
+    if let Some(key) = description {
+        keys.push((KS_EXECUTIONS, key));
+    }
     if keys.is_empty() {
         return Ok(());
     }
     store
         .write(Durability::Durable, move |txn| {
-            for key in keys {
-                txn.delete(KS_CHECKPOINTS, key);
+            for (keyspace, key) in keys {
+                txn.delete(keyspace, key);
             }
             Ok::<_, cloudlet_core::Error>(())
         })
         .await
 }
 
-/// Reads an execution's history and checkpoints back.
 pub(crate) fn load(
     store: &Store,
     arn: &str,

@@ -13,7 +13,10 @@
 //! flight runs again, at least once, but keeps its history events and its TimeoutSeconds;
 //! waits keep their deadlines; callback tokens stay valid), and
 //! [`WorkflowService::redrive_execution`] carries a failed one on from its failed state.
-//! Express executions run in memory. Deliberate differences from AWS: only inline Map (no
+//! Express executions run in memory. An ended Standard execution is kept for 90 days
+//! ([`EXECUTION_RETENTION`]) and an asynchronous Express one for five minutes (an extension;
+//! AWS describes none), then forgotten, in memory and in the store. Deliberate differences
+//! from AWS: only inline Map (no
 //! distributed Map, ItemReader or ResultWriter); no Activities; a task handler's context
 //! object leaves out `Execution.Input`.
 //!
@@ -55,8 +58,8 @@ pub use definition::{Problem, QueryLanguage};
 pub use error::{Error, Result};
 pub use interp::{HistoryEvent, MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES};
 pub use service::{
-    EXPRESS_MAX_DURATION, ExecutionDescription, ExecutionStatus, MAX_DEFINITION_BYTES,
-    REDRIVE_WINDOW, StateMachineDescription, StateMachineType, WorkflowOptions, WorkflowService,
-    validate_definition,
+    EXECUTION_RETENTION, EXPRESS_MAX_DURATION, ExecutionDescription, ExecutionStatus,
+    MAX_DEFINITION_BYTES, REDRIVE_WINDOW, StateMachineDescription, StateMachineType,
+    WorkflowOptions, WorkflowService, validate_definition,
 };
 pub use task::{TaskFailure, TaskHandler, TaskRegistry, TaskRequest};

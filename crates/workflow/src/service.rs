@@ -108,6 +108,10 @@ pub struct WorkflowOptions {
     /// Whether history events carry their details (inputs, outputs); off saves time and memory
     /// when only the types and ids matter.
     pub record_details: bool,
+    /// How long a finished asynchronous Express execution can still be described and listed
+    /// (an extension: AWS describes no Express execution). Standard executions are kept for
+    /// [`EXECUTION_RETENTION`], as AWS keeps them.
+    pub express_retention: Duration,
 }
 
 impl Default for WorkflowOptions {
@@ -116,6 +120,7 @@ impl Default for WorkflowOptions {
             region: "us-east-1".into(),
             account: "000000000000".into(),
             record_details: true,
+            express_retention: Duration::from_secs(300),
         }
     }
 }
@@ -170,6 +175,10 @@ struct Inner {
     redriving: Mutex<std::collections::HashSet<String>>,
     /// Ended executions past the redrive window whose checkpoints `resume_executions` drops.
     expired: Mutex<Vec<String>>,
+    /// Ended executions still kept, by the time they are to be forgotten.
+    closed: Mutex<std::collections::BTreeSet<(Timestamp, String)>>,
+    /// Held while expired executions are removed: a start of the same name waits for it.
+    sweeping: tokio::sync::Mutex<()>,
 }
 
 /// Step Functions as a library: see the crate docs.
@@ -188,6 +197,10 @@ impl std::fmt::Debug for WorkflowService {
 
 /// How long after its end an execution can be redriven.
 pub const REDRIVE_WINDOW: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// How long after its end a Standard execution can be described, listed and its history read,
+/// as AWS keeps it; afterwards it is gone from memory and from the store.
+pub const EXECUTION_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The Express limit on an execution's duration.
 pub const EXPRESS_MAX_DURATION: Duration = Duration::from_secs(300);
@@ -283,6 +296,8 @@ impl WorkflowService {
                 background: Mutex::default(),
                 redriving: Mutex::default(),
                 expired: Mutex::default(),
+                closed: Mutex::default(),
+                sweeping: tokio::sync::Mutex::default(),
             }),
         }
     }
@@ -449,6 +464,8 @@ impl WorkflowService {
         name: Option<&str>,
         input: &str,
     ) -> Result<(Arc<ExecutionRecord>, Arc<Machine>, StateMachineType)> {
+        // Executions past their retention go first: their names are free again.
+        self.sweep().await;
         let machine = lock(&self.inner.machines)
             .get(state_machine_arn)
             .cloned()
@@ -715,7 +732,72 @@ impl WorkflowService {
                 }
             }
         }
+        self.closed(&description, run.info.express);
         record.description.send_replace(description);
+    }
+
+    /// When an ended execution is to be forgotten: its end plus its retention.
+    fn forget_at(&self, d: &ExecutionDescription, express: bool) -> Option<Timestamp> {
+        if d.status == ExecutionStatus::Running {
+            return None;
+        }
+        let retention = if express {
+            self.inner.options.express_retention
+        } else {
+            EXECUTION_RETENTION
+        };
+        Some(
+            d.stop_date
+                .unwrap_or(d.start_date)
+                .saturating_add(retention),
+        )
+    }
+
+    /// Whether an execution ended longer ago than its retention: it is not there any more,
+    /// whether or not [`WorkflowService::sweep`] has removed it yet.
+    fn gone(&self, record: &ExecutionRecord) -> bool {
+        let d = record.description.borrow();
+        self.forget_at(&d, record.run.info.express)
+            .is_some_and(|at| self.inner.clock.now() >= at)
+    }
+
+    /// Notes an ended execution, to be forgotten after its retention.
+    fn closed(&self, d: &ExecutionDescription, express: bool) {
+        if let Some(at) = self.forget_at(d, express) {
+            lock(&self.inner.closed).insert((at, d.execution_arn.clone()));
+        }
+    }
+
+    /// Removes the executions whose retention has passed, from memory and from the store.
+    /// An entry stays in `closed` until its rows are gone, so a start that finds it due waits
+    /// on the lock rather than writing rows the removal would then delete.
+    async fn sweep(&self) {
+        let due = |closed: &std::collections::BTreeSet<(Timestamp, String)>| {
+            let now = self.inner.clock.now();
+            closed.first().filter(|(at, _)| *at <= now).cloned()
+        };
+        let next = || {
+            let closed = lock(&self.inner.closed);
+            due(&closed)
+        };
+        if next().is_none() {
+            return;
+        }
+        let _sweeping = self.inner.sweeping.lock().await;
+        while let Some(entry) = next() {
+            let arn = &entry.1;
+            let record = lock(&self.inner.executions).get(arn).cloned();
+            // A redriven execution is kept by its later end.
+            if let Some(record) = record.filter(|r| self.gone(r)) {
+                if record.run.journal.is_some()
+                    && let Err(e) = journal::forget(&self.inner.store, arn).await
+                {
+                    tracing::warn!(execution = %arn, error = %e, "could not remove an expired execution");
+                }
+                lock(&self.inner.executions).remove(arn);
+            }
+            lock(&self.inner.closed).remove(&entry);
+        }
     }
 
     /// Opens the service over `store`: its state machines and executions. Standard executions
@@ -811,6 +893,7 @@ impl WorkflowService {
             ));
             let arn = d.execution_arn.clone();
             let definition: Arc<str> = Arc::from(stored.definition.as_str());
+            service.closed(&d, false);
             let record = service.record(definition, info, d, Some(journal), events, checkpoints);
             lock(&service.inner.executions).insert(arn, record.clone());
             if running {
@@ -955,16 +1038,16 @@ impl WorkflowService {
     pub fn resume_executions(&self) {
         // Checkpoints kept for a redrive that can no longer come are dropped.
         let expired = std::mem::take(&mut *lock(&self.inner.expired));
-        if !expired.is_empty() {
-            let store = self.inner.store.clone();
-            tokio::spawn(async move {
-                for arn in expired {
-                    if let Err(e) = journal::drop_checkpoints(&store, &arn).await {
-                        tracing::warn!(execution = %arn, error = %e, "could not drop an expired execution's checkpoints");
-                    }
+        let service = self.clone();
+        tokio::spawn(async move {
+            // Executions past their retention go first.
+            service.sweep().await;
+            for arn in expired {
+                if let Err(e) = journal::drop_checkpoints(&service.inner.store, &arn).await {
+                    tracing::warn!(execution = %arn, error = %e, "could not drop an expired execution's checkpoints");
                 }
-            });
-        }
+            }
+        });
         let resumed = std::mem::take(&mut *lock(&self.inner.resumable));
         for (record, machine) in resumed {
             self.spawn(record, machine, StateMachineType::Standard);
@@ -996,6 +1079,7 @@ impl WorkflowService {
     fn execution(&self, arn: &str) -> Result<Arc<ExecutionRecord>> {
         lock(&self.inner.executions)
             .get(arn)
+            .filter(|r| !self.gone(r))
             .cloned()
             .ok_or_else(|| Error::ExecutionDoesNotExist(arn.to_string()))
     }
@@ -1042,6 +1126,7 @@ impl WorkflowService {
         }
         let mut out: Vec<ExecutionDescription> = lock(&self.inner.executions)
             .values()
+            .filter(|r| !self.gone(r))
             .map(|r| r.description.borrow().clone())
             .filter(|d| d.state_machine_arn == state_machine_arn)
             .filter(|d| status.is_none_or(|s| d.status == s))

@@ -160,6 +160,7 @@ macro_rules! executions {
                 a_retry_keeps_its_due_time_across_a_restart,
                 a_task_keeps_its_time_limit_and_events_across_a_restart,
                 a_redriven_task_is_a_new_attempt,
+                ended_executions_are_forgotten_after_their_retention,
                 checkpoints_go_when_the_redrive_window_closes,
             );
         }
@@ -425,6 +426,110 @@ mod checks {
         for (i, e) in history.iter().enumerate() {
             assert_eq!(e.id, i as u64 + 1);
         }
+    }
+
+    pub async fn ended_executions_are_forgotten_after_their_retention(h: Harness) {
+        let standard = h
+            .machine(
+                "kept",
+                json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+            )
+            .await;
+        let express = h
+            .sfn
+            .create_state_machine(
+                "fleeting",
+                &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}})
+                    .to_string(),
+                StateMachineType::Express,
+            )
+            .await
+            .unwrap();
+        let old = h
+            .sfn
+            .start_execution(&standard, Some("nightly"), r#"{"run": 1}"#)
+            .await
+            .unwrap();
+        let old_end = h.finish(&old).await.stop_date.unwrap();
+        let once = h
+            .sfn
+            .start_execution(&standard, Some("once"), "{}")
+            .await
+            .unwrap();
+        h.finish(&once).await;
+        let quick = h.sfn.start_execution(&express, None, "{}").await.unwrap();
+        let quick_end = h.finish(&quick).await.stop_date.unwrap();
+        // The name is taken while the execution is kept.
+        assert!(matches!(
+            h.sfn
+                .start_execution(&standard, Some("nightly"), "{}")
+                .await,
+            Err(Error::ExecutionAlreadyExists(_))
+        ));
+        // An asynchronous Express execution can be described for five minutes after its end.
+        h.clock
+            .advance_to(quick_end.saturating_add(Duration::from_secs(299)));
+        assert!(h.sfn.describe_execution(&quick).is_ok());
+        h.clock.advance(Duration::from_secs(1));
+        assert!(matches!(
+            h.sfn.describe_execution(&quick),
+            Err(Error::ExecutionDoesNotExist(_))
+        ));
+        // A Standard one for 90 days, as AWS keeps it.
+        let keep = cloudlet_workflow::EXECUTION_RETENTION - Duration::from_secs(1);
+        h.clock.advance_to(old_end.saturating_add(keep));
+        assert_eq!(h.sfn.get_execution_history(&old).unwrap().len(), 4);
+        h.clock.advance(Duration::from_secs(1));
+        assert!(matches!(
+            h.sfn.describe_execution(&old),
+            Err(Error::ExecutionDoesNotExist(_))
+        ));
+        assert!(matches!(
+            h.sfn.get_execution_history(&old),
+            Err(Error::ExecutionDoesNotExist(_))
+        ));
+        assert!(h.sfn.list_executions(&standard, None).unwrap().is_empty());
+        // Its name is free again, and the new execution's history is its own.
+        let new = h
+            .sfn
+            .start_execution(&standard, Some("nightly"), r#"{"run": 2}"#)
+            .await
+            .unwrap();
+        assert_eq!(new, old);
+        let done = h.finish(&new).await;
+        assert_eq!(done.output, Some(json!({"run": 2})));
+        // The expired executions' rows are gone from the store: only the new one's are left.
+        h.clock.advance(Duration::from_secs(3600));
+        h.sfn.start_execution(&express, None, "{}").await.unwrap();
+        let rows = |keyspace: &str| {
+            use cloudlet_core::ReadView as _;
+            let snapshot = h.store.snapshot().unwrap();
+            snapshot
+                .range(
+                    keyspace,
+                    &cloudlet_core::KeyRange::all(),
+                    cloudlet_core::Direction::Forward,
+                )
+                .unwrap()
+                .count()
+        };
+        assert_eq!(rows("sfn.executions"), 1);
+        let batches: usize = h.sfn.get_execution_history(&new).unwrap().len();
+        assert!(rows("sfn.history") <= batches);
+        let history = h.sfn.get_execution_history(&new).unwrap();
+        assert_eq!(history.len(), 4);
+        assert!(
+            history
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.id == i as u64 + 1)
+        );
+        // What was removed stays removed after a restart.
+        let h = h.reopen().await;
+        let listed = h.sfn.list_executions(&standard, None).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].input, json!({"run": 2}));
+        assert_eq!(h.sfn.get_execution_history(&new).unwrap().len(), 4);
     }
 
     pub async fn a_stop_survives_a_restart(h: Harness) {

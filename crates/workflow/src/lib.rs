@@ -58,8 +58,9 @@ pub use definition::{Problem, QueryLanguage};
 pub use error::{Error, Result};
 pub use interp::{HistoryEvent, MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES};
 pub use service::{
-    EXECUTION_RETENTION, EXPRESS_MAX_DURATION, ExecutionDescription, ExecutionStatus,
-    MAX_DEFINITION_BYTES, REDRIVE_WINDOW, StateMachineDescription, StateMachineType,
-    WorkflowOptions, WorkflowService, validate_definition,
+    EXECUTION_RETENTION, EXPRESS_MAX_DURATION, ExecutionDescription, ExecutionPage,
+    ExecutionStatus, MAX_DEFINITION_BYTES, MAX_LIST_RESULTS, REDRIVE_WINDOW,
+    StateMachineDescription, StateMachineType, WorkflowOptions, WorkflowService,
+    validate_definition,
 };
 pub use task::{TaskFailure, TaskHandler, TaskRegistry, TaskRequest};

@@ -195,6 +195,36 @@ impl std::fmt::Debug for WorkflowService {
     }
 }
 
+/// The most executions one ListExecutions page holds.
+pub const MAX_LIST_RESULTS: u32 = 1000;
+const DEFAULT_LIST_RESULTS: u32 = 100;
+
+/// One page of ListExecutions.
+#[derive(Debug, Clone)]
+pub struct ExecutionPage {
+    /// The executions, newest first.
+    pub executions: Vec<ExecutionDescription>,
+    /// Pass it back for the next page; None on the last.
+    pub next_token: Option<String>,
+}
+
+fn encode_list_token(start: Timestamp, name: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{name}", start.as_nanos()))
+}
+
+fn decode_list_token(token: &str) -> Result<(Timestamp, String)> {
+    use base64::Engine as _;
+    let invalid = || Error::InvalidToken(format!("the nextToken '{token}' is not valid"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (nanos, name) = text.split_once(':').ok_or_else(invalid)?;
+    let nanos: u64 = nanos.parse().map_err(|_| invalid())?;
+    Ok((Timestamp::from_nanos(nanos), name.to_string()))
+}
+
 /// How long after its end an execution can be redriven.
 pub const REDRIVE_WINDOW: Duration = Duration::from_secs(14 * 24 * 3600);
 
@@ -1113,7 +1143,9 @@ impl WorkflowService {
         Ok(events)
     }
 
-    /// ListExecutions of a state machine, newest first, optionally of one status.
+    /// Every execution of a state machine, newest first, optionally of one status (an
+    /// extension: one call, no paging; [`WorkflowService::list_executions_page`] pages as
+    /// ListExecutions does).
     pub fn list_executions(
         &self,
         state_machine_arn: &str,
@@ -1133,6 +1165,53 @@ impl WorkflowService {
             .collect();
         out.sort_by(|a, b| b.start_date.cmp(&a.start_date).then(a.name.cmp(&b.name)));
         Ok(out)
+    }
+
+    /// ListExecutions with AWS's paging: at most `max_results` (1-1,000; 0 means 100) of the
+    /// state machine's executions, newest first, and a `next_token` while more remain. A
+    /// token is opaque; one this service did not make is `InvalidToken`.
+    pub fn list_executions_page(
+        &self,
+        state_machine_arn: &str,
+        status: Option<ExecutionStatus>,
+        max_results: u32,
+        next_token: Option<&str>,
+    ) -> Result<ExecutionPage> {
+        if max_results > MAX_LIST_RESULTS {
+            return Err(Error::Validation(format!(
+                "maxResults is {max_results}; it must be at most {MAX_LIST_RESULTS}"
+            )));
+        }
+        let limit = match max_results {
+            0 => DEFAULT_LIST_RESULTS,
+            n => n,
+        } as usize;
+        let after = next_token.map(decode_list_token).transpose()?;
+        let all = self.list_executions(state_machine_arn, status)?;
+        let start = match &after {
+            None => 0,
+            // The first execution after the cursor in the listing's order (newest first, then
+            // by name): executions started or ended since keep their places.
+            Some((date, name)) => all
+                .iter()
+                .position(|d| d.start_date < *date || (d.start_date == *date && d.name > *name))
+                .unwrap_or(all.len()),
+        };
+        let executions: Vec<ExecutionDescription> =
+            all.into_iter().skip(start).take(limit + 1).collect();
+        let mut executions = executions;
+        let next_token = if executions.len() > limit {
+            executions.truncate(limit);
+            executions
+                .last()
+                .map(|d| encode_list_token(d.start_date, &d.name))
+        } else {
+            None
+        };
+        Ok(ExecutionPage {
+            executions,
+            next_token,
+        })
     }
 
     /// StopExecution: the execution ends ABORTED with the given error and cause.

@@ -161,6 +161,7 @@ macro_rules! executions {
                 a_task_keeps_its_time_limit_and_events_across_a_restart,
                 a_redriven_task_is_a_new_attempt,
                 ended_executions_are_forgotten_after_their_retention,
+                executions_are_listed_in_pages,
                 checkpoints_go_when_the_redrive_window_closes,
             );
         }
@@ -530,6 +531,87 @@ mod checks {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].input, json!({"run": 2}));
         assert_eq!(h.sfn.get_execution_history(&new).unwrap().len(), 4);
+    }
+
+    pub async fn executions_are_listed_in_pages(h: Harness) {
+        let machine = h
+            .machine(
+                "paged",
+                json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+            )
+            .await;
+        // 25 executions, three of them started at each instant.
+        let mut started = Vec::new();
+        for i in 0..25 {
+            if i % 3 == 0 {
+                h.clock.advance(Duration::from_secs(1));
+            }
+            let name = format!("run-{i:02}");
+            started.push(
+                h.sfn
+                    .start_execution(&machine, Some(&name), "{}")
+                    .await
+                    .unwrap(),
+            );
+        }
+        let all = h.sfn.list_executions(&machine, None).unwrap();
+        assert_eq!(all.len(), 25);
+        let mut paged = Vec::new();
+        let mut token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = h
+                .sfn
+                .list_executions_page(&machine, None, 10, token.as_deref())
+                .unwrap();
+            pages += 1;
+            assert!(page.executions.len() <= 10);
+            paged.extend(page.executions.into_iter().map(|d| d.execution_arn));
+            if pages == 1 {
+                // Executions started meanwhile are newer: later pages keep their places.
+                h.sfn
+                    .start_execution(&machine, Some("late"), "{}")
+                    .await
+                    .unwrap();
+            }
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        let expected: Vec<String> = all.into_iter().map(|d| d.execution_arn).collect();
+        assert_eq!(paged, expected);
+        // Newest first, then by name.
+        assert!(paged[0].ends_with(":run-24"));
+        assert!(paged[1].ends_with(":run-21"));
+        assert!(paged[22].ends_with(":run-00"));
+        assert!(paged[24].ends_with(":run-02"));
+        // The default page is 100; the limit is 1,000; a token must be one of ours.
+        let page = h.sfn.list_executions_page(&machine, None, 0, None).unwrap();
+        assert_eq!(page.executions.len(), 26);
+        assert!(page.next_token.is_none());
+        assert!(matches!(
+            h.sfn.list_executions_page(&machine, None, 1001, None),
+            Err(Error::Validation(m)) if m.contains("maxResults")
+        ));
+        assert!(matches!(
+            h.sfn
+                .list_executions_page(&machine, None, 10, Some("not-a-token")),
+            Err(Error::InvalidToken(_))
+        ));
+        assert!(matches!(
+            h.sfn.list_executions_page(
+                "arn:aws:states:us-east-1:000000000000:stateMachine:none",
+                None,
+                10,
+                None
+            ),
+            Err(Error::StateMachineDoesNotExist(_))
+        ));
+        for arn in started {
+            h.finish(&arn).await;
+        }
     }
 
     pub async fn a_stop_survives_a_restart(h: Harness) {

@@ -128,6 +128,9 @@ pub(crate) struct Run {
     /// Checkpoints of a resumed execution, by branch path, taken as branches resume.
     pub(crate) resume: Mutex<HashMap<String, Checkpoint>>,
     pub(crate) record_details: bool,
+    /// The id of the last `ExecutionRedriven` event (0 if none): events up to it belong to
+    /// attempts that ended, which a resumed state never takes for its own.
+    pub(crate) redriven_at: AtomicU64,
 }
 
 impl std::fmt::Debug for Run {
@@ -501,9 +504,10 @@ impl Run {
         }
         let previous = frame.previous.load(Ordering::Relaxed);
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let floor = self.redriven_at.load(Ordering::Relaxed);
         let event = events
             .iter()
-            .find(|e| e.event_type == kind && e.previous_event_id == previous)?;
+            .find(|e| e.id > floor && e.event_type == kind && e.previous_event_id == previous)?;
         let found = (event.id, event.timestamp);
         drop(events);
         frame.set_previous(found.0);
@@ -1046,8 +1050,8 @@ impl Run {
             // Parameters pass it with `$$.Execution.Input` when a task needs it.
             context: self.context_with(frame, at, false),
         };
-        let started_at = match self.recorded_at(at, frame, "TaskStarted") {
-            Some((_, time)) => time,
+        let (started_at, restarted) = match self.recorded_at(at, frame, "TaskStarted") {
+            Some((_, time)) => (time, true),
             None => {
                 self.emit(
                     frame,
@@ -1059,15 +1063,15 @@ impl Run {
                 if let Some(journal) = &self.journal {
                     journal.sync().await.map_err(journal_failure)?;
                 }
-                self.clock.now()
+                (self.clock.now(), false)
             }
         };
         let deadline = timeout.map(|t| started_at.saturating_add(t));
-        if deadline.is_some_and(|d| self.clock.now() >= d) {
-            // Resumed after its time limit had passed: it timed out while nothing ran.
-            return self.task_outcome(frame, resource, TaskOutcome::TimedOut);
-        }
+        // Resumed after its time limit had passed: it timed out while nothing ran (unless a
+        // callback's answer was stored in time, which is looked up first below).
+        let expired = restarted && deadline.is_some_and(|d| self.clock.now() >= d);
         let outcome = match &token {
+            None if expired => TaskOutcome::TimedOut,
             None => {
                 let call = handler.invoke(request);
                 match deadline {
@@ -1142,10 +1146,14 @@ impl Run {
                         );
                     }
                 }
-                self.callback(
-                    &*handler, request, done_rx, beat_rx, deadline, heartbeat, at, frame,
-                )
-                .await
+                if expired {
+                    TaskOutcome::TimedOut
+                } else {
+                    self.callback(
+                        &*handler, request, done_rx, beat_rx, deadline, heartbeat, at, frame,
+                    )
+                    .await
+                }
             }
         };
         self.task_outcome(frame, resource, outcome)
@@ -1362,9 +1370,11 @@ impl Run {
         };
         // Iterations whose start a resumed attempt already recorded.
         let begun: std::collections::HashSet<u64> = if at.resumed {
+            let floor = self.redriven_at.load(Ordering::Relaxed);
             let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
             events
                 .iter()
+                .filter(|e| e.id > floor)
                 .filter(|e| e.event_type == "MapIterationStarted" && e.previous_event_id == started)
                 .filter_map(|e| e.details["index"].as_u64())
                 .collect()

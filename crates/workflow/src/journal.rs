@@ -156,6 +156,11 @@ impl Journal {
         self.lock().events.push(event.clone());
     }
 
+    /// Queues `checkpoint` for the branch at `path` for the next write.
+    pub(crate) fn checkpoint_later(&self, path: &str, checkpoint: Checkpoint) {
+        self.lock().checkpoints.push((path.to_string(), checkpoint));
+    }
+
     /// Writes `checkpoint` for the branch at `path`, with everything pending, durably.
     pub(crate) async fn checkpoint(
         &self,

@@ -174,7 +174,7 @@ struct Inner {
     /// Executions a redrive is starting, so a second one is refused.
     redriving: Mutex<std::collections::HashSet<String>>,
     /// Ended executions past the redrive window whose checkpoints `resume_executions` drops.
-    expired: Mutex<Vec<String>>,
+    expired: Mutex<Vec<Arc<ExecutionRecord>>>,
     /// Ended executions still kept, by the time they are to be forgotten.
     closed: Mutex<std::collections::BTreeSet<(Timestamp, String)>>,
     /// Held while expired executions are removed: a start of the same name waits for it.
@@ -602,7 +602,13 @@ impl WorkflowService {
         events: Vec<HistoryEvent>,
         resume: HashMap<String, journal::Checkpoint>,
     ) -> Arc<ExecutionRecord> {
+        let redriven_at = events
+            .iter()
+            .rev()
+            .find(|e| e.event_type == "ExecutionRedriven")
+            .map_or(0, |e| e.id);
         let run = Arc::new(Run {
+            redriven_at: std::sync::atomic::AtomicU64::new(redriven_at),
             clock: self.inner.clock.clone(),
             info,
             tasks: self.inner.tasks.clone(),
@@ -762,8 +768,9 @@ impl WorkflowService {
                 }
             }
         }
-        self.closed(&description, run.info.express);
-        record.description.send_replace(description);
+        let express = run.info.express;
+        record.description.send_replace(description.clone());
+        self.closed(&description, express);
     }
 
     /// When an ended execution is to be forgotten: its end plus its retention.
@@ -822,7 +829,10 @@ impl WorkflowService {
                 if record.run.journal.is_some()
                     && let Err(e) = journal::forget(&self.inner.store, arn).await
                 {
+                    // Kept, name and all, for the next sweep: a new execution of the same
+                    // name must not write over rows that are still there.
                     tracing::warn!(execution = %arn, error = %e, "could not remove an expired execution");
+                    return;
                 }
                 lock(&self.inner.executions).remove(arn);
             }
@@ -885,13 +895,10 @@ impl WorkflowService {
             let d = stored.description;
             let running = d.status == ExecutionStatus::Running;
             let now = service.inner.clock.now();
-            if d.status != ExecutionStatus::Succeeded
+            let past_redrive = d.status != ExecutionStatus::Succeeded
                 && !running
                 && d.stop_date
-                    .is_some_and(|stop| now.saturating_duration_since(stop) > REDRIVE_WINDOW)
-            {
-                lock(&service.inner.expired).push(d.execution_arn.clone());
-            }
+                    .is_some_and(|stop| now.saturating_duration_since(stop) > REDRIVE_WINDOW);
             // A finished execution's history stays in the store until asked for.
             let (events, checkpoints) = if running {
                 journal::load(&service.inner.store, &d.execution_arn)?
@@ -926,6 +933,9 @@ impl WorkflowService {
             service.closed(&d, false);
             let record = service.record(definition, info, d, Some(journal), events, checkpoints);
             lock(&service.inner.executions).insert(arn, record.clone());
+            if past_redrive {
+                lock(&service.inner.expired).push(record.clone());
+            }
             if running {
                 if let Some(reason) = stored.stop {
                     // Stopped before the restart: it ends ABORTED as soon as it is resumed.
@@ -941,7 +951,9 @@ impl WorkflowService {
                             d.error = Some("States.Runtime".into());
                             d.cause =
                                 Some(format!("The execution's definition no longer parses: {e}"));
+                            d.stop_date = Some(now);
                         });
+                        service.closed(&record.description.borrow(), false);
                     }
                 }
             }
@@ -1004,18 +1016,24 @@ impl WorkflowService {
             )));
         }
         let paths: Vec<String> = checkpoints.keys().cloned().collect();
-        // Failed branches run again; finished ones keep their outputs.
+        // Failed branches run again; finished ones keep their outputs. The failed ones'
+        // checkpoints go in the redrive's own write, so a restart does not find them again.
+        let failed: Vec<String> = checkpoints
+            .iter()
+            .filter(|(_, cp)| cp.failure.is_some())
+            .map(|(path, _)| path.clone())
+            .collect();
         checkpoints.retain(|_, cp| cp.failure.is_none());
-        // A redrive is a new attempt of every unfinished state: its events follow
-        // ExecutionRedriven, and no event of the attempt that failed is taken for its own (a
-        // task's TaskStarted would otherwise carry its old start time into the new attempt).
         let last = events.last().map_or(0, |e| e.id);
-        let redriven_id = last + 1;
-        for cp in checkpoints.values_mut() {
-            if cp.state.is_some() {
-                cp.previous = redriven_id;
-            }
-        }
+        // The top branch's next events follow ExecutionRedriven; its checkpoint says so in the
+        // redrive's own write, so a restart continues the same chain.
+        let top_checkpoint = checkpoints
+            .get_mut("")
+            .filter(|cp| cp.state.is_some())
+            .map(|cp| {
+                cp.previous = last + 1;
+                cp.clone()
+            });
         let mut info = record.run.info.clone();
         info.redrive_count += 1;
         let description = ExecutionDescription {
@@ -1043,12 +1061,27 @@ impl WorkflowService {
         );
         let top = Frame::top();
         top.set_previous(last);
-        let emitted = redriven.run.emit(
+        let redriven_at = redriven.run.emit(
             &top,
             "ExecutionRedriven",
             json!({"redriveCount": description.redrive_count}),
         );
-        debug_assert_eq!(emitted, redriven_id);
+        // A redrive is a new attempt of every unfinished state: no event of the attempt that
+        // ended is taken for its own (a task's TaskStarted would carry its old start time).
+        redriven
+            .run
+            .redriven_at
+            .store(redriven_at, std::sync::atomic::Ordering::Relaxed);
+        if let Some(cp) = top_checkpoint {
+            journal.checkpoint_later("", cp);
+        }
+        let execution = journal::execution_key(arn);
+        for path in failed {
+            journal.delete_later(
+                journal::KS_CHECKPOINTS,
+                journal::checkpoint_key(&execution, &path),
+            );
+        }
         let stored = StoredExecution {
             description,
             definition: record.definition.to_string(),
@@ -1069,15 +1102,25 @@ impl WorkflowService {
         // Checkpoints kept for a redrive that can no longer come are dropped.
         let expired = std::mem::take(&mut *lock(&self.inner.expired));
         let service = self.clone();
-        tokio::spawn(async move {
-            // Executions past their retention go first.
-            service.sweep().await;
-            for arn in expired {
-                if let Err(e) = journal::drop_checkpoints(&service.inner.store, &arn).await {
-                    tracing::warn!(execution = %arn, error = %e, "could not drop an expired execution's checkpoints");
+        let cleanup = tokio::spawn(async move {
+            {
+                // Under the sweep's lock, and only while the execution is still the one
+                // `open` found: a new execution of the same name keeps its checkpoints.
+                let _sweeping = service.inner.sweeping.lock().await;
+                for record in expired {
+                    let arn = &record.run.info.arn;
+                    let current = lock(&service.inner.executions).get(arn).cloned();
+                    if !current.is_some_and(|c| Arc::ptr_eq(&c, &record)) {
+                        continue;
+                    }
+                    if let Err(e) = journal::drop_checkpoints(&service.inner.store, arn).await {
+                        tracing::warn!(execution = %arn, error = %e, "could not drop an expired execution's checkpoints");
+                    }
                 }
             }
+            service.sweep().await;
         });
+        lock(&self.inner.background).push(cleanup);
         let resumed = std::mem::take(&mut *lock(&self.inner.resumable));
         for (record, machine) in resumed {
             self.spawn(record, machine, StateMachineType::Standard);

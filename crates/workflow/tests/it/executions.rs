@@ -160,6 +160,8 @@ macro_rules! executions {
                 a_retry_keeps_its_due_time_across_a_restart,
                 a_task_keeps_its_time_limit_and_events_across_a_restart,
                 a_redriven_task_is_a_new_attempt,
+                redriven_parallel_branches_keep_their_own_events,
+                a_redriven_task_resumes_after_a_restart,
                 ended_executions_are_forgotten_after_their_retention,
                 executions_are_listed_in_pages,
                 checkpoints_go_when_the_redrive_window_closes,
@@ -429,6 +431,143 @@ mod checks {
         }
     }
 
+    pub async fn redriven_parallel_branches_keep_their_own_events(h: Harness) {
+        // The first time, branch A fails once branch B's task is in flight; B is cancelled.
+        let redriven = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let b_started = Arc::new(tokio::sync::Notify::new());
+        let (after, started) = (redriven.clone(), b_started.clone());
+        h.sfn.tasks().register_fn("a", move |_req| {
+            let now = after.load(Ordering::SeqCst);
+            let started = started.clone();
+            async move {
+                if now {
+                    return Ok(json!("a"));
+                }
+                started.notified().await;
+                Err(TaskFailure::new("A.Down", "first call"))
+            }
+        });
+        let (after, started) = (redriven.clone(), b_started.clone());
+        h.sfn.tasks().register_fn("b", move |_req| {
+            let now = after.load(Ordering::SeqCst);
+            started.notify_one();
+            async move {
+                if !now {
+                    futures::future::pending::<()>().await;
+                }
+                Ok(json!("b"))
+            }
+        });
+        let machine = h
+            .machine(
+                "both",
+                json!({"StartAt": "P", "States": {"P": {
+                    "Type": "Parallel", "End": true,
+                    "Branches": [
+                        {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "a", "End": true}}},
+                        {"StartAt": "B", "States": {"B": {"Type": "Task", "Resource": "b", "End": true}}}
+                    ]
+                }}}),
+            )
+            .await;
+        let first = h.run(&machine, json!({})).await;
+        assert_eq!(first.error.as_deref(), Some("A.Down"));
+        h.clock.advance(Duration::from_secs(3600));
+        redriven.store(true, Ordering::SeqCst);
+        h.sfn.redrive_execution(&first.execution_arn).await.unwrap();
+        let done = h.finish(&first.execution_arn).await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+        assert_eq!(done.output, Some(json!(["a", "b"])));
+        let history = h.sfn.get_execution_history(&first.execution_arn).unwrap();
+        let redriven = history
+            .iter()
+            .position(|e| e.event_type == "ExecutionRedriven")
+            .unwrap();
+        let after = &history[redriven..];
+        let count = |kind: &str| after.iter().filter(|e| e.event_type == kind).count();
+        // Each branch records its own task again: nothing of the first attempt, nor of the
+        // other branch, is taken for its own.
+        assert_eq!(count("TaskScheduled"), 2);
+        assert_eq!(count("TaskStarted"), 2);
+        assert_eq!(count("TaskSucceeded"), 2);
+        let started: std::collections::BTreeSet<u64> = after
+            .iter()
+            .filter(|e| e.event_type == "TaskSucceeded")
+            .map(|e| e.previous_event_id)
+            .collect();
+        assert_eq!(started.len(), 2, "each success follows its own TaskStarted");
+        for (i, e) in history.iter().enumerate() {
+            assert_eq!(e.id, i as u64 + 1);
+        }
+    }
+
+    pub async fn a_redriven_task_resumes_after_a_restart(h: Harness) {
+        let machine = h
+            .machine(
+                "redrive-crash",
+                json!({"StartAt": "T", "States": {"T": {
+                    "Type": "Task", "Resource": "flaky", "TimeoutSeconds": 100, "End": true
+                }}}),
+            )
+            .await;
+        h.sfn.tasks().register_fn("flaky", |_req| async {
+            Err(TaskFailure::new("Flaky", "down"))
+        });
+        let first = h.run(&machine, json!({})).await;
+        let arn = first.execution_arn.clone();
+        assert_eq!(first.error.as_deref(), Some("Flaky"));
+        h.clock.advance(Duration::from_secs(3600));
+        // The redrive runs in a process that dies while the task is in flight.
+        {
+            let sfn = h.sfn.clone();
+            let clock = h.clock.clone();
+            let arn = arn.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    sfn.tasks()
+                        .register_fn("flaky", |_req| futures::future::pending());
+                    sfn.redrive_execution(&arn).await.unwrap();
+                    clock.wait_for_timers(1).await;
+                })
+            })
+            .join()
+            .unwrap();
+        }
+        h.clock.advance(Duration::from_secs(30));
+        let h = h.reopen_paused().await;
+        h.sfn
+            .tasks()
+            .register_fn("flaky", |_req| async { Ok(json!("up")) });
+        h.sfn.resume_executions();
+        let done = h.finish(&arn).await;
+        // The redriven attempt carries on: not timed out on the first attempt's start.
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+        assert_eq!(done.output, Some(json!("up")));
+        let history = h.sfn.get_execution_history(&arn).unwrap();
+        let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "ExecutionStarted",
+                "TaskStateEntered",
+                "TaskScheduled",
+                "TaskStarted",
+                "TaskFailed",
+                "ExecutionFailed",
+                "ExecutionRedriven",
+                "TaskScheduled",
+                "TaskStarted",
+                "TaskSucceeded",
+                "TaskStateExited",
+                "ExecutionSucceeded"
+            ]
+        );
+    }
+
     pub async fn ended_executions_are_forgotten_after_their_retention(h: Harness) {
         let standard = h
             .machine(
@@ -662,7 +801,7 @@ mod checks {
     pub async fn callback_tokens_survive_a_restart(h: Harness) {
         let definition = json!({
             "StartAt": "Ask",
-            "States": {"Ask": {"Type": "Task", "Resource": "ask.waitForTaskToken", "End": true}}
+            "States": {"Ask": {"Type": "Task", "Resource": "ask.waitForTaskToken", "TimeoutSeconds": 100, "End": true}}
         });
         let machine = h.machine("ask", definition).await;
         // The first process hands the token out and dies while the task waits.
@@ -694,7 +833,9 @@ mod checks {
             .join()
             .unwrap()
         };
-        // The answer arrives while no process runs the task: it is kept.
+        // The answer arrives while no process runs the task, within its time limit: it is
+        // kept, and used even though the task resumes after the limit.
+        h.clock.advance(Duration::from_secs(50));
         let h = h.reopen_paused().await;
         // A heartbeat for the stored token is accepted before the task resumes.
         h.sfn.send_task_heartbeat(&token).unwrap();
@@ -708,6 +849,7 @@ mod checks {
             count.fetch_add(1, Ordering::SeqCst);
             async { Ok(Value::Null) }
         });
+        h.clock.advance(Duration::from_secs(150));
         h.sfn.resume_executions();
         let done = h.finish(&arn).await;
         assert_eq!(done.output, Some(json!({"answer": 42})));

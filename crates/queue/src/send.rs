@@ -25,6 +25,18 @@ fn check_body(body: &[u8]) -> Result<()> {
             e.valid_up_to()
         ),
     })?;
+    // In valid UTF-8 the only characters outside SQS's set are the controls below U+20 (but
+    // tab, line feed and carriage return) and U+FFFE and U+FFFF (encoded EF BF BE/BF); bodies
+    // with neither a control byte nor an 0xEF byte are checked 64 bytes at a time, without
+    // decoding a character.
+    let suspicious = text.as_bytes().chunks(64).any(|chunk| {
+        chunk
+            .iter()
+            .fold(false, |seen, &b| seen | (b < 0x20) | (b == 0xEF))
+    });
+    if !suspicious {
+        return Ok(());
+    }
     if let Some(bad) = text.chars().find(|&c| {
         !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
     }) {
@@ -272,4 +284,37 @@ pub(crate) fn validate_fifo_id(field: &str, id: &str) -> Result<()> {
 /// A FIFO sequence number as SQS writes it: a decimal string that grows with each message.
 pub(crate) fn sequence_number(seq: u64) -> String {
     format!("{:020}", seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_body;
+    use proptest::prelude::*;
+
+    fn allowed(c: char) -> bool {
+        matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    }
+
+    proptest! {
+        /// The byte-wise fast path accepts exactly the bodies the character-wise rule accepts,
+        /// wherever in a 64-byte chunk the offending character falls.
+        #[test]
+        fn body_check_agrees_with_the_character_rule(
+            prefix in "[a-z\u{E000}-\u{E0FF}]{0,130}",
+            c in any::<char>(),
+            suffix in "[a-z]{0,70}",
+        ) {
+            let body = format!("{prefix}{c}{suffix}");
+            prop_assert_eq!(check_body(body.as_bytes()).is_ok(), body.chars().all(allowed));
+        }
+    }
+
+    #[test]
+    fn the_last_characters_of_the_bmp_are_refused() {
+        for c in ['\u{FFFE}', '\u{FFFF}', '\u{1F}', '\u{0}'] {
+            let body = format!("{}{c}", "a".repeat(63));
+            assert!(check_body(body.as_bytes()).is_err(), "{c:?}");
+        }
+        assert!(check_body("\u{FFFD}\u{EFFF}\u{10FFFF}\t\r\n".as_bytes()).is_ok());
+    }
 }

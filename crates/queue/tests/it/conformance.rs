@@ -923,6 +923,8 @@ mod checks {
             &b"nul \0 inside"[..],
             &b"\xff\xfe not UTF-8"[..],
             "bell \u{7}".as_bytes(),
+            "not a character \u{FFFE}".as_bytes(),
+            "nor this \u{FFFF}".as_bytes(),
         ] {
             let rejected = h
                 .sqs

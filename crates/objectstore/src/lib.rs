@@ -13,8 +13,7 @@
 //!
 //! Deliberate differences from S3, all at the edges: two conditional writes racing on one key
 //! are serialised by the store, so the loser gets `PreconditionFailed` rather than S3's 409
-//! `ConditionalRequestConflict`; the rename is an extension; ListMultipartUploads returns at
-//! most 1,000 uploads without pagination; checksums other than MD5, ACLs, storage classes and
+//! `ConditionalRequestConflict`; the rename is an extension; checksums other than MD5, ACLs, storage classes and
 //! presigned URLs are not modelled.
 //!
 //! Metadata lives in the engine. Bodies up to 16 KiB live inside their object's record; larger
@@ -81,10 +80,11 @@ pub use service::{MAX_PUT_BYTES, MIN_PART_BYTES, ObjectService};
 pub use types::{
     BucketInfo, ByteRange, CompletedPart, CopyObject, CopyObjectOutput, CreateMultipartUpload,
     DeleteObjectError, DeleteObjectOutput, DeleteObjectsOutput, DeletedObject, EVENT_TYPES,
-    GetObject, GetObjectOutput, Headers, LifecycleRule, ListObjectVersions,
-    ListObjectVersionsOutput, ListObjects, ListObjectsOutput, ListPartsOutput, MetadataDirective,
-    NotificationRule, ObjectIdentifier, ObjectInfo, ObjectSummary, ObjectVersion, PartInfo,
-    PutObject, PutObjectOutput, ReadConditions, UploadInfo, Versioning, WriteConditions,
+    GetObject, GetObjectOutput, Headers, LifecycleRule, ListMultipartUploads,
+    ListMultipartUploadsOutput, ListObjectVersions, ListObjectVersionsOutput, ListObjects,
+    ListObjectsOutput, ListPartsOutput, MetadataDirective, NotificationRule, ObjectIdentifier,
+    ObjectInfo, ObjectSummary, ObjectVersion, PartInfo, PutObject, PutObjectOutput, ReadConditions,
+    UploadInfo, Versioning, WriteConditions,
 };
 
 /// S3's operations. Every method validates its input first and answers S3's error for bad
@@ -193,8 +193,12 @@ pub trait Buckets: Send + Sync + std::fmt::Debug + 'static {
         max_parts: Option<usize>,
         part_number_marker: Option<u32>,
     ) -> Result<ListPartsOutput>;
-    /// ListMultipartUploads under `prefix`, by key then initiation (at most 1000).
-    async fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>>;
+    /// ListMultipartUploads: uploads in progress by key then initiation, with prefix,
+    /// delimiter, max-uploads and key and upload-id markers.
+    async fn list_multipart_uploads(
+        &self,
+        request: ListMultipartUploads,
+    ) -> Result<ListMultipartUploadsOutput>;
     /// CompleteMultipartUpload: parts in ascending order, ETags matching, every part but the
     /// last at least 5 MiB (unless relaxed).
     async fn complete_multipart_upload(
@@ -356,8 +360,11 @@ impl Buckets for ObjectService {
         self.list_parts_impl(bucket, key, upload_id, max_parts, part_number_marker)
     }
 
-    async fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
-        self.list_uploads_impl(bucket, prefix)
+    async fn list_multipart_uploads(
+        &self,
+        request: ListMultipartUploads,
+    ) -> Result<ListMultipartUploadsOutput> {
+        self.list_uploads_impl(&request)
     }
 
     async fn complete_multipart_upload(

@@ -16,8 +16,8 @@ use crate::record::{
 };
 use crate::service::{ObjectService, decode_object_key};
 use crate::types::{
-    ListObjectVersions, ListObjectVersionsOutput, ListObjects, ListObjectsOutput, ObjectSummary,
-    ObjectVersion, UploadInfo,
+    ListMultipartUploads, ListMultipartUploadsOutput, ListObjectVersions, ListObjectVersionsOutput,
+    ListObjects, ListObjectsOutput, ObjectSummary, ObjectVersion, UploadInfo,
 };
 
 /// The most entries of one page.
@@ -279,25 +279,122 @@ impl ObjectService {
         Ok(out)
     }
 
-    pub(crate) fn list_uploads_impl(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
+    pub(crate) fn list_uploads_impl(
+        &self,
+        request: &ListMultipartUploads,
+    ) -> Result<ListMultipartUploadsOutput> {
         let snapshot = self.store.snapshot()?;
+        let bucket = request.bucket.as_str();
         load_bucket(&snapshot, bucket)?;
-        let mut out = Vec::new();
-        for entry in snapshot.prefix(KS_UPLOADS, &key_prefix(bucket, prefix), Direction::Forward)? {
-            let (raw_key, raw) = entry?;
-            let mut reader = TupleReader::new(&raw_key);
-            reader.str()?;
-            let key = reader.str()?;
-            let upload_id = reader.str()?;
-            let record: UploadRecord = decode(KS_UPLOADS, &raw)?;
-            out.push(UploadInfo {
-                key,
-                upload_id,
-                initiated: record.initiated,
-            });
+        let max = request.max_uploads.unwrap_or(MAX_KEYS).min(MAX_KEYS);
+        if max == 0 {
+            return Ok(Default::default());
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
-        out.truncate(MAX_KEYS);
+        let prefix = request.prefix.as_deref().unwrap_or("");
+        let delimiter = request.delimiter.as_deref();
+        let start = key_prefix(bucket, prefix);
+        let upper = prefix_successor(&start);
+        let mut lower = Bound::Included(start.to_vec());
+        let key_marker = request.key_marker.as_deref().filter(|m| !m.is_empty());
+        // Without a key marker S3 ignores the upload-id marker.
+        let upload_marker = key_marker.and(request.upload_id_marker.as_deref());
+        if let Some(marker) = key_marker {
+            let bound = if common_prefix(marker, prefix, delimiter) == Some(marker) {
+                After::Prefix(marker.to_owned()).lower_bound(bucket)
+            } else if upload_marker.is_some() {
+                Bound::Included(object_key(bucket, marker).to_vec())
+            } else {
+                // Past every upload of the marker key.
+                match prefix_successor(&object_key(bucket, marker)) {
+                    Some(next) => Bound::Included(next),
+                    None => Bound::Excluded(object_key(bucket, marker).to_vec()),
+                }
+            };
+            if bound_after(&bound, &lower) {
+                lower = bound;
+            }
+        }
+        let mut out = ListMultipartUploadsOutput::default();
+        let mut count = 0;
+        // One key's uploads at a time, ordered by initiation.
+        let mut group: Vec<UploadInfo> = Vec::new();
+        let flush = |group: &mut Vec<UploadInfo>,
+                     out: &mut ListMultipartUploadsOutput,
+                     count: &mut usize|
+         -> bool {
+            group.sort_by(|a, b| {
+                a.initiated
+                    .cmp(&b.initiated)
+                    .then(a.upload_id.cmp(&b.upload_id))
+            });
+            let mut uploads = std::mem::take(group).into_iter();
+            // The upload-id marker applies to the key marker only: its uploads up to and
+            // including the marked one were listed already.
+            let first = uploads.as_slice().first().map(|u| u.key.clone());
+            if let (Some(marker), Some(key)) = (upload_marker, first)
+                && key_marker == Some(key.as_str())
+            {
+                let rest: Vec<UploadInfo> = uploads.collect();
+                let skip = rest
+                    .iter()
+                    .position(|u| u.upload_id == marker)
+                    .map_or(0, |i| i + 1);
+                uploads = rest.into_iter().skip(skip).collect::<Vec<_>>().into_iter();
+            }
+            for upload in uploads {
+                if *count == max {
+                    out.is_truncated = true;
+                    return true;
+                }
+                out.next_key_marker = Some(upload.key.clone());
+                out.next_upload_id_marker = Some(upload.upload_id.clone());
+                out.uploads.push(upload);
+                *count += 1;
+            }
+            false
+        };
+        'scan: loop {
+            for entry in snapshot.range(
+                KS_UPLOADS,
+                &range(lower.clone(), &upper),
+                Direction::Forward,
+            )? {
+                let (raw_key, raw) = entry?;
+                let mut reader = TupleReader::new(&raw_key);
+                reader.str()?;
+                let key = reader.str()?;
+                let upload_id = reader.str()?;
+                if group.first().is_some_and(|u| u.key != key)
+                    && flush(&mut group, &mut out, &mut count)
+                {
+                    break 'scan;
+                }
+                if let Some(cp) = common_prefix(&key, prefix, delimiter) {
+                    if count == max {
+                        out.is_truncated = true;
+                        break 'scan;
+                    }
+                    out.common_prefixes.push(cp.to_owned());
+                    out.next_key_marker = Some(cp.to_owned());
+                    out.next_upload_id_marker = None;
+                    count += 1;
+                    lower = After::Prefix(cp.to_owned()).lower_bound(bucket);
+                    continue 'scan;
+                }
+                let record: UploadRecord = decode(KS_UPLOADS, &raw)?;
+                group.push(UploadInfo {
+                    key,
+                    upload_id,
+                    initiated: record.initiated,
+                });
+            }
+            flush(&mut group, &mut out, &mut count);
+            break;
+        }
+        if !out.is_truncated {
+            out.next_key_marker = None;
+            out.next_upload_id_marker = None;
+        }
         Ok(out)
     }
 }

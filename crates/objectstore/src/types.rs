@@ -752,6 +752,80 @@ pub struct ListPartsOutput {
     pub next_part_number_marker: Option<u32>,
 }
 
+/// ListMultipartUploads: the uploads in progress, by key and then by initiation, a page at a
+/// time.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ListMultipartUploads {
+    /// The bucket.
+    pub bucket: String,
+    /// Only keys that begin with this.
+    pub prefix: Option<String>,
+    /// Roll keys up at the delimiter (each common prefix counts against `max_uploads`).
+    pub delimiter: Option<String>,
+    /// At most this many uploads and common prefixes together (at most, and by default, 1000).
+    pub max_uploads: Option<usize>,
+    /// Continue after this key (with `upload_id_marker`, after that upload of it).
+    pub key_marker: Option<String>,
+    /// Continue after this upload of `key_marker`; ignored without a key marker, as S3 does.
+    pub upload_id_marker: Option<String>,
+}
+
+impl ListMultipartUploads {
+    /// Lists the uploads in progress in `bucket`.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Only keys under `prefix`.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Roll keys up at `delimiter`.
+    #[must_use]
+    pub fn with_delimiter(mut self, delimiter: impl Into<String>) -> Self {
+        self.delimiter = Some(delimiter.into());
+        self
+    }
+
+    /// At most `max` entries.
+    #[must_use]
+    pub fn with_max_uploads(mut self, max: usize) -> Self {
+        self.max_uploads = Some(max);
+        self
+    }
+
+    /// Continue after `key` (and, if given, after `upload_id` of it).
+    #[must_use]
+    pub fn after(mut self, key: impl Into<String>, upload_id: Option<String>) -> Self {
+        self.key_marker = Some(key.into());
+        self.upload_id_marker = upload_id;
+        self
+    }
+}
+
+/// A page of ListMultipartUploads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListMultipartUploadsOutput {
+    /// The uploads, by key and then by initiation.
+    pub uploads: Vec<UploadInfo>,
+    /// Common prefixes.
+    pub common_prefixes: Vec<String>,
+    /// More entries follow.
+    pub is_truncated: bool,
+    /// Pass as `key_marker` for the next page.
+    pub next_key_marker: Option<String>,
+    /// Pass as `upload_id_marker` for the next page.
+    pub next_upload_id_marker: Option<String>,
+}
+
 /// A multipart upload in progress, as ListMultipartUploads returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

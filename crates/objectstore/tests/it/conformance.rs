@@ -10,8 +10,8 @@ use cloudlet_core::outbox::OutboxPolicy;
 use cloudlet_core::{ChannelSink, Clock, DeliveryError, Message, Timestamp, sink_fn};
 use cloudlet_objectstore::{
     Body, Buckets, ByteRange, CompletedPart, CopyObject, CreateMultipartUpload, Error, GetObject,
-    Headers, LifecycleRule, ListObjectVersions, ListObjects, NotificationRule, ObjectIdentifier,
-    PutObject, ReadConditions, Versioning, WriteConditions,
+    Headers, LifecycleRule, ListMultipartUploads, ListObjectVersions, ListObjects,
+    NotificationRule, ObjectIdentifier, PutObject, ReadConditions, Versioning, WriteConditions,
 };
 use md5::{Digest, Md5};
 
@@ -33,6 +33,7 @@ macro_rules! conformance {
                 rename_is_atomic,
                 list_objects_v2_pages_and_delimiters,
                 multipart_uploads,
+                multipart_uploads_are_listed_in_pages,
                 versioning_keeps_versions_and_delete_markers,
                 suspended_versioning_writes_null_versions,
                 lifecycle_rules_run_on_the_clock,
@@ -721,6 +722,97 @@ mod checks {
         );
     }
 
+    pub async fn multipart_uploads_are_listed_in_pages(h: Harness) {
+        h.s3.create_bucket("bkt").await.unwrap();
+        // Three uploads of one key, started a second apart (newest has the smallest id, by
+        // luck or not), and one each of keys under two folders.
+        let mut of_a = Vec::new();
+        for _ in 0..3 {
+            of_a.push(
+                h.s3.create_multipart_upload(CreateMultipartUpload::new("bkt", "a"))
+                    .await
+                    .unwrap(),
+            );
+            h.clock.advance(std::time::Duration::from_secs(1));
+        }
+        for key in ["b/1", "b/2", "c/1", "d"] {
+            h.s3.create_multipart_upload(CreateMultipartUpload::new("bkt", key))
+                .await
+                .unwrap();
+        }
+        let list = |request: ListMultipartUploads| {
+            let s3 = h.s3.clone();
+            async move { s3.list_multipart_uploads(request).await.unwrap() }
+        };
+        // Everything, by key and then by initiation.
+        let all = list(ListMultipartUploads::new("bkt")).await;
+        let keys: Vec<&str> = all.uploads.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, ["a", "a", "a", "b/1", "b/2", "c/1", "d"]);
+        let ids: Vec<&str> = all.uploads[..3]
+            .iter()
+            .map(|u| u.upload_id.as_str())
+            .collect();
+        assert_eq!(ids, of_a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!all.is_truncated && all.next_key_marker.is_none());
+        // Pages of two follow the markers, splitting the uploads of one key.
+        let mut seen = Vec::new();
+        let mut request = ListMultipartUploads::new("bkt").with_max_uploads(2);
+        loop {
+            let page = list(request.clone()).await;
+            assert!(page.uploads.len() <= 2);
+            seen.extend(page.uploads.iter().map(|u| u.upload_id.clone()));
+            if !page.is_truncated {
+                break;
+            }
+            request = request.after(page.next_key_marker.unwrap(), page.next_upload_id_marker);
+        }
+        let expected: Vec<String> = all.uploads.iter().map(|u| u.upload_id.clone()).collect();
+        assert_eq!(seen, expected);
+        // A key marker alone skips every upload of that key; an upload-id marker without a
+        // key marker is ignored, as S3 ignores it.
+        let after_a = list(ListMultipartUploads::new("bkt").after("a", None)).await;
+        assert_eq!(after_a.uploads[0].key, "b/1");
+        let mut ignored = ListMultipartUploads::new("bkt");
+        ignored.upload_id_marker = Some(of_a[0].clone());
+        assert_eq!(list(ignored).await.uploads.len(), 7);
+        // A delimiter rolls keys up into common prefixes, which count against the page and
+        // serve as markers.
+        let rolled = list(ListMultipartUploads::new("bkt").with_delimiter("/")).await;
+        assert_eq!(rolled.common_prefixes, ["b/", "c/"]);
+        assert_eq!(rolled.uploads.len(), 4);
+        let page = list(
+            ListMultipartUploads::new("bkt")
+                .with_delimiter("/")
+                .with_max_uploads(4),
+        )
+        .await;
+        assert_eq!((page.uploads.len(), page.common_prefixes.len()), (3, 1));
+        assert!(page.is_truncated);
+        assert_eq!(page.next_key_marker.as_deref(), Some("b/"));
+        let rest = list(
+            ListMultipartUploads::new("bkt")
+                .with_delimiter("/")
+                .after("b/", None),
+        )
+        .await;
+        assert_eq!(rest.common_prefixes, ["c/"]);
+        assert_eq!(rest.uploads.len(), 1);
+        assert_eq!(rest.uploads[0].key, "d");
+        // A prefix, and max-uploads 0.
+        let under_b = list(ListMultipartUploads::new("bkt").with_prefix("b/")).await;
+        assert_eq!(under_b.uploads.len(), 2);
+        let none = list(ListMultipartUploads::new("bkt").with_max_uploads(0)).await;
+        assert!(none.uploads.is_empty() && !none.is_truncated);
+        // A missing bucket.
+        assert_eq!(
+            h.s3.list_multipart_uploads(ListMultipartUploads::new("nope"))
+                .await
+                .unwrap_err()
+                .code(),
+            "NoSuchBucket"
+        );
+    }
+
     pub async fn multipart_uploads(h: Harness) {
         h.s3.create_bucket("bkt").await.unwrap();
         let upload =
@@ -774,7 +866,11 @@ mod checks {
             ),
             (1, true, Some(1))
         );
-        let uploads = h.s3.list_multipart_uploads("bkt", "").await.unwrap();
+        let uploads =
+            h.s3.list_multipart_uploads(ListMultipartUploads::new("bkt"))
+                .await
+                .unwrap()
+                .uploads;
         assert_eq!(uploads.len(), 1);
         assert_eq!(uploads[0].upload_id, upload);
 
@@ -905,9 +1001,10 @@ mod checks {
             "NoSuchUpload"
         );
         assert!(
-            h.s3.list_multipart_uploads("bkt", "")
+            h.s3.list_multipart_uploads(ListMultipartUploads::new("bkt"))
                 .await
                 .unwrap()
+                .uploads
                 .is_empty()
         );
 

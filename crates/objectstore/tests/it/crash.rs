@@ -250,7 +250,12 @@ async fn acknowledged_objects_survive_sigkill() {
     for key in &keys {
         s3.delete_object("crash", key, None).await.unwrap();
     }
-    for upload in s3.list_multipart_uploads("crash", "").await.unwrap() {
+    let uploads = s3
+        .list_multipart_uploads(cloudlet_objectstore::ListMultipartUploads::new("crash"))
+        .await
+        .unwrap()
+        .uploads;
+    for upload in uploads {
         s3.abort_multipart_upload("crash", &upload.key, &upload.upload_id)
             .await
             .unwrap();

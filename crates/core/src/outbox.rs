@@ -54,6 +54,10 @@ const COUNTER: u64 = 0;
 const RECORDS: u64 = 1;
 const DUE: u64 = 2;
 
+/// A retry schedule: the wait after a message's `n`-th failed attempt (`n` from 1). Set with
+/// [`OutboxPolicy::with_schedule`] when the backoff is not a plain exponential one.
+pub type RetrySchedule = Arc<dyn Fn(u32) -> Duration + Send + Sync>;
+
 /// How an outbox retries.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -74,6 +78,8 @@ pub struct OutboxPolicy {
     /// Deliver strictly one at a time in order, a failing message holding back the rest (for
     /// FIFO sinks). Default false.
     pub ordered: bool,
+    /// Replaces the exponential backoff above when set.
+    pub schedule: Option<RetrySchedule>,
 }
 
 impl Default for OutboxPolicy {
@@ -86,6 +92,7 @@ impl Default for OutboxPolicy {
             batch_size: 10,
             dead_letter: None,
             ordered: false,
+            schedule: None,
         }
     }
 }
@@ -123,8 +130,20 @@ impl OutboxPolicy {
         self
     }
 
+    /// Sets a [`RetrySchedule`], which then decides every wait.
+    pub fn with_schedule(
+        mut self,
+        schedule: impl Fn(u32) -> Duration + Send + Sync + 'static,
+    ) -> Self {
+        self.schedule = Some(Arc::new(schedule));
+        self
+    }
+
     /// The wait after `attempts` failed attempts.
     pub fn backoff(&self, attempts: u32) -> Duration {
+        if let Some(schedule) = &self.schedule {
+            return schedule(attempts);
+        }
         let factor = u64::from(self.backoff_multiplier).saturating_pow(attempts.saturating_sub(1));
         let nanos = u64::try_from(self.initial_backoff.as_nanos())
             .unwrap_or(u64::MAX)
@@ -143,6 +162,7 @@ impl fmt::Debug for OutboxPolicy {
             .field("batch_size", &self.batch_size)
             .field("dead_letter", &self.dead_letter.is_some())
             .field("ordered", &self.ordered)
+            .field("schedule", &self.schedule.is_some())
             .finish()
     }
 }
@@ -241,6 +261,58 @@ impl Outbox {
         );
         txn.notify_on_commit(&self.signal_name());
         Ok(())
+    }
+
+    /// Removes every message of the outbox, in transactions of at most 1,000 keys, and its
+    /// sequence counter; returns how many messages were removed. Stop its delivery task first.
+    /// Pushes that commit meanwhile may be removed too, or stay.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when a read or a write fails (what was removed stays removed).
+    pub async fn clear(&self, store: &Store) -> Result<usize> {
+        const CHUNK: usize = 1000;
+        let mut removed = 0;
+        loop {
+            let keys: Vec<(Bytes, bool)> = {
+                let snapshot = store.snapshot()?;
+                let mut keys = Vec::new();
+                for (section, is_record) in [(RECORDS, true), (DUE, false)] {
+                    for entry in snapshot.range(
+                        OUTBOX_KEYSPACE,
+                        &self.section(section),
+                        Direction::Forward,
+                    )? {
+                        keys.push((entry?.0, is_record));
+                        if keys.len() >= CHUNK {
+                            break;
+                        }
+                    }
+                    if keys.len() >= CHUNK {
+                        break;
+                    }
+                }
+                keys
+            };
+            if keys.is_empty() {
+                let counter = Tuple::new().str(&self.name).u64(COUNTER).build();
+                store
+                    .write(Durability::Durable, move |txn| {
+                        txn.delete(OUTBOX_KEYSPACE, counter);
+                        Ok::<_, Error>(())
+                    })
+                    .await?;
+                return Ok(removed);
+            }
+            removed += keys.iter().filter(|(_, is_record)| *is_record).count();
+            store
+                .write(Durability::Durable, move |txn| {
+                    for (key, _) in keys {
+                        txn.delete(OUTBOX_KEYSPACE, key);
+                    }
+                    Ok::<_, Error>(())
+                })
+                .await?;
+        }
     }
 
     /// How many messages wait for delivery.
@@ -361,17 +433,18 @@ impl Worker {
             .map(|d| d.record.message.clone())
             .collect();
         let mut results = self.sink.deliver_batch(messages).await.into_iter();
-        let mut writes = Vec::new();
+        let mut deletes = Vec::new();
+        let mut retries = Vec::new();
         for DueRecord { seq, mut record } in due.records {
             let result = results.next().unwrap_or_else(|| {
                 Err(DeliveryError::unavailable(
                     "the sink gave no result for this message",
                 ))
             });
-            writes.push((self.outbox.due_key(record.next_attempt, seq), None));
+            deletes.push(self.outbox.due_key(record.next_attempt, seq));
             let give_up = match &result {
                 Ok(()) => {
-                    writes.push((self.outbox.record_key(seq), None));
+                    deletes.push(self.outbox.record_key(seq));
                     continue;
                 }
                 Err(DeliveryError::Rejected { .. }) => true,
@@ -382,21 +455,27 @@ impl Worker {
             };
             record.attempts = record.attempts.saturating_add(1);
             if give_up && self.dead_letter(&record, result).await {
-                writes.push((self.outbox.record_key(seq), None));
+                deletes.push(self.outbox.record_key(seq));
             } else {
                 record.next_attempt = now.saturating_add(self.policy.backoff(record.attempts));
-                writes.push((
+                // Kept only while the record is still there: an outbox cleared meanwhile
+                // (`Outbox::clear`) stays cleared.
+                let key = self.outbox.record_key(seq);
+                retries.push((
+                    key.clone(),
                     self.outbox.due_key(record.next_attempt, seq),
-                    Some(Bytes::new()),
+                    record.encode(),
                 ));
-                writes.push((self.outbox.record_key(seq), Some(record.encode())));
             }
         }
         let write = self.store.write(Durability::Durable, move |txn| {
-            for (key, value) in writes {
-                match value {
-                    Some(value) => txn.put(OUTBOX_KEYSPACE, key, value),
-                    None => txn.delete(OUTBOX_KEYSPACE, key),
+            for key in deletes {
+                txn.delete(OUTBOX_KEYSPACE, key);
+            }
+            for (key, due, record) in retries {
+                if txn.get(OUTBOX_KEYSPACE, &key)?.is_some() {
+                    txn.put(OUTBOX_KEYSPACE, due, Bytes::new());
+                    txn.put(OUTBOX_KEYSPACE, key, record);
                 }
             }
             Ok::<(), Error>(())

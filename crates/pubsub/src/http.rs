@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cloudlet_core::{AttributeValue, DeliveryError, Message, Sink};
+use cloudlet_core::{AttributeValue, DeliveryError, Message, SharedClock, Sink, Timestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -55,22 +55,68 @@ impl Endpoint {
 
 /// Posts each message to an HTTP endpoint: a 2xx answer is delivered; 429, 5xx, a timeout or
 /// a failed connection is retried; any other answer is a permanent failure.
-#[derive(Debug, Clone)]
 pub(crate) struct HttpSink {
     endpoint: Endpoint,
+    /// The `Content-Type` of each POST (the delivery policy's `headerContentType`).
+    content_type: String,
+    /// At most this many POSTs a second, on the service clock (`maxReceivesPerSecond`).
+    throttle: Option<Throttle>,
+}
+
+struct Throttle {
+    clock: SharedClock,
+    gap: Duration,
+    /// When the next POST may go.
+    next: tokio::sync::Mutex<Timestamp>,
+}
+
+impl std::fmt::Debug for HttpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSink")
+            .field("endpoint", &self.endpoint)
+            .field("content_type", &self.content_type)
+            .field("throttle", &self.throttle.as_ref().map(|t| t.gap))
+            .finish()
+    }
 }
 
 impl HttpSink {
-    pub(crate) fn new(endpoint: Endpoint) -> Self {
-        Self { endpoint }
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        content_type: Option<String>,
+        throttle: Option<(SharedClock, u32)>,
+    ) -> Self {
+        Self {
+            endpoint,
+            content_type: content_type.unwrap_or_else(|| "text/plain; charset=UTF-8".to_owned()),
+            throttle: throttle.map(|(clock, rate)| Throttle {
+                clock,
+                gap: Duration::from_secs(1) / rate.max(1),
+                next: tokio::sync::Mutex::new(Timestamp::EPOCH),
+            }),
+        }
+    }
+
+    /// Waits for the throttle's next slot, if any, and takes it.
+    async fn slot(&self) {
+        let Some(throttle) = &self.throttle else {
+            return;
+        };
+        let mut next = throttle.next.lock().await;
+        let now = throttle.clock.now();
+        if *next > now {
+            throttle.clock.sleep_until(*next).await;
+        }
+        *next = (*next).max(now).saturating_add(throttle.gap);
     }
 
     async fn post(&self, message: &Message) -> std::io::Result<u16> {
         let mut request = format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: text/plain; charset=UTF-8\r\nUser-Agent: Amazon Simple Notification Service Agent\r\nConnection: close\r\nContent-Length: {}\r\n",
+            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: {}\r\nUser-Agent: Amazon Simple Notification Service Agent\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.endpoint.path,
             self.endpoint.host,
             self.endpoint.port,
+            self.content_type,
             message.body.len()
         );
         for (name, attribute) in &message.attributes {
@@ -107,6 +153,7 @@ impl HttpSink {
 #[async_trait]
 impl Sink for HttpSink {
     async fn deliver(&self, message: Message) -> Result<(), DeliveryError> {
+        self.slot().await;
         let Ok(answer) = tokio::time::timeout(TIMEOUT, self.post(&message)).await else {
             return Err(DeliveryError::unavailable(
                 "the endpoint did not answer in time",

@@ -54,14 +54,15 @@
 //! |---|---|
 //! | filter policies: exact strings, numbers, booleans and null; `prefix`, `suffix`, `equals-ignore-case`, `anything-but` (values, numbers, `prefix`), `numeric` comparisons and ranges, `exists`, `cidr`, `$or`, nested keys (MessageBody scope); validation with SNS's messages (5 keys, 150 combinations, operator shapes) | yes |
 //! | matching compiled per topic ([`PolicySet`]): sub-linear in the number of exact-match policies | yes |
-//! | topics (create idempotent, names, FIFO names, list, attributes, delete), subscriptions to registered sinks (filter policy and scope, RawMessageDelivery, RedrivePolicy to a dead-letter sink), publish (subject, attributes, `json` message structure, 256 KiB), the SNS envelope | yes |
-//! | durable per-subscription delivery (outbox in the publish's transaction), retries with backoff on the clock, dead-letter sink, one subscriber's failures never delay another | yes |
+//! | topics (create idempotent, names, FIFO names, list, attributes, delete), subscriptions to registered sinks (filter policy and scope, RawMessageDelivery, RedrivePolicy to a dead-letter sink), publish (subject, attributes, `json` message structure, 256 KiB by default, up to 1 MiB with [`TopicService::with_max_message_size`]), the SNS envelope, GetSubscriptionAttributes | yes |
+//! | durable per-subscription delivery (outbox in the publish's transaction), retries on the clock as SNS's delivery policies have them (sinks: the managed-endpoint policy, 100,015 attempts; HTTP: three retries 20 s apart, or the subscription's or topic's `DeliveryPolicy` with its four phases, backoff function, throttle and content type; see [`delivery`]), dead-letter sink, one subscriber's failures never delay another; unsubscribing deletes what was queued | yes |
 //! | FIFO topics: group id required, deduplication for five minutes (explicit or content-based SHA-256; scope topic or message group), sequence numbers, each subscription in publish order with group and deduplication ids passed on | yes |
 //! | a topic as a core `Sink` ([`TopicService::sink`]) | yes |
 //! | PublishBatch (10 entries, ids, per-entry results), topic tags, SetTopicAttributes | yes |
 //! | HTTP endpoints (`http://`): the SubscriptionConfirmation handshake (`confirm_subscription`), notifications POSTed with SNS's `x-amz-sns-*` headers, raw or envelope bodies, retries on 429, 5xx, timeouts and refused connections | yes |
-//! | HTTPS endpoints (no TLS client), the 1 MiB size option, per-subscription DeliveryPolicy, removing an unsubscribed subscription's queued messages (they stay in storage) | not yet |
+//! | HTTPS endpoints (no TLS client); SNS's jitter on retry waits (left out so waits are exact on a manual clock) | not yet |
 
+pub mod delivery;
 mod envelope;
 mod error;
 pub mod filter;
@@ -73,6 +74,6 @@ pub use error::{Error, Result};
 pub use filter::{FilterPolicy, FilterPolicyScope, PolicySet};
 pub use service::{
     BatchResultErrorEntry, DEDUP_WINDOW, DEFAULT_MAX_MESSAGE_SIZE, MAX_BATCH_ENTRIES,
-    MAX_MESSAGE_ATTRIBUTES, MAX_SUBJECT_LENGTH, MAX_TAGS, Publish, PublishBatchResult,
-    PublishResult, Subscription, TopicService, TopicSink,
+    MAX_MESSAGE_ATTRIBUTES, MAX_MESSAGE_SIZE_LIMIT, MAX_SUBJECT_LENGTH, MAX_TAGS, Publish,
+    PublishBatchResult, PublishResult, Subscription, TopicService, TopicSink,
 };

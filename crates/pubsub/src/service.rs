@@ -21,6 +21,7 @@ use cloudlet_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::{HttpPolicy, RetryPolicy};
 use crate::envelope::{Notification, envelope};
 use crate::filter::{FilterPolicy, FilterPolicyScope, PolicySet};
 use crate::{Error, Result};
@@ -28,6 +29,8 @@ use crate::{Error, Result};
 const KS_TOPICS: &str = "pubsub.topics";
 const KS_SUBSCRIPTIONS: &str = "pubsub.subscriptions";
 const KS_META: &str = "pubsub.meta";
+/// Subscriptions removed whose queued messages are still to be deleted (id → empty).
+const KS_REMOVED: &str = "pubsub.removed";
 /// Ids of live topics: a publish checks its topic still exists without decoding it.
 const KS_LIVE: &str = "pubsub.live";
 /// FIFO topics: deduplication ids, by (topic id, scope, id).
@@ -156,6 +159,8 @@ impl Sink for TopicSink {
 
 /// The largest message by default, body and attributes.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024;
+/// The largest message size a service can be configured for: 1 MiB.
+pub const MAX_MESSAGE_SIZE_LIMIT: usize = 1024 * 1024;
 /// The most message attributes.
 pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 /// The longest subject.
@@ -288,6 +293,8 @@ pub struct TopicService {
     deliveries: Arc<Mutex<HashMap<u64, BackgroundTask>>>,
     cache: Arc<RwLock<Cache>>,
     policy: OutboxPolicy,
+    /// The largest message, attributes included.
+    max_message_size: usize,
     /// Set once the deliveries of stored subscriptions have been started in this process.
     resumed: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -305,7 +312,7 @@ fn corrupt(keyspace: &str, reason: impl Into<String>) -> Error {
     Error::Storage(cloudlet_core::Error::corrupt(keyspace, reason))
 }
 
-fn invalid(field: &'static str, reason: impl fmt::Display) -> Error {
+pub(crate) fn invalid(field: &'static str, reason: impl fmt::Display) -> Error {
     Error::InvalidParameter {
         field,
         message: format!("Invalid parameter: {field} Reason: {reason}"),
@@ -359,15 +366,34 @@ impl TopicService {
             deliveries: Arc::default(),
             cache: Arc::default(),
             resumed: Arc::default(),
-            // SNS's policy for managed endpoints, in outline: quick retries, then backoff, then
-            // a long tail of attempts.
+            // SNS's policy for managed endpoints: every sink is one.
             policy: OutboxPolicy::default()
-                .with_backoff(Duration::from_secs(1), Duration::from_secs(20 * 60), 2)
-                .with_max_attempts(100),
+                .with_schedule(|failed| RetryPolicy::MANAGED.delay(failed))
+                .with_max_attempts(RetryPolicy::MANAGED.max_attempts()),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 
-    /// The same service with another delivery policy for every subscription.
+    /// The same service with another largest message size (attributes included), up to
+    /// [`MAX_MESSAGE_SIZE_LIMIT`] (1 MiB); SNS's default is 256 KiB.
+    ///
+    /// # Errors
+    /// `InvalidParameter` naming `MaximumMessageSize` for 0 or more than 1 MiB.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Result<Self> {
+        if bytes == 0 || bytes > MAX_MESSAGE_SIZE_LIMIT {
+            return Err(invalid(
+                "MaximumMessageSize",
+                format!(
+                    "the maximum message size is {bytes} bytes; it must be between 1 and {MAX_MESSAGE_SIZE_LIMIT}"
+                ),
+            ));
+        }
+        self.max_message_size = bytes;
+        Ok(self)
+    }
+
+    /// The same service with another delivery policy for every sink subscription (HTTP
+    /// subscriptions follow their `DeliveryPolicy`).
     #[must_use]
     pub fn with_delivery_policy(mut self, policy: OutboxPolicy) -> Self {
         self.policy = policy;
@@ -488,9 +514,9 @@ impl TopicService {
                         ));
                     }
                 }
+                "DeliveryPolicy" => crate::delivery::check_topic_policy(value)?,
                 "DisplayName"
                 | "Policy"
-                | "DeliveryPolicy"
                 | "KmsMasterKeyId"
                 | "SignatureVersion"
                 | "TracingConfig"
@@ -554,6 +580,11 @@ impl TopicService {
                         KS_SUBSCRIPTIONS,
                         Tuple::new().u64(topic.id).u64(subscription.id).build(),
                     );
+                    txn.put(
+                        KS_REMOVED,
+                        Tuple::new().u64(subscription.id).build(),
+                        Bytes::new(),
+                    );
                 }
                 txn.delete(KS_TOPICS, name);
                 txn.delete(KS_LIVE, Tuple::new().u64(topic.id).build());
@@ -569,8 +600,21 @@ impl TopicService {
         for (topic_id, subscription) in removed {
             self.forget(topic_id);
             self.stop_delivery(subscription);
+            self.drop_queued(subscription).await?;
         }
         Ok(())
+    }
+
+    /// Deletes what was queued for a removed subscription, then its removal marker (a crash
+    /// in between is finished by the next `resume`).
+    async fn drop_queued(&self, subscription: u64) -> Result<()> {
+        Self::outbox(subscription).clear(&self.store).await?;
+        self.store
+            .write(Durability::Durable, move |txn| {
+                txn.delete(KS_REMOVED, Tuple::new().u64(subscription).build());
+                Ok::<_, Error>(())
+            })
+            .await
     }
 
     /// ListTopics: every topic's ARN, by name.
@@ -602,6 +646,21 @@ impl TopicService {
         attributes.insert("SubscriptionsPending".to_owned(), "0".to_owned());
         attributes.insert("SubscriptionsDeleted".to_owned(), "0".to_owned());
         attributes.entry("DisplayName".to_owned()).or_default();
+        let http = HttpPolicy::effective(
+            topic.attributes.get("DeliveryPolicy").map(String::as_str),
+            None,
+        )
+        .unwrap_or_default();
+        let effective = serde_json::json!({"http": {
+            "defaultHealthyRetryPolicy": http.retry.to_json(),
+            "disableSubscriptionOverrides": topic
+                .attributes
+                .get("DeliveryPolicy")
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                .and_then(|p| p["http"]["disableSubscriptionOverrides"].as_bool())
+                .unwrap_or(false),
+        }});
+        attributes.insert("EffectiveDeliveryPolicy".to_owned(), effective.to_string());
         Ok(attributes)
     }
 
@@ -643,8 +702,25 @@ impl TopicService {
         if self.resumed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        for subscription in Self::all_subscriptions(&self.store.snapshot()?)? {
+        let snapshot = self.store.snapshot()?;
+        for subscription in Self::all_subscriptions(&snapshot)? {
             self.start_delivery(&subscription);
+        }
+        // Queued messages of subscriptions removed just before a crash.
+        let mut removed = Vec::new();
+        for entry in snapshot.prefix(KS_REMOVED, b"", Direction::Forward)? {
+            let (key, _) = entry?;
+            removed.push(cloudlet_core::keys::TupleReader::new(&key).u64()?);
+        }
+        if !removed.is_empty() {
+            let service = self.clone();
+            tokio::spawn(async move {
+                for id in removed {
+                    if let Err(e) = service.drop_queued(id).await {
+                        tracing::warn!(subscription = id, error = %e, "could not delete a removed subscription's queued messages");
+                    }
+                }
+            });
         }
         Ok(())
     }
@@ -654,9 +730,21 @@ impl TopicService {
     }
 
     fn start_delivery(&self, subscription: &SubscriptionRecord) {
+        let mut policy = self.policy.clone();
         let sink: Option<Arc<dyn Sink>> = if subscription.protocol == "http" {
-            crate::http::Endpoint::parse(&subscription.endpoint)
-                .map(|endpoint| Arc::new(crate::http::HttpSink::new(endpoint)) as Arc<dyn Sink>)
+            let http = self.http_policy(subscription);
+            let retry = http.retry;
+            policy = policy
+                .with_schedule(move |failed| retry.delay(failed))
+                .with_max_attempts(retry.max_attempts());
+            crate::http::Endpoint::parse(&subscription.endpoint).map(|endpoint| {
+                Arc::new(crate::http::HttpSink::new(
+                    endpoint,
+                    http.content_type,
+                    http.max_receives_per_second
+                        .map(|rate| (self.clock.clone(), rate)),
+                )) as Arc<dyn Sink>
+            })
         } else {
             self.sinks
                 .lock()
@@ -671,7 +759,6 @@ impl TopicService {
         if deliveries.contains_key(&subscription.id) {
             return;
         }
-        let mut policy = self.policy.clone();
         if subscription.ordered {
             // Each group in publish order: a failing message holds back the ones after it.
             policy = policy.ordered();
@@ -695,6 +782,42 @@ impl TopicService {
             policy,
         );
         deliveries.insert(subscription.id, task);
+    }
+
+    /// The delivery policy an HTTP subscription follows now (SNS's default when the stored
+    /// policies cannot be read, which validation on the way in prevents).
+    fn http_policy(&self, subscription: &SubscriptionRecord) -> HttpPolicy {
+        let topic = self
+            .store
+            .snapshot()
+            .ok()
+            .and_then(|s| Self::load_topic(&s, &subscription.topic).ok());
+        let topic_policy = topic
+            .as_ref()
+            .and_then(|t| t.attributes.get("DeliveryPolicy"))
+            .map(String::as_str);
+        HttpPolicy::effective(
+            topic_policy,
+            subscription
+                .attributes
+                .get("DeliveryPolicy")
+                .map(String::as_str),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Restarts a subscription's delivery task after its settings changed, letting it finish
+    /// the delivery in progress so nothing is sent twice.
+    async fn restart_delivery(&self, subscription: &SubscriptionRecord) {
+        let task = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&subscription.id);
+        if let Some(task) = task {
+            task.shutdown().await;
+        }
+        self.start_delivery(subscription);
     }
 
     /// Stops a subscription's delivery task without waiting for a delivery in progress (a
@@ -743,7 +866,7 @@ impl TopicService {
                 ));
             }
         };
-        check_subscription_attributes(&attributes)?;
+        check_subscription_attributes(protocol, &attributes)?;
         self.resume()?;
         let (name, endpoint) = (Self::topic_name(topic_arn).to_owned(), endpoint.to_owned());
         let (protocol, token) = (
@@ -863,7 +986,7 @@ impl TopicService {
         Ok((Self::topic_name(topic).to_owned(), id))
     }
 
-    /// Unsubscribe. Messages already accepted for it are not delivered.
+    /// Unsubscribe. Messages already accepted for it are not delivered, and are deleted.
     ///
     /// # Errors
     /// `NotFound` for a missing subscription.
@@ -878,12 +1001,13 @@ impl TopicService {
                     return Err(not_found("Subscription"));
                 }
                 txn.delete(KS_SUBSCRIPTIONS, key);
+                txn.put(KS_REMOVED, Tuple::new().u64(id).build(), Bytes::new());
                 Ok::<_, Error>(topic.id)
             })
             .await?;
         self.forget(topic_id);
         self.stop_delivery(id);
-        Ok(())
+        self.drop_queued(id).await
     }
 
     /// ListSubscriptionsByTopic.
@@ -932,7 +1056,7 @@ impl TopicService {
                 let mut record: SubscriptionRecord = serde_json::from_slice(&raw)
                     .map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
                 record.attributes.extend(change);
-                check_subscription_attributes(&record.attributes)?;
+                check_subscription_attributes(&record.protocol, &record.attributes)?;
                 let json = serde_json::to_vec(&record)
                     .map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
                 txn.put(KS_SUBSCRIPTIONS, key, json);
@@ -941,18 +1065,9 @@ impl TopicService {
             .await?;
         let (topic_id, record) = topic_id;
         self.forget(topic_id);
-        if name_changed == "RedrivePolicy" {
-            // The delivery task holds the dead-letter setting: restart it, letting it finish
-            // the delivery in progress so nothing is sent twice.
-            let task = self
-                .deliveries
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&record.id);
-            if let Some(task) = task {
-                task.shutdown().await;
-            }
-            self.start_delivery(&record);
+        if name_changed == "RedrivePolicy" || name_changed == "DeliveryPolicy" {
+            // The delivery task holds the dead-letter and retry settings.
+            self.restart_delivery(&record).await;
         }
         Ok(())
     }
@@ -971,7 +1086,7 @@ impl TopicService {
     /// # Cancel safety
     /// Not cancel safe: once called, the publish may commit even if the future is dropped.
     pub async fn publish(&self, topic_arn: &str, publish: Publish) -> Result<PublishResult> {
-        check_publish(&publish)?;
+        check_publish(&publish, self.max_message_size)?;
         self.resume()?;
         let name = Self::topic_name(topic_arn).to_owned();
         let topic = self.topic(&name)?;
@@ -1111,11 +1226,12 @@ impl TopicService {
             }
             total += publish.message.len();
         }
-        if total > DEFAULT_MAX_MESSAGE_SIZE {
+        if total > self.max_message_size {
             return Err(invalid(
                 "PublishBatchRequestEntries",
                 format!(
-                    "BatchRequestTooLong: The length of all the messages put together is more than the limit ({total} > {DEFAULT_MAX_MESSAGE_SIZE} bytes)"
+                    "BatchRequestTooLong: The length of all the messages put together is more than the limit ({total} > {} bytes)",
+                    self.max_message_size
                 ),
             ));
         }
@@ -1192,11 +1308,13 @@ impl TopicService {
         name: &str,
         value: &str,
     ) -> Result<()> {
+        let delivery = name == "DeliveryPolicy";
         let (name, value) = (name.to_owned(), value.to_owned());
         self.change_topic(topic_arn, move |topic| {
             match name.as_str() {
-                "DisplayName" | "Policy" | "DeliveryPolicy" | "KmsMasterKeyId"
-                | "SignatureVersion" | "TracingConfig" => {}
+                "DeliveryPolicy" => crate::delivery::check_topic_policy(&value)?,
+                "DisplayName" | "Policy" | "KmsMasterKeyId" | "SignatureVersion"
+                | "TracingConfig" => {}
                 "ContentBasedDeduplication" | "FifoThroughputScope" if topic.fifo() => {}
                 other => {
                     return Err(invalid(
@@ -1208,7 +1326,74 @@ impl TopicService {
             topic.attributes.insert(name, value);
             Ok(())
         })
-        .await
+        .await?;
+        if delivery {
+            // HTTP subscriptions follow the topic's policy unless they have their own.
+            let snapshot = self.store.snapshot()?;
+            let topic = Self::load_topic(&snapshot, Self::topic_name(topic_arn))?;
+            for subscription in Self::subscriptions(&snapshot, topic.id)? {
+                if subscription.protocol == "http" {
+                    self.restart_delivery(&subscription).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// GetSubscriptionAttributes: what was set, plus SNS's read-only attributes
+    /// (`SubscriptionArn`, `TopicArn`, `Owner`, `Protocol`, `Endpoint`, `PendingConfirmation`,
+    /// `ConfirmationWasAuthenticated`, `RawMessageDelivery`, and for HTTP subscriptions the
+    /// `EffectiveDeliveryPolicy` they follow).
+    ///
+    /// # Errors
+    /// `NotFound` for a missing subscription.
+    pub fn get_subscription_attributes(
+        &self,
+        subscription_arn: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        let (topic, id) = Self::parse_subscription_arn(subscription_arn)?;
+        let snapshot = self.store.snapshot()?;
+        let topic = Self::load_topic(&snapshot, &topic)?;
+        let raw = snapshot
+            .get(
+                KS_SUBSCRIPTIONS,
+                &Tuple::new().u64(topic.id).u64(id).build(),
+            )?
+            .ok_or_else(|| not_found("Subscription"))?;
+        let record: SubscriptionRecord =
+            serde_json::from_slice(&raw).map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
+        let mut attributes = record.attributes.clone();
+        attributes.insert(
+            "SubscriptionArn".to_owned(),
+            self.subscription_arn(&topic.name, record.id),
+        );
+        attributes.insert("TopicArn".to_owned(), self.topic_arn(&topic.name));
+        attributes.insert("Owner".to_owned(), self.account.clone());
+        attributes.insert("Protocol".to_owned(), record.protocol.clone());
+        attributes.insert("Endpoint".to_owned(), record.endpoint.clone());
+        attributes.insert(
+            "PendingConfirmation".to_owned(),
+            (!record.confirmed).to_string(),
+        );
+        attributes.insert(
+            "ConfirmationWasAuthenticated".to_owned(),
+            (record.protocol != "http").to_string(),
+        );
+        attributes
+            .entry("RawMessageDelivery".to_owned())
+            .or_insert_with(|| "false".to_owned());
+        if record.attributes.contains_key("FilterPolicy") {
+            attributes
+                .entry("FilterPolicyScope".to_owned())
+                .or_insert_with(|| "MessageAttributes".to_owned());
+        }
+        if record.protocol == "http" {
+            attributes.insert(
+                "EffectiveDeliveryPolicy".to_owned(),
+                self.http_policy(&record).to_json().to_string(),
+            );
+        }
+        Ok(attributes)
     }
 
     async fn change_topic(
@@ -1377,7 +1562,10 @@ fn compile_policy(attributes: &BTreeMap<String, String>) -> Result<Option<Filter
     FilterPolicy::parse(policy, scope).map(Some)
 }
 
-fn check_subscription_attributes(attributes: &BTreeMap<String, String>) -> Result<()> {
+fn check_subscription_attributes(
+    protocol: &str,
+    attributes: &BTreeMap<String, String>,
+) -> Result<()> {
     for (key, value) in attributes {
         match key.as_str() {
             "FilterPolicy" | "FilterPolicyScope" => {}
@@ -1389,7 +1577,16 @@ fn check_subscription_attributes(attributes: &BTreeMap<String, String>) -> Resul
                     ));
                 }
             }
-            "RedrivePolicy" | "DeliveryPolicy" | "SubscriptionRoleArn" => {}
+            "DeliveryPolicy" if protocol == "http" => {
+                crate::delivery::check_subscription_policy(value)?;
+            }
+            "DeliveryPolicy" => {
+                return Err(invalid(
+                    "DeliveryPolicy",
+                    "Delivery policy can only be set for HTTP/S subscriptions",
+                ));
+            }
+            "RedrivePolicy" | "SubscriptionRoleArn" => {}
             other => {
                 return Err(invalid(
                     "AttributeName",
@@ -1401,7 +1598,7 @@ fn check_subscription_attributes(attributes: &BTreeMap<String, String>) -> Resul
     compile_policy(attributes).map(|_| ())
 }
 
-fn check_publish(publish: &Publish) -> Result<()> {
+fn check_publish(publish: &Publish, max_size: usize) -> Result<()> {
     if publish.message.is_empty() {
         return Err(invalid("Message", "Empty message"));
     }
@@ -1420,10 +1617,10 @@ fn check_publish(publish: &Publish) -> Result<()> {
                     }
             })
             .sum::<usize>();
-    if size > DEFAULT_MAX_MESSAGE_SIZE {
+    if size > max_size {
         return Err(invalid(
             "Message",
-            format!("Message too long: {size} bytes, the maximum is {DEFAULT_MAX_MESSAGE_SIZE}"),
+            format!("Message too long: {size} bytes, the maximum is {max_size}"),
         ));
     }
     if let Some(subject) = &publish.subject

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudlet_core::outbox::OutboxPolicy;
-use cloudlet_core::{ManualClock, Store};
+use cloudlet_core::{Clock as _, ManualClock, Store};
 use cloudlet_pubsub::{Publish, TopicService};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -183,4 +183,164 @@ async fn memory_confirmation_notifications_and_retries() {
 async fn redb_confirmation_notifications_and_retries() {
     let dir = tempfile::tempdir().unwrap();
     confirmation_and_delivery(Store::open(dir.path()).unwrap()).await;
+}
+
+/// Confirms an HTTP subscription made with `attributes`; returns its ARN.
+async fn confirmed(
+    sns: &TopicService,
+    topic: &str,
+    url: &str,
+    attributes: BTreeMap<String, String>,
+    requests: &mut mpsc::UnboundedReceiver<Received>,
+) -> String {
+    sns.subscribe(topic, "http", url, attributes).await.unwrap();
+    let confirmation = requests.recv().await.unwrap();
+    let token = json(&confirmation.body)["Token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sns.confirm_subscription(topic, &token).await.unwrap()
+}
+
+async fn delivery_policies(store: Store) {
+    let clock = ManualClock::default();
+    let sns = TopicService::new(store, clock.shared());
+    let topic = sns.create_topic("policies", BTreeMap::new()).await.unwrap();
+    let (dead, mut dead_rx) = cloudlet_core::ChannelSink::new();
+    sns.register_sink("dlq", Arc::new(dead)).await.unwrap();
+    let (url, mut requests, script) = server().await;
+    let policy = r#"{"healthyRetryPolicy": {"numRetries": 2, "minDelayTarget": 5, "maxDelayTarget": 5},
+                     "requestPolicy": {"headerContentType": "application/json"}}"#;
+    let arn = confirmed(
+        &sns,
+        &topic,
+        &url,
+        BTreeMap::from([
+            ("DeliveryPolicy".to_owned(), policy.to_owned()),
+            ("RawMessageDelivery".to_owned(), "true".to_owned()),
+            (
+                "RedrivePolicy".to_owned(),
+                r#"{"deadLetterTargetArn": "dlq"}"#.to_owned(),
+            ),
+        ]),
+        &mut requests,
+    )
+    .await;
+    let attributes = sns.get_subscription_attributes(&arn).unwrap();
+    assert_eq!(attributes["Protocol"], "http");
+    assert_eq!(attributes["PendingConfirmation"], "false");
+    let effective = json(&attributes["EffectiveDeliveryPolicy"]);
+    assert_eq!(effective["healthyRetryPolicy"]["numRetries"], 2);
+    assert_eq!(effective["healthyRetryPolicy"]["minDelayTarget"], 5);
+
+    // Every attempt fails: the first and two retries 5 s apart, then the dead-letter sink.
+    script.lock().unwrap().extend([500, 500, 500, 500]);
+    let start = clock.now();
+    sns.publish(&topic, Publish::new("doomed")).await.unwrap();
+    // One step at a time: the clock moves only once the attempt before has arrived and the
+    // next one's timer is set.
+    let mut attempts = Vec::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            clock.wait_for_timers(1).await;
+            clock.advance_to_next();
+        }
+        let received = requests.recv().await.unwrap();
+        assert_eq!(received.headers["content-type"], "application/json");
+        attempts.push(clock.now().saturating_duration_since(start).as_secs());
+    }
+    let dead_lettered = dead_rx.recv().await.unwrap();
+    assert_eq!(attempts, [0, 5, 10]);
+    assert_eq!(dead_lettered.body, "doomed");
+    script.lock().unwrap().clear();
+
+    // One POST a second at most: three messages published at once arrive a second apart.
+    sns.set_subscription_attribute(
+        &arn,
+        "DeliveryPolicy",
+        r#"{"throttlePolicy": {"maxReceivesPerSecond": 1}}"#,
+    )
+    .await
+    .unwrap();
+    let start = clock.now();
+    for n in 0..3 {
+        sns.publish(&topic, Publish::new(format!("m{n}")))
+            .await
+            .unwrap();
+    }
+    let mut times = Vec::new();
+    for n in 0..3 {
+        if n > 0 {
+            clock.wait_for_timers(1).await;
+            clock.advance_to_next();
+        }
+        let received = requests.recv().await.unwrap();
+        // Back to SNS's default content type.
+        assert_eq!(
+            received.headers["content-type"],
+            "text/plain; charset=UTF-8"
+        );
+        assert_eq!(received.body, format!("m{n}"));
+        times.push(clock.now().saturating_duration_since(start).as_secs());
+    }
+    assert_eq!(times, [0, 1, 2]);
+
+    // Bad policies are refused and change nothing; sink subscriptions take none.
+    for bad in [
+        r#"{"healthyRetryPolicy": {"numRetries": 101}}"#,
+        r#"{"healthyRetryPolicy": {"numRetries": 100, "minDelayTarget": 60, "maxDelayTarget": 60}}"#,
+        r#"{"throttlePolicy": {"maxReceivesPerSecond": 0}}"#,
+        "{",
+    ] {
+        let err = sns
+            .set_subscription_attribute(&arn, "DeliveryPolicy", bad)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("DeliveryPolicy"), "{err}");
+    }
+    assert_eq!(
+        json(&sns.get_subscription_attributes(&arn).unwrap()["DeliveryPolicy"])["throttlePolicy"]["maxReceivesPerSecond"],
+        1
+    );
+    assert!(
+        sns.subscribe(
+            &topic,
+            "sink",
+            "dlq",
+            BTreeMap::from([("DeliveryPolicy".to_owned(), "{}".to_owned())]),
+        )
+        .await
+        .is_err()
+    );
+    // A topic's policy is checked too, and shows as its effective policy.
+    assert!(
+        sns.set_topic_attribute(&topic, "DeliveryPolicy", r#"{"http": {"bad": 1}}"#)
+            .await
+            .is_err()
+    );
+    sns.set_topic_attribute(
+        &topic,
+        "DeliveryPolicy",
+        r#"{"http": {"defaultHealthyRetryPolicy": {"numRetries": 7}}}"#,
+    )
+    .await
+    .unwrap();
+    let topic_attributes = sns.get_topic_attributes(&topic).unwrap();
+    let effective = json(&topic_attributes["EffectiveDeliveryPolicy"]);
+    assert_eq!(
+        effective["http"]["defaultHealthyRetryPolicy"]["numRetries"],
+        7
+    );
+    sns.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_delivery_policies() {
+    delivery_policies(Store::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_delivery_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    delivery_policies(Store::open(dir.path()).unwrap()).await;
 }

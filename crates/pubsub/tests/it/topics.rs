@@ -82,6 +82,9 @@ macro_rules! conformance {
                 batches_tags_and_attributes,
                 a_dead_letter_sink_registered_later_is_used,
                 fifo_deliveries_carry_the_deduplication_id,
+                sinks_retry_as_sns_retries_managed_endpoints,
+                the_message_size_limit_goes_up_to_one_mebibyte,
+                removed_subscriptions_leave_nothing_queued,
             );
         }
     };
@@ -317,6 +320,111 @@ mod checks {
         // Nothing rejected was delivered; the next good one is the first to arrive.
         h.sns.publish(&arn, Publish::new("good")).await.unwrap();
         assert_eq!(json(&rx.recv().await.unwrap())["Message"], "good");
+        h.sns.shutdown().await;
+    }
+
+    pub async fn sinks_retry_as_sns_retries_managed_endpoints(h: Harness) {
+        use cloudlet_core::Clock as _;
+        let arn = h.sns.create_topic("orders", BTreeMap::new()).await.unwrap();
+        let (tx, mut attempts) = tokio::sync::mpsc::unbounded_channel();
+        let clock = h.clock.clone();
+        let down = sink_fn(move |_message: Message| {
+            let _ = tx.send(clock.now());
+            async { Err(DeliveryError::unavailable("down")) }
+        });
+        h.sns.register_sink("down", Arc::new(down)).await.unwrap();
+        h.sns
+            .subscribe(&arn, "sink", "down", BTreeMap::new())
+            .await
+            .unwrap();
+        let start = h.clock.now();
+        h.sns.publish(&arn, Publish::new("m")).await.unwrap();
+        let mut times = Vec::new();
+        while times.len() < 17 {
+            tokio::select! {
+                at = attempts.recv() => {
+                    times.push(at.unwrap().saturating_duration_since(start).as_secs());
+                }
+                () = h.clock.wait_for_timers(1) => { h.clock.advance_to_next(); }
+            }
+        }
+        // The first attempt, 3 immediate retries, 2 a second apart, 10 backing off from 1 s
+        // to 20 s, then 20 s apart.
+        assert_eq!(
+            times,
+            [0, 0, 0, 0, 1, 2, 3, 5, 9, 17, 33, 53, 73, 93, 113, 133, 153]
+        );
+        h.sns.shutdown().await;
+    }
+
+    pub async fn removed_subscriptions_leave_nothing_queued(h: Harness) {
+        let arn = h.sns.create_topic("orders", BTreeMap::new()).await.unwrap();
+        let other = h.sns.create_topic("other", BTreeMap::new()).await.unwrap();
+        let down = sink_fn(|_message: Message| async { Err(DeliveryError::unavailable("down")) });
+        h.sns.register_sink("down", Arc::new(down)).await.unwrap();
+        let first = h
+            .sns
+            .subscribe(&arn, "sink", "down", BTreeMap::new())
+            .await
+            .unwrap();
+        let second = h
+            .sns
+            .subscribe(&other, "sink", "down", BTreeMap::new())
+            .await
+            .unwrap();
+        for n in 0..5 {
+            h.sns
+                .publish(&arn, Publish::new(format!("m{n}")))
+                .await
+                .unwrap();
+            h.sns
+                .publish(&other, Publish::new(format!("o{n}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(h.sns.pending_deliveries(&first).unwrap(), 5);
+        assert_eq!(h.sns.pending_deliveries(&second).unwrap(), 5);
+        // Unsubscribing, and deleting a topic, delete what was queued for the subscription.
+        h.sns.unsubscribe(&first).await.unwrap();
+        assert_eq!(h.sns.pending_deliveries(&first).unwrap(), 0);
+        h.sns.delete_topic(&other).await.unwrap();
+        assert_eq!(h.sns.pending_deliveries(&second).unwrap(), 0);
+        use cloudlet_core::ReadView as _;
+        let snapshot = h.store.snapshot().unwrap();
+        let left = snapshot
+            .range(
+                cloudlet_core::outbox::OUTBOX_KEYSPACE,
+                &cloudlet_core::KeyRange::all(),
+                cloudlet_core::Direction::Forward,
+            )
+            .unwrap()
+            .count();
+        assert_eq!(left, 0, "no outbox row is left");
+        h.sns.shutdown().await;
+    }
+
+    pub async fn the_message_size_limit_goes_up_to_one_mebibyte(h: Harness) {
+        let big = "x".repeat(300 * 1024);
+        let arn = h.sns.create_topic("big", BTreeMap::new()).await.unwrap();
+        assert!(
+            h.sns
+                .publish(&arn, Publish::new(big.clone()))
+                .await
+                .is_err()
+        );
+        let sns = h.sns.clone().with_max_message_size(1024 * 1024).unwrap();
+        sns.publish(&arn, Publish::new(big)).await.unwrap();
+        let too_big = sns
+            .publish(&arn, Publish::new("x".repeat(1024 * 1024 + 1)))
+            .await
+            .unwrap_err();
+        assert!(too_big.to_string().contains("1048576"), "{too_big}");
+        let err = h
+            .sns
+            .clone()
+            .with_max_message_size(1024 * 1024 + 1)
+            .unwrap_err();
+        assert!(err.to_string().contains("MaximumMessageSize"), "{err}");
         h.sns.shutdown().await;
     }
 

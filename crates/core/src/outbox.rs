@@ -44,6 +44,10 @@ use crate::store::{ReadView, Store, WriteTxn};
 use crate::task::{BackgroundTask, ShutdownSignal};
 use crate::{Error, Result};
 
+/// How many pending messages an ordered outbox looks through, per delivery step, for the
+/// heads of its message groups.
+pub const ORDERED_LOOKAHEAD: usize = 10_000;
+
 /// The keyspace that holds every outbox's records.
 pub const OUTBOX_KEYSPACE: &str = "cloudlet.outbox";
 
@@ -75,8 +79,10 @@ pub struct OutboxPolicy {
     pub batch_size: usize,
     /// Where messages go when rejected or out of attempts.
     pub dead_letter: Option<Arc<dyn Sink>>,
-    /// Deliver strictly one at a time in order, a failing message holding back the rest (for
-    /// FIFO sinks). Default false.
+    /// Deliver each message group in order (for FIFO sinks): a group's next message goes only
+    /// once the one before it is delivered (or dead-lettered), so a failing message holds back
+    /// its own group and no other; messages without a group form one group. Each step looks
+    /// at most [`ORDERED_LOOKAHEAD`] messages ahead for the groups' heads. Default false.
     pub ordered: bool,
     /// Replaces the exponential backoff above when set.
     pub schedule: Option<RetrySchedule>,
@@ -527,13 +533,21 @@ impl Worker {
         };
         let corrupt = |e: Error| Error::corrupt(OUTBOX_KEYSPACE, format!("bad outbox key: {e}"));
         if self.policy.ordered {
-            // Strict order: only the oldest record may go, and only once it is due.
-            let head = snapshot.first(
-                OUTBOX_KEYSPACE,
-                &self.outbox.section(RECORDS),
-                Direction::Forward,
-            )?;
-            if let Some((key, value)) = head {
+            // Per group, only the oldest record may go, and only once it is due.
+            let mut groups: std::collections::HashSet<Option<String>> =
+                std::collections::HashSet::new();
+            for (looked, entry) in snapshot
+                .range(
+                    OUTBOX_KEYSPACE,
+                    &self.outbox.section(RECORDS),
+                    Direction::Forward,
+                )?
+                .enumerate()
+            {
+                if looked >= ORDERED_LOOKAHEAD || due.records.len() >= self.policy.batch_size {
+                    break;
+                }
+                let (key, value) = entry?;
                 let mut reader = TupleReader::new(&key);
                 let seq = (|| -> Result<u64> {
                     reader.str()?;
@@ -542,10 +556,15 @@ impl Worker {
                 })()
                 .map_err(corrupt)?;
                 let record = Record::decode(value)?;
+                if !groups.insert(record.message.group_id.clone()) {
+                    continue;
+                }
                 if record.next_attempt <= now {
                     due.records.push(DueRecord { seq, record });
                 } else {
-                    due.next = Some(record.next_attempt);
+                    due.next = Some(due.next.map_or(record.next_attempt, |n: Timestamp| {
+                        n.min(record.next_attempt)
+                    }));
                 }
             }
             return Ok(due);

@@ -760,7 +760,8 @@ impl TopicService {
             return;
         }
         if subscription.ordered {
-            // Each group in publish order: a failing message holds back the ones after it.
+            // Each group in publish order: a failing message holds back the ones after it in
+            // its group, and no other group.
             policy = policy.ordered();
         }
         if let Some(name) = subscription

@@ -194,6 +194,42 @@ async fn ordered_delivery_holds_back_later_messages() {
 }
 
 #[tokio::test]
+async fn ordered_delivery_holds_back_only_the_failing_group() {
+    let h = Harness::memory();
+    let clock = ManualClock::default();
+    let outbox = Outbox::new("fifo-groups");
+    // The first delivery (a1) fails; everything after succeeds.
+    let (sink, mut attempts) = ScriptedSink::new(vec![Err(DeliveryError::unavailable("down"))]);
+    let task = outbox.start(
+        h.store.clone(),
+        clock.shared(),
+        sink,
+        OutboxPolicy::default().ordered().with_batch_size(1),
+    );
+    let pushed = outbox.clone();
+    h.store
+        .write(Durability::Durable, move |t| {
+            for (group, body) in [("a", "a1"), ("a", "a2"), ("b", "b1"), ("b", "b2")] {
+                pushed.push(t, &Message::new(body).with_group_id(group))?;
+            }
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    // a1 fails and waits for its retry; group b goes on meanwhile, in order; a2 waits.
+    assert_eq!(attempts.recv().await.unwrap(), "a1");
+    assert_eq!(attempts.recv().await.unwrap(), "b1");
+    assert_eq!(attempts.recv().await.unwrap(), "b2");
+    clock.wait_for_timers(1).await;
+    assert!(attempts.try_recv().is_err(), "a2 waits behind a1");
+    clock.advance_to_next();
+    assert_eq!(attempts.recv().await.unwrap(), "a1");
+    assert_eq!(attempts.recv().await.unwrap(), "a2");
+    task.shutdown().await;
+    assert_eq!(outbox.pending(&h.store.snapshot().unwrap()).unwrap(), 0);
+}
+
+#[tokio::test]
 async fn pending_messages_are_delivered_after_a_restart() {
     let h = Harness::redb();
     let path = h.path().unwrap();

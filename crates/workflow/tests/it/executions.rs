@@ -120,6 +120,41 @@ async fn finish(sfn: &WorkflowService, clock: &ManualClock, arn: &str) -> Execut
     }
 }
 
+/// The history of a one-Task execution whose task failed, then was redriven and succeeded.
+const REDRIVEN_TASK: [&str; 12] = [
+    "ExecutionStarted",
+    "TaskStateEntered",
+    "TaskScheduled",
+    "TaskStarted",
+    "TaskFailed",
+    "ExecutionFailed",
+    "ExecutionRedriven",
+    "TaskScheduled",
+    "TaskStarted",
+    "TaskSucceeded",
+    "TaskStateExited",
+    "ExecutionSucceeded",
+];
+
+/// Runs `work` as a process that then dies: on a runtime of its own, in a thread of its own,
+/// both gone when it returns, as after a crash (nothing it spawned runs on).
+fn in_a_process_that_dies<T, F, Fut>(work: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(work())
+    })
+    .join()
+    .unwrap()
+}
+
 /// Moves a manual clock from deadline to deadline, one at a time: after each advance it waits
 /// until the woken work has registered a new timer, so time never runs ahead of the work.
 #[derive(Default)]
@@ -261,25 +296,17 @@ mod checks {
             let sfn = h.sfn.clone();
             let machine = machine.clone();
             let clock = h.clock.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
+            in_a_process_that_dies(move || async move {
+                sfn.tasks().register_fn("flaky", |_req| async {
+                    Err(TaskFailure::new("Flaky", "first attempt"))
+                });
+                let arn = sfn
+                    .start_execution(&machine, Some("retrying"), "{}")
+                    .await
                     .unwrap();
-                rt.block_on(async move {
-                    sfn.tasks().register_fn("flaky", |_req| async {
-                        Err(TaskFailure::new("Flaky", "first attempt"))
-                    });
-                    let arn = sfn
-                        .start_execution(&machine, Some("retrying"), "{}")
-                        .await
-                        .unwrap();
-                    clock.wait_for_timers(1).await;
-                    arn
-                })
+                clock.wait_for_timers(1).await;
+                arn
             })
-            .join()
-            .unwrap()
         };
         h.clock.advance(Duration::from_secs(40));
         let h = h.reopen_paused().await;
@@ -317,24 +344,16 @@ mod checks {
             let sfn = h.sfn.clone();
             let machine = machine.clone();
             let clock = h.clock.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
+            in_a_process_that_dies(move || async move {
+                sfn.tasks()
+                    .register_fn("slow", |_req| futures::future::pending());
+                let arn = sfn
+                    .start_execution(&machine, Some("slow"), "{}")
+                    .await
                     .unwrap();
-                rt.block_on(async move {
-                    sfn.tasks()
-                        .register_fn("slow", |_req| futures::future::pending());
-                    let arn = sfn
-                        .start_execution(&machine, Some("slow"), "{}")
-                        .await
-                        .unwrap();
-                    clock.wait_for_timers(1).await;
-                    arn
-                })
+                clock.wait_for_timers(1).await;
+                arn
             })
-            .join()
-            .unwrap()
         };
         h.clock.advance(Duration::from_secs(60));
         let h = h.reopen_paused().await;
@@ -407,23 +426,7 @@ mod checks {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         let history = h.sfn.get_execution_history(&first.execution_arn).unwrap();
         let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
-        assert_eq!(
-            types,
-            [
-                "ExecutionStarted",
-                "TaskStateEntered",
-                "TaskScheduled",
-                "TaskStarted",
-                "TaskFailed",
-                "ExecutionFailed",
-                "ExecutionRedriven",
-                "TaskScheduled",
-                "TaskStarted",
-                "TaskSucceeded",
-                "TaskStateExited",
-                "ExecutionSucceeded"
-            ]
-        );
+        assert_eq!(types, REDRIVEN_TASK);
         // The new attempt's events follow ExecutionRedriven.
         assert_eq!(history[7].previous_event_id, 7);
         for (i, e) in history.iter().enumerate() {
@@ -522,20 +525,12 @@ mod checks {
             let sfn = h.sfn.clone();
             let clock = h.clock.clone();
             let arn = arn.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    sfn.tasks()
-                        .register_fn("flaky", |_req| futures::future::pending());
-                    sfn.redrive_execution(&arn).await.unwrap();
-                    clock.wait_for_timers(1).await;
-                })
-            })
-            .join()
-            .unwrap();
+            in_a_process_that_dies(move || async move {
+                sfn.tasks()
+                    .register_fn("flaky", |_req| futures::future::pending());
+                sfn.redrive_execution(&arn).await.unwrap();
+                clock.wait_for_timers(1).await;
+            });
         }
         h.clock.advance(Duration::from_secs(30));
         let h = h.reopen_paused().await;
@@ -549,23 +544,7 @@ mod checks {
         assert_eq!(done.output, Some(json!("up")));
         let history = h.sfn.get_execution_history(&arn).unwrap();
         let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
-        assert_eq!(
-            types,
-            [
-                "ExecutionStarted",
-                "TaskStateEntered",
-                "TaskScheduled",
-                "TaskStarted",
-                "TaskFailed",
-                "ExecutionFailed",
-                "ExecutionRedriven",
-                "TaskScheduled",
-                "TaskStarted",
-                "TaskSucceeded",
-                "TaskStateExited",
-                "ExecutionSucceeded"
-            ]
-        );
+        assert_eq!(types, REDRIVEN_TASK);
     }
 
     pub async fn ended_executions_are_forgotten_after_their_retention(h: Harness) {
@@ -808,30 +787,22 @@ mod checks {
         let (arn, token) = {
             let sfn = h.sfn.clone();
             let machine = machine.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
+            in_a_process_that_dies(move || async move {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                sfn.tasks().register_fn("ask", move |req| {
+                    let tx = tx.clone();
+                    async move {
+                        tx.send(req.task_token.unwrap()).unwrap();
+                        Ok(Value::Null)
+                    }
+                });
+                let arn = sfn
+                    .start_execution(&machine, Some("asked"), "{}")
+                    .await
                     .unwrap();
-                rt.block_on(async move {
-                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-                    sfn.tasks().register_fn("ask", move |req| {
-                        let tx = tx.clone();
-                        async move {
-                            tx.send(req.task_token.unwrap()).unwrap();
-                            Ok(Value::Null)
-                        }
-                    });
-                    let arn = sfn
-                        .start_execution(&machine, Some("asked"), "{}")
-                        .await
-                        .unwrap();
-                    let token = rx.recv().await.unwrap();
-                    (arn, token)
-                })
+                let token = rx.recv().await.unwrap();
+                (arn, token)
             })
-            .join()
-            .unwrap()
         };
         // The answer arrives while no process runs the task, within its time limit: it is
         // kept, and used even though the task resumes after the limit.
@@ -1630,22 +1601,14 @@ mod checks {
             let sfn = h.sfn.clone();
             let machine = machine.clone();
             let clock = h.clock.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
+            in_a_process_that_dies(move || async move {
+                let arn = sfn
+                    .start_execution(&machine, Some("survivor"), r#"{"x": 1}"#)
+                    .await
                     .unwrap();
-                rt.block_on(async move {
-                    let arn = sfn
-                        .start_execution(&machine, Some("survivor"), r#"{"x": 1}"#)
-                        .await
-                        .unwrap();
-                    clock.wait_for_timers(1).await;
-                    arn
-                })
+                clock.wait_for_timers(1).await;
+                arn
             })
-            .join()
-            .unwrap()
         };
         h.clock.advance(Duration::from_secs(40));
         let h = h.reopen().await;

@@ -31,22 +31,23 @@
 
 use std::fmt;
 use std::future::pending;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::clock::{SharedClock, Timestamp};
-use crate::engine::{Direction, Durability, KeyRange};
+use crate::engine::{Direction, Durability, KeyRange, prefix_successor};
 use crate::keys::{Tuple, TupleReader};
 use crate::message::{DeliveryError, Message, Sink};
 use crate::store::{ReadView, Store, WriteTxn};
 use crate::task::{BackgroundTask, ShutdownSignal};
 use crate::{Error, Result};
 
-/// How many pending messages an ordered outbox looks through, per delivery step, for the
-/// heads of its message groups.
-pub const ORDERED_LOOKAHEAD: usize = 10_000;
+/// How many message groups an ordered outbox looks at per delivery step for messages that
+/// are due (the groups after them wait for a later step).
+pub const ORDERED_GROUP_LIMIT: usize = 10_000;
 
 /// The keyspace that holds every outbox's records.
 pub const OUTBOX_KEYSPACE: &str = "cloudlet.outbox";
@@ -57,6 +58,9 @@ const RECORD_FORMAT: u8 = 1;
 const COUNTER: u64 = 0;
 const RECORDS: u64 = 1;
 const DUE: u64 = 2;
+/// The records by (message group, sequence number): an ordered outbox finds each group's
+/// oldest record by seeking, one group at a time.
+const GROUPS: u64 = 3;
 
 /// A retry schedule: the wait after a message's `n`-th failed attempt (`n` from 1). Set with
 /// [`OutboxPolicy::with_schedule`] when the backoff is not a plain exponential one.
@@ -81,8 +85,9 @@ pub struct OutboxPolicy {
     pub dead_letter: Option<Arc<dyn Sink>>,
     /// Deliver each message group in order (for FIFO sinks): a group's next message goes only
     /// once the one before it is delivered (or dead-lettered), so a failing message holds back
-    /// its own group and no other; messages without a group form one group. Each step looks
-    /// at most [`ORDERED_LOOKAHEAD`] messages ahead for the groups' heads. Default false.
+    /// its own group and no other; messages without a group form one group. Each step finds
+    /// each group's oldest message through an index by group, for up to
+    /// [`ORDERED_GROUP_LIMIT`] groups. Default false.
     pub ordered: bool,
     /// Replaces the exponential backoff above when set.
     pub schedule: Option<RetrySchedule>,
@@ -242,6 +247,20 @@ impl Outbox {
             .build()
     }
 
+    /// The prefix of a message group's entries in [`GROUPS`] (messages without a group form
+    /// a group of their own).
+    fn group_prefix(&self, group: Option<&str>) -> Tuple {
+        let tuple = Tuple::new().str(&self.name).u64(GROUPS);
+        match group {
+            None => tuple.u64(0),
+            Some(group) => tuple.u64(1).str(group),
+        }
+    }
+
+    fn group_key(&self, group: Option<&str>, seq: u64) -> Bytes {
+        self.group_prefix(group).u64(seq).build()
+    }
+
     fn section(&self, section: u64) -> KeyRange {
         KeyRange::prefix(Tuple::new().str(&self.name).u64(section).build())
     }
@@ -265,6 +284,11 @@ impl Outbox {
             self.due_key(Timestamp::EPOCH, seq),
             Bytes::new(),
         );
+        txn.put(
+            OUTBOX_KEYSPACE,
+            self.group_key(message.group_id.as_deref(), seq),
+            Bytes::new(),
+        );
         txn.notify_on_commit(&self.signal_name());
         Ok(())
     }
@@ -282,7 +306,7 @@ impl Outbox {
             let keys: Vec<(Bytes, bool)> = {
                 let snapshot = store.snapshot()?;
                 let mut keys = Vec::new();
-                for (section, is_record) in [(RECORDS, true), (DUE, false)] {
+                for (section, is_record) in [(RECORDS, true), (DUE, false), (GROUPS, false)] {
                     for entry in snapshot.range(
                         OUTBOX_KEYSPACE,
                         &self.section(section),
@@ -300,14 +324,25 @@ impl Outbox {
                 keys
             };
             if keys.is_empty() {
+                // The counter goes only with the last record, in one transaction: a push that
+                // committed since the scan keeps its sequence.
                 let counter = Tuple::new().str(&self.name).u64(COUNTER).build();
-                store
+                let records = self.section(RECORDS);
+                let emptied = store
                     .write(Durability::Durable, move |txn| {
-                        txn.delete(OUTBOX_KEYSPACE, counter);
-                        Ok::<_, Error>(())
+                        let empty = txn
+                            .first(OUTBOX_KEYSPACE, &records, Direction::Forward)?
+                            .is_none();
+                        if empty {
+                            txn.delete(OUTBOX_KEYSPACE, counter);
+                        }
+                        Ok::<_, Error>(empty)
                     })
                     .await?;
-                return Ok(removed);
+                if emptied {
+                    return Ok(removed);
+                }
+                continue;
             }
             removed += keys.iter().filter(|(_, is_record)| *is_record).count();
             store
@@ -394,6 +429,11 @@ enum Step {
 
 impl Worker {
     async fn run(self, mut shutdown: ShutdownSignal) {
+        if self.policy.ordered
+            && let Err(error) = self.index_groups().await
+        {
+            tracing::error!(outbox = %self.outbox.name, %error, "could not index the outbox's message groups");
+        }
         loop {
             let pushed = self.signal.notified();
             tokio::pin!(pushed);
@@ -416,6 +456,61 @@ impl Worker {
                 () = &mut pushed => {}
                 () = timer => {}
                 () = shutdown.requested() => return,
+            }
+        }
+    }
+
+    /// Puts every pending record into the group index (records stored by builds before the
+    /// index existed have no entry there; putting an existing entry again changes nothing).
+    async fn index_groups(&self) -> Result<()> {
+        const CHUNK: usize = 1000;
+        let mut after: Option<Bytes> = None;
+        loop {
+            let entries: Vec<(Bytes, Bytes)> = {
+                let snapshot = self.store.snapshot()?;
+                let section = self.outbox.section(RECORDS);
+                let lower = match &after {
+                    Some(key) => Bound::Excluded(key.clone()),
+                    None => section.start.clone(),
+                };
+                let range = KeyRange::new((lower, section.end.clone()));
+                let mut entries = Vec::new();
+                for entry in snapshot.range(OUTBOX_KEYSPACE, &range, Direction::Forward)? {
+                    let (key, value) = entry?;
+                    let mut reader = TupleReader::new(&key);
+                    reader.str()?;
+                    reader.u64()?;
+                    let seq = reader.u64()?;
+                    let record = Record::decode(value)?;
+                    entries.push((
+                        key.clone(),
+                        self.outbox
+                            .group_key(record.message.group_id.as_deref(), seq),
+                    ));
+                    if entries.len() >= CHUNK {
+                        break;
+                    }
+                }
+                entries
+            };
+            let Some((last, _)) = entries.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            let full = entries.len() >= CHUNK;
+            self.store
+                .write(Durability::Durable, move |txn| {
+                    for (record, group) in entries {
+                        // Only for records still there.
+                        if txn.get(OUTBOX_KEYSPACE, &record)?.is_some() {
+                            txn.put(OUTBOX_KEYSPACE, group, Bytes::new());
+                        }
+                    }
+                    Ok::<_, Error>(())
+                })
+                .await?;
+            if !full {
+                return Ok(());
             }
         }
     }
@@ -451,6 +546,10 @@ impl Worker {
             let give_up = match &result {
                 Ok(()) => {
                     deletes.push(self.outbox.record_key(seq));
+                    deletes.push(
+                        self.outbox
+                            .group_key(record.message.group_id.as_deref(), seq),
+                    );
                     continue;
                 }
                 Err(DeliveryError::Rejected { .. }) => true,
@@ -462,6 +561,10 @@ impl Worker {
             record.attempts = record.attempts.saturating_add(1);
             if give_up && self.dead_letter(&record, result).await {
                 deletes.push(self.outbox.record_key(seq));
+                deletes.push(
+                    self.outbox
+                        .group_key(record.message.group_id.as_deref(), seq),
+                );
             } else {
                 record.next_attempt = now.saturating_add(self.policy.backoff(record.attempts));
                 // Kept only while the record is still there: an outbox cleared meanwhile
@@ -533,32 +636,43 @@ impl Worker {
         };
         let corrupt = |e: Error| Error::corrupt(OUTBOX_KEYSPACE, format!("bad outbox key: {e}"));
         if self.policy.ordered {
-            // Per group, only the oldest record may go, and only once it is due.
-            let mut groups: std::collections::HashSet<Option<String>> =
-                std::collections::HashSet::new();
-            for (looked, entry) in snapshot
-                .range(
-                    OUTBOX_KEYSPACE,
-                    &self.outbox.section(RECORDS),
-                    Direction::Forward,
-                )?
-                .enumerate()
-            {
-                if looked >= ORDERED_LOOKAHEAD || due.records.len() >= self.policy.batch_size {
+            // Per group, only the oldest record may go, and only once it is due: seek to each
+            // group's first entry in the group index, then past the group.
+            let section = self.outbox.section(GROUPS);
+            let upper = section.end.clone();
+            let mut lower = section.start.clone();
+            let mut groups = 0;
+            while groups < ORDERED_GROUP_LIMIT && due.records.len() < self.policy.batch_size {
+                let range = KeyRange::new((lower.clone(), upper.clone()));
+                let Some((key, _)) = snapshot.first(OUTBOX_KEYSPACE, &range, Direction::Forward)?
+                else {
                     break;
-                }
-                let (key, value) = entry?;
+                };
                 let mut reader = TupleReader::new(&key);
-                let seq = (|| -> Result<u64> {
+                let (group, seq) = (|| -> Result<(Option<String>, u64)> {
                     reader.str()?;
                     reader.u64()?;
-                    reader.u64()
+                    let group = match reader.u64()? {
+                        0 => None,
+                        _ => Some(reader.str()?),
+                    };
+                    Ok((group, reader.u64()?))
                 })()
                 .map_err(corrupt)?;
-                let record = Record::decode(value)?;
-                if !groups.insert(record.message.group_id.clone()) {
+                let Some(value) = snapshot.get(OUTBOX_KEYSPACE, &self.outbox.record_key(seq))?
+                else {
+                    // An entry whose record is gone (cleared meanwhile): look further in the
+                    // same group.
+                    lower = Bound::Excluded(key.clone());
                     continue;
-                }
+                };
+                groups += 1;
+                let prefix = self.outbox.group_prefix(group.as_deref()).build();
+                lower = match prefix_successor(&prefix) {
+                    Some(next) => Bound::Included(Bytes::from(next)),
+                    None => break,
+                };
+                let record = Record::decode(value)?;
                 if record.next_attempt <= now {
                     due.records.push(DueRecord { seq, record });
                 } else {
@@ -602,5 +716,71 @@ impl Worker {
             }
         }
         Ok(due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{ChannelSink, ManualClock};
+
+    /// Records stored before the group index existed (no entries under [`GROUPS`]) are
+    /// indexed when an ordered outbox starts, and delivered per group.
+    #[tokio::test]
+    async fn an_ordered_outbox_indexes_records_stored_without_the_group_index() {
+        let store = Store::memory();
+        let outbox = Outbox::new("legacy");
+        let pushed = outbox.clone();
+        store
+            .write(Durability::Durable, move |txn| {
+                for (group, body) in [("a", "a1"), ("b", "b1"), ("a", "a2")] {
+                    pushed.push(txn, &Message::new(body).with_group_id(group))?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await
+            .unwrap();
+        // As an earlier build stored them: no group entries.
+        let groups: Vec<Bytes> = store
+            .snapshot()
+            .unwrap()
+            .range(OUTBOX_KEYSPACE, &outbox.section(GROUPS), Direction::Forward)
+            .unwrap()
+            .map(|e| e.unwrap().0)
+            .collect();
+        assert_eq!(groups.len(), 3);
+        store
+            .write(Durability::Durable, move |txn| {
+                for key in groups {
+                    txn.delete(OUTBOX_KEYSPACE, key);
+                }
+                Ok::<_, Error>(())
+            })
+            .await
+            .unwrap();
+        let (sink, mut delivered) = ChannelSink::new();
+        let task = outbox.start(
+            store.clone(),
+            ManualClock::default().shared(),
+            Arc::new(sink),
+            OutboxPolicy::default().ordered(),
+        );
+        let mut bodies = Vec::new();
+        for _ in 0..3 {
+            let message = delivered.recv().await.unwrap();
+            bodies.push(String::from_utf8(message.body.to_vec()).unwrap());
+        }
+        let of_a: Vec<&String> = bodies.iter().filter(|b| b.starts_with('a')).collect();
+        assert_eq!(of_a, ["a1", "a2"]);
+        task.shutdown().await;
+        // Delivered records leave no index entry behind.
+        let left = store
+            .snapshot()
+            .unwrap()
+            .range(OUTBOX_KEYSPACE, &KeyRange::all(), Direction::Forward)
+            .unwrap()
+            .count();
+        assert_eq!(left, 1, "only the sequence counter is left");
     }
 }

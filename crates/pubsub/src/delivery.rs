@@ -79,10 +79,11 @@ impl RetryPolicy {
     /// retries, 2 one second apart, 10 backing off from 1 to 20 seconds, then 100,000 twenty
     /// seconds apart; 100,015 attempts over about 23 days.
     pub const MANAGED: Self = Self {
+        // SNS's phases add up to the attempts, the first one included: 3 + 2 + 10 + 100,000.
         num_retries: 100_014,
         num_no_delay_retries: 3,
         num_min_delay_retries: 2,
-        num_max_delay_retries: 100_000,
+        num_max_delay_retries: 99_999,
         min_delay: 1,
         max_delay: 20,
         backoff: BackoffFunction::Exponential,
@@ -141,9 +142,9 @@ impl RetryPolicy {
     }
 
     /// Every wait of the policy added up, in seconds.
-    fn total_seconds(&self) -> u64 {
+    fn total_seconds(&self) -> f64 {
         (1..=self.num_retries)
-            .map(|n| self.delay(n).as_secs())
+            .map(|n| self.delay(n).as_secs_f64())
             .sum()
     }
 
@@ -233,9 +234,9 @@ impl RetryPolicy {
             )));
         }
         let total = policy.total_seconds();
-        if total > MAX_POLICY_SECONDS {
+        if total > MAX_POLICY_SECONDS as f64 {
             return Err(bad(format!(
-                "{at}: the policy retries for {total} seconds in all; at most {MAX_POLICY_SECONDS} are allowed"
+                "{at}: the policy retries for {total:.0} seconds in all; at most {MAX_POLICY_SECONDS} are allowed"
             )));
         }
         Ok(policy)
@@ -469,6 +470,7 @@ mod tests {
     fn the_managed_policy_follows_sns_table() {
         let p = RetryPolicy::MANAGED;
         assert_eq!(p.max_attempts(), 100_015);
+        assert_eq!(p.backoff_retries(), 10);
         // 3 immediate, 2 at 1 s, 10 backing off from 1 s to 20 s, then 20 s.
         assert_eq!(
             secs(&p),

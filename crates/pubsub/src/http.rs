@@ -104,10 +104,12 @@ impl HttpSink {
         };
         let mut next = throttle.next.lock().await;
         let now = throttle.clock.now();
-        if *next > now {
-            throttle.clock.sleep_until(*next).await;
+        // Never more than one gap away, should the clock have gone back.
+        let slot = (*next).min(now.saturating_add(throttle.gap));
+        if slot > now {
+            throttle.clock.sleep_until(slot).await;
         }
-        *next = (*next).max(now).saturating_add(throttle.gap);
+        *next = slot.max(now).saturating_add(throttle.gap);
     }
 
     async fn post(&self, message: &Message) -> std::io::Result<u16> {

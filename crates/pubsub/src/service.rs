@@ -295,6 +295,8 @@ pub struct TopicService {
     policy: OutboxPolicy,
     /// The largest message, attributes included.
     max_message_size: usize,
+    /// Held while a delivery task is restarted, so two restarts never overlap.
+    restarts: Arc<tokio::sync::Mutex<()>>,
     /// Set once the deliveries of stored subscriptions have been started in this process.
     resumed: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -371,6 +373,7 @@ impl TopicService {
                 .with_schedule(|failed| RetryPolicy::MANAGED.delay(failed))
                 .with_max_attempts(RetryPolicy::MANAGED.max_attempts()),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            restarts: Arc::default(),
         }
     }
 
@@ -597,12 +600,22 @@ impl TopicService {
             })
             .await?;
         self.forget_topic(Self::topic_name(topic_arn));
-        for (topic_id, subscription) in removed {
+        for &(topic_id, subscription) in &removed {
             self.forget(topic_id);
             self.stop_delivery(subscription);
-            self.drop_queued(subscription).await?;
+        }
+        for (_, subscription) in removed {
+            self.drop_queued_or_log(subscription).await;
         }
         Ok(())
+    }
+
+    /// [`drop_queued`](Self::drop_queued) after a removal has committed: a failure is logged,
+    /// not returned (the removal happened; the marker has the next `resume` finish it).
+    async fn drop_queued_or_log(&self, subscription: u64) {
+        if let Err(e) = self.drop_queued(subscription).await {
+            tracing::warn!(subscription, error = %e, "could not yet delete a removed subscription's queued messages");
+        }
     }
 
     /// Deletes what was queued for a removed subscription, then its removal marker (a crash
@@ -651,7 +664,7 @@ impl TopicService {
             None,
         )
         .unwrap_or_default();
-        let effective = serde_json::json!({"http": {
+        let mut effective = serde_json::json!({"http": {
             "defaultHealthyRetryPolicy": http.retry.to_json(),
             "disableSubscriptionOverrides": topic
                 .attributes
@@ -659,7 +672,17 @@ impl TopicService {
                 .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
                 .and_then(|p| p["http"]["disableSubscriptionOverrides"].as_bool())
                 .unwrap_or(false),
+            "defaultRequestPolicy": {
+                "headerContentType": http
+                    .content_type
+                    .as_deref()
+                    .unwrap_or("text/plain; charset=UTF-8"),
+            },
         }});
+        if let Some(rate) = http.max_receives_per_second {
+            effective["http"]["defaultThrottlePolicy"] =
+                serde_json::json!({"maxReceivesPerSecond": rate});
+        }
         attributes.insert("EffectiveDeliveryPolicy".to_owned(), effective.to_string());
         Ok(attributes)
     }
@@ -809,7 +832,9 @@ impl TopicService {
 
     /// Restarts a subscription's delivery task after its settings changed, letting it finish
     /// the delivery in progress so nothing is sent twice.
+    /// It starts from the subscription as stored then: one removed meanwhile stays stopped.
     async fn restart_delivery(&self, subscription: &SubscriptionRecord) {
+        let _restarting = self.restarts.lock().await;
         let task = self
             .deliveries
             .lock()
@@ -818,7 +843,19 @@ impl TopicService {
         if let Some(task) = task {
             task.shutdown().await;
         }
-        self.start_delivery(subscription);
+        let current = self.store.snapshot().ok().and_then(|snapshot| {
+            let topic = Self::load_topic(&snapshot, &subscription.topic).ok()?;
+            let raw = snapshot
+                .get(
+                    KS_SUBSCRIPTIONS,
+                    &Tuple::new().u64(topic.id).u64(subscription.id).build(),
+                )
+                .ok()??;
+            serde_json::from_slice::<SubscriptionRecord>(&raw).ok()
+        });
+        if let Some(current) = current {
+            self.start_delivery(&current);
+        }
     }
 
     /// Stops a subscription's delivery task without waiting for a delivery in progress (a
@@ -1008,7 +1045,8 @@ impl TopicService {
             .await?;
         self.forget(topic_id);
         self.stop_delivery(id);
-        self.drop_queued(id).await
+        self.drop_queued_or_log(id).await;
+        Ok(())
     }
 
     /// ListSubscriptionsByTopic.
@@ -1056,8 +1094,11 @@ impl TopicService {
                     .ok_or_else(|| not_found("Subscription"))?;
                 let mut record: SubscriptionRecord = serde_json::from_slice(&raw)
                     .map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
+                // The changed attribute is checked, and the filter policy it may complete; what
+                // was stored before is not checked again.
+                check_subscription_attributes(&record.protocol, &change)?;
                 record.attributes.extend(change);
-                check_subscription_attributes(&record.protocol, &record.attributes)?;
+                compile_policy(&record.attributes)?;
                 let json = serde_json::to_vec(&record)
                     .map_err(|e| corrupt(KS_SUBSCRIPTIONS, e.to_string()))?;
                 txn.put(KS_SUBSCRIPTIONS, key, json);
@@ -1329,14 +1370,22 @@ impl TopicService {
         })
         .await?;
         if delivery {
-            // HTTP subscriptions follow the topic's policy unless they have their own.
+            // HTTP subscriptions follow the topic's policy unless they have their own: their
+            // tasks restart in the background (each finishes the delivery it is in first).
             let snapshot = self.store.snapshot()?;
-            let topic = Self::load_topic(&snapshot, Self::topic_name(topic_arn))?;
-            for subscription in Self::subscriptions(&snapshot, topic.id)? {
-                if subscription.protocol == "http" {
-                    self.restart_delivery(&subscription).await;
+            let subscriptions = match Self::load_topic(&snapshot, Self::topic_name(topic_arn)) {
+                Ok(topic) => Self::subscriptions(&snapshot, topic.id)?,
+                // Deleted meanwhile: nothing to restart.
+                Err(_) => Vec::new(),
+            };
+            let service = self.clone();
+            tokio::spawn(async move {
+                for subscription in subscriptions {
+                    if subscription.protocol == "http" {
+                        service.restart_delivery(&subscription).await;
+                    }
                 }
-            }
+            });
         }
         Ok(())
     }

@@ -48,6 +48,82 @@ pub(crate) struct TableRecord {
     #[serde(default)]
     pub(crate) default_database: Option<String>,
     pub(crate) created: Timestamp,
+    /// A view's columns when it was created: what `information_schema` lists for it while
+    /// the tables it reads are broken, as Athena keeps a view's columns with the view.
+    #[serde(default)]
+    pub(crate) columns: Option<Vec<StoredColumn>>,
+}
+
+/// A column as stored: its name, Arrow type (as Arrow prints it) and nullability.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct StoredColumn {
+    pub(crate) name: String,
+    pub(crate) data_type: String,
+    pub(crate) nullable: bool,
+}
+
+impl StoredColumn {
+    /// The columns of `schema`.
+    pub(crate) fn of(schema: &datafusion::arrow::datatypes::Schema) -> Vec<Self> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| Self {
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+            })
+            .collect()
+    }
+
+    /// The schema of `columns` (a type that no longer parses becomes Utf8).
+    fn schema(columns: &[Self]) -> datafusion::arrow::datatypes::SchemaRef {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| {
+                    let data_type = c.data_type.parse().unwrap_or(DataType::Utf8);
+                    Field::new(&c.name, data_type, c.nullable)
+                })
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
+/// A view that cannot be planned now (a table it reads was dropped, or changed): it keeps
+/// the columns it was created with, so listings still show it, and reading it fails with
+/// why.
+#[derive(Debug)]
+struct BrokenView {
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    reason: String,
+    definition: String,
+}
+
+#[async_trait]
+impl TableProvider for BrokenView {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        datafusion::logical_expr::TableType::View
+    }
+
+    fn get_table_definition(&self) -> Option<&str> {
+        Some(&self.definition)
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Err(DataFusionError::Plan(self.reason.clone()))
+    }
 }
 
 /// A database as stored.
@@ -270,13 +346,21 @@ impl SchemaProvider for Database {
                 ))
             })
         };
-        if entry
+        if let Some(record) = entry
             .record
             .as_ref()
-            .is_some_and(|r| r.kind == TableKind::VirtualView)
+            .filter(|r| r.kind == TableKind::VirtualView)
         {
-            // Views are planned at each use, against the catalog as it is now.
-            return build().await.map(Some);
+            // Views are planned at each use, against the catalog as it is now. One that
+            // cannot be planned keeps its columns and fails when read.
+            return match build().await {
+                Ok(provider) => Ok(Some(provider)),
+                Err(e) => Ok(Some(Arc::new(BrokenView {
+                    schema: StoredColumn::schema(record.columns.as_deref().unwrap_or_default()),
+                    reason: e.to_string(),
+                    definition: record.sql.clone(),
+                }))),
+            };
         }
         let provider = entry.provider.get_or_try_init(build).await?;
         Ok(Some(provider.clone()))

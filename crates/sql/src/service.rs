@@ -1348,6 +1348,8 @@ impl SqlService {
             query,
             default_database: Some(session_database.to_owned()),
             created: self.inner.clock.now(),
+            columns: (kind == TableKind::VirtualView)
+                .then(|| crate::catalog::StoredColumn::of(&provider.schema())),
         };
         let target = target.clone();
         self.commit(vec![Change::PutTable(record.clone())], move || {

@@ -357,3 +357,109 @@ async fn backlog_in_backoff_does_not_hold_back_new_messages() {
     task.shutdown().await;
     assert_eq!(outbox.pending(&h.store.snapshot().unwrap()).unwrap(), 1500);
 }
+
+/// A sink that fails the attempts its script says to, and logs every attempt.
+#[derive(Debug, Default)]
+struct LoggingSink {
+    script: Mutex<VecDeque<bool>>,
+    log: Mutex<Vec<(String, bool)>>,
+}
+
+#[async_trait]
+impl Sink for LoggingSink {
+    async fn deliver(&self, message: Message) -> Result<(), DeliveryError> {
+        let ok = self.script.lock().unwrap().pop_front().unwrap_or(true);
+        self.log
+            .lock()
+            .unwrap()
+            .push((String::from_utf8(message.body.to_vec()).unwrap(), ok));
+        if ok {
+            Ok(())
+        } else {
+            Err(DeliveryError::unavailable("scripted failure"))
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// An ordered outbox, whatever the groups, failures and batch size: every message is
+    /// delivered once, each group in push order, and no message of a group is tried while an
+    /// earlier one of its group is still pending.
+    #[test]
+    fn ordered_delivery_keeps_each_group_in_order(
+        groups in proptest::collection::vec(proptest::option::of(0u8..3), 1..12),
+        failures in proptest::collection::vec(proptest::bool::weighted(0.3), 0..30),
+        batch in 1usize..4,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let log = runtime.block_on(async {
+            let store = Store::memory();
+            let clock = ManualClock::default();
+            let outbox = Outbox::new("prop");
+            let sink = Arc::new(LoggingSink {
+                script: Mutex::new(failures.iter().map(|fail| !fail).collect()),
+                log: Mutex::default(),
+            });
+            let task = outbox.start(
+                store.clone(),
+                clock.shared(),
+                sink.clone(),
+                OutboxPolicy::default()
+                    .ordered()
+                    .with_batch_size(batch)
+                    .with_backoff(Duration::from_secs(1), Duration::from_secs(1), 1),
+            );
+            let pushed = outbox.clone();
+            let messages = groups.clone();
+            store
+                .write(Durability::Durable, move |t| {
+                    for (i, group) in messages.iter().enumerate() {
+                        let mut message = Message::new(format!("{i}"));
+                        if let Some(g) = group {
+                            message = message.with_group_id(format!("g{g}"));
+                        }
+                        pushed.push(t, &message)?;
+                    }
+                    Ok::<_, Error>(())
+                })
+                .await
+                .unwrap();
+            let delivered = || sink.log.lock().unwrap().iter().filter(|(_, ok)| *ok).count();
+            let mut spins = 0u32;
+            while delivered() < groups.len() {
+                tokio::task::yield_now().await;
+                spins += 1;
+                if spins.is_multiple_of(32) {
+                    clock.advance_to_next();
+                }
+                assert!(spins < 1_000_000, "deliveries stalled: {:?}", sink.log.lock().unwrap());
+            }
+            task.shutdown().await;
+            sink.log.lock().unwrap().clone()
+        });
+        let group_of = |body: &str| groups[body.parse::<usize>().unwrap()];
+        let mut done = vec![false; groups.len()];
+        for (body, ok) in &log {
+            let i: usize = body.parse().unwrap();
+            // Every earlier message of its group was delivered before this attempt.
+            for earlier in 0..i {
+                if groups[earlier] == group_of(body) {
+                    proptest::prop_assert!(done[earlier], "{body} tried before {earlier}: {log:?}");
+                }
+            }
+            if *ok {
+                proptest::prop_assert!(!done[i], "{body} delivered twice: {log:?}");
+                done[i] = true;
+            }
+        }
+        proptest::prop_assert!(done.iter().all(|d| *d));
+    }
+}

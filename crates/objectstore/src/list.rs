@@ -185,17 +185,15 @@ impl ObjectService {
         }
         let key_marker = request.key_marker.as_deref().filter(|m| !m.is_empty());
         if let Some(marker) = key_marker {
-            let bound = if common_prefix(marker, prefix, delimiter) == Some(marker) {
-                // The last page ended on a rolled-up prefix: resume after all of it.
-                After::Prefix(marker.to_owned()).lower_bound(bucket)
-            } else if request.version_id_marker.is_some() {
-                Bound::Included(object_key(bucket, marker).to_vec())
-            } else {
-                Bound::Excluded(object_key(bucket, marker).to_vec())
-            };
-            if bound_after(&bound, &lower) {
-                lower = bound;
-            }
+            let past = Bound::Excluded(object_key(bucket, marker).to_vec());
+            let inside = request.version_id_marker.is_some();
+            resume_after(
+                &mut lower,
+                (bucket, prefix, delimiter),
+                marker,
+                inside,
+                past,
+            );
         }
         let mut out = ListObjectVersionsOutput::default();
         let mut count = 0;
@@ -299,20 +297,19 @@ impl ObjectService {
         // Without a key marker S3 ignores the upload-id marker.
         let upload_marker = key_marker.and(request.upload_id_marker.as_deref());
         if let Some(marker) = key_marker {
-            let bound = if common_prefix(marker, prefix, delimiter) == Some(marker) {
-                After::Prefix(marker.to_owned()).lower_bound(bucket)
-            } else if upload_marker.is_some() {
-                Bound::Included(object_key(bucket, marker).to_vec())
-            } else {
-                // Past every upload of the marker key.
-                match prefix_successor(&object_key(bucket, marker)) {
-                    Some(next) => Bound::Included(next),
-                    None => Bound::Excluded(object_key(bucket, marker).to_vec()),
-                }
+            // Past every upload of the marker key.
+            let past = match prefix_successor(&object_key(bucket, marker)) {
+                Some(next) => Bound::Included(next),
+                None => Bound::Excluded(object_key(bucket, marker).to_vec()),
             };
-            if bound_after(&bound, &lower) {
-                lower = bound;
-            }
+            let inside = upload_marker.is_some();
+            resume_after(
+                &mut lower,
+                (bucket, prefix, delimiter),
+                marker,
+                inside,
+                past,
+            );
         }
         let mut out = ListMultipartUploadsOutput::default();
         let mut count = 0;
@@ -416,6 +413,28 @@ fn has_live_key(view: &impl ReadView, from: &[u8], end: &Bound<Vec<u8>>) -> Resu
         }
     }
     Ok(false)
+}
+
+/// Moves `lower` to where a listing resumes after a key marker: past all of a rolled-up
+/// prefix the last page ended on; at the marker key when a second marker (a version or an
+/// upload id) continues inside it; otherwise at `past` (just after the key's rows).
+fn resume_after(
+    lower: &mut Bound<Vec<u8>>,
+    (bucket, prefix, delimiter): (&str, &str, Option<&str>),
+    marker: &str,
+    inside: bool,
+    past: Bound<Vec<u8>>,
+) {
+    let bound = if common_prefix(marker, prefix, delimiter) == Some(marker) {
+        After::Prefix(marker.to_owned()).lower_bound(bucket)
+    } else if inside {
+        Bound::Included(object_key(bucket, marker).to_vec())
+    } else {
+        past
+    };
+    if bound_after(&bound, lower) {
+        *lower = bound;
+    }
 }
 
 /// Whether `candidate` starts a range later than `current` does.

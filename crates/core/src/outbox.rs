@@ -559,7 +559,7 @@ impl Worker {
                     .is_some_and(|max| record.attempts.saturating_add(1) >= max),
             };
             record.attempts = record.attempts.saturating_add(1);
-            if give_up && self.dead_letter(&record, result).await {
+            if give_up && self.dead_letter(seq, &record, result).await {
                 deletes.push(self.outbox.record_key(seq));
                 deletes.push(
                     self.outbox
@@ -606,9 +606,20 @@ impl Worker {
     /// removed from the outbox.
     async fn dead_letter(
         &self,
+        seq: u64,
         record: &Record,
         result: std::result::Result<(), DeliveryError>,
     ) -> bool {
+        // A record cleared while it was being delivered (`Outbox::clear`, say for a removed
+        // subscription) is not dead-lettered.
+        let still_there = self
+            .store
+            .snapshot()
+            .and_then(|s| s.get(OUTBOX_KEYSPACE, &self.outbox.record_key(seq)))
+            .map_or(true, |r| r.is_some());
+        if !still_there {
+            return true;
+        }
         let reason = result.err().map(|e| e.to_string()).unwrap_or_default();
         match &self.policy.dead_letter {
             None => {

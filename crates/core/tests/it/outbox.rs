@@ -463,3 +463,45 @@ proptest::proptest! {
         proptest::prop_assert!(done.iter().all(|d| *d));
     }
 }
+
+/// A sink that clears its own outbox while a delivery is under way, then rejects it.
+#[derive(Debug)]
+struct ClearingSink {
+    store: Store,
+    outbox: Outbox,
+    called: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Sink for ClearingSink {
+    async fn deliver(&self, _message: Message) -> Result<(), DeliveryError> {
+        self.outbox.clear(&self.store).await.unwrap();
+        self.called.notify_one();
+        Err(DeliveryError::rejected("gone"))
+    }
+}
+
+#[tokio::test]
+async fn a_message_cleared_during_its_delivery_is_not_dead_lettered() {
+    let h = Harness::memory();
+    let outbox = Outbox::new("cleared");
+    let (dead, mut dead_rx) = ChannelSink::new();
+    let sink = Arc::new(ClearingSink {
+        store: h.store.clone(),
+        outbox: outbox.clone(),
+        called: tokio::sync::Notify::new(),
+    });
+    let task = outbox.start(
+        h.store.clone(),
+        ManualClock::default().shared(),
+        sink.clone(),
+        OutboxPolicy::default().with_dead_letter(Arc::new(dead)),
+    );
+    push(&h.store, &outbox, &["doomed", "later"]).await;
+    // Both were cleared by the first delivery; neither reaches the dead-letter sink, and
+    // nothing of the outbox is left. Shutting down lets the step under way finish.
+    sink.called.notified().await;
+    task.shutdown().await;
+    assert!(dead_rx.try_recv().is_err(), "nothing was dead-lettered");
+    assert_eq!(outbox.pending(&h.store.snapshot().unwrap()).unwrap(), 0);
+}

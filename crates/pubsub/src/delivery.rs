@@ -271,20 +271,16 @@ impl HttpPolicy {
             .map(TopicPolicy::parse)
             .transpose()?
             .unwrap_or_default();
-        let own = match subscription {
-            Some(text) if !topic.disable_overrides => Some(SubscriptionPolicy::parse(text)?),
-            _ => None,
+        let parts = match subscription {
+            Some(text) if !topic.disable_overrides => {
+                Parts::parse_subscription(text)?.or(topic.defaults)
+            }
+            _ => topic.defaults,
         };
-        let own = own.unwrap_or_default();
         Ok(Self {
-            retry: own
-                .retry
-                .or(topic.retry)
-                .unwrap_or(RetryPolicy::HTTP_DEFAULT),
-            max_receives_per_second: own
-                .max_receives_per_second
-                .or(topic.max_receives_per_second),
-            content_type: own.content_type.or(topic.content_type),
+            retry: parts.retry.unwrap_or(RetryPolicy::HTTP_DEFAULT),
+            max_receives_per_second: parts.max_receives_per_second,
+            content_type: parts.content_type,
         })
     }
 
@@ -306,29 +302,46 @@ impl HttpPolicy {
     }
 }
 
-/// A subscription's `DeliveryPolicy`.
+/// The parts a subscription's `DeliveryPolicy` sets, or a topic's `http` defaults.
 #[derive(Debug, Default)]
-struct SubscriptionPolicy {
+struct Parts {
     retry: Option<RetryPolicy>,
     max_receives_per_second: Option<u32>,
     content_type: Option<String>,
 }
 
-impl SubscriptionPolicy {
-    fn parse(text: &str) -> Result<Self> {
+impl Parts {
+    /// Reads the part a subscription's policy calls `part` (a topic's adds `default`);
+    /// false for a name that is no part.
+    fn read(&mut self, part: &str, field: &Value, at: &str) -> Result<bool> {
+        match part {
+            "healthyRetryPolicy" => self.retry = Some(RetryPolicy::parse(field, at)?),
+            "throttlePolicy" => self.max_receives_per_second = throttle(field, at)?,
+            "requestPolicy" => self.content_type = request(field, at)?,
+            "sicklyRetryPolicy" => {}
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Each part of `self`, else of `fallback`.
+    fn or(self, fallback: Self) -> Self {
+        Self {
+            retry: self.retry.or(fallback.retry),
+            max_receives_per_second: self
+                .max_receives_per_second
+                .or(fallback.max_receives_per_second),
+            content_type: self.content_type.or(fallback.content_type),
+        }
+    }
+
+    /// A subscription's `DeliveryPolicy`.
+    fn parse_subscription(text: &str) -> Result<Self> {
         let value = json(text)?;
         let mut out = Self::default();
         for (key, field) in object(&value, "DeliveryPolicy")? {
-            match key.as_str() {
-                "healthyRetryPolicy" => {
-                    out.retry = Some(RetryPolicy::parse(field, "healthyRetryPolicy")?);
-                }
-                "throttlePolicy" => {
-                    out.max_receives_per_second = throttle(field, "throttlePolicy")?;
-                }
-                "requestPolicy" => out.content_type = request(field, "requestPolicy")?,
-                "sicklyRetryPolicy" | "guaranteed" => {}
-                other => return Err(bad(format!("{other} is not a field of a delivery policy"))),
+            if key != "guaranteed" && !out.read(key, field, key)? {
+                return Err(bad(format!("{key} is not a field of a delivery policy")));
             }
         }
         Ok(out)
@@ -338,9 +351,7 @@ impl SubscriptionPolicy {
 /// A topic's `DeliveryPolicy` (its `http` part; other protocols' policies cannot change).
 #[derive(Debug, Default)]
 struct TopicPolicy {
-    retry: Option<RetryPolicy>,
-    max_receives_per_second: Option<u32>,
-    content_type: Option<String>,
+    defaults: Parts,
     disable_overrides: bool,
 }
 
@@ -355,29 +366,27 @@ impl TopicPolicy {
                 )));
             }
             for (key, field) in object(field, "http")? {
-                match key.as_str() {
-                    "defaultHealthyRetryPolicy" => {
-                        out.retry =
-                            Some(RetryPolicy::parse(field, "http.defaultHealthyRetryPolicy")?);
-                    }
-                    "defaultThrottlePolicy" => {
-                        out.max_receives_per_second =
-                            throttle(field, "http.defaultThrottlePolicy")?;
-                    }
-                    "defaultRequestPolicy" => {
-                        out.content_type = request(field, "http.defaultRequestPolicy")?;
-                    }
-                    "disableSubscriptionOverrides" => {
-                        out.disable_overrides = field.as_bool().ok_or_else(|| {
-                            bad("http.disableSubscriptionOverrides must be true or false")
-                        })?;
-                    }
-                    "defaultSicklyRetryPolicy" => {}
-                    other => {
-                        return Err(bad(format!(
-                            "http.{other} is not a field of a topic's delivery policy"
-                        )));
-                    }
+                if key == "disableSubscriptionOverrides" {
+                    out.disable_overrides = field.as_bool().ok_or_else(|| {
+                        bad("http.disableSubscriptionOverrides must be true or false")
+                    })?;
+                    continue;
+                }
+                // `defaultHealthyRetryPolicy` is the subscription's `healthyRetryPolicy`.
+                let part = key.strip_prefix("default").map(|rest| {
+                    let mut chars = rest.chars();
+                    chars.next().map_or_else(String::new, |first| {
+                        first.to_ascii_lowercase().to_string() + chars.as_str()
+                    })
+                });
+                let read = match part {
+                    Some(part) => out.defaults.read(&part, field, &format!("http.{key}"))?,
+                    None => false,
+                };
+                if !read {
+                    return Err(bad(format!(
+                        "http.{key} is not a field of a topic's delivery policy"
+                    )));
                 }
             }
         }
@@ -392,7 +401,7 @@ pub(crate) fn check_topic_policy(text: &str) -> Result<()> {
 
 /// Checks a subscription's `DeliveryPolicy` attribute.
 pub(crate) fn check_subscription_policy(text: &str) -> Result<()> {
-    SubscriptionPolicy::parse(text).map(|_| ())
+    Parts::parse_subscription(text).map(|_| ())
 }
 
 fn bad(message: impl std::fmt::Display) -> Error {

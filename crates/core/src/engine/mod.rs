@@ -222,6 +222,16 @@ impl WriteBatch {
         }
     }
 
+    /// Copies every write of `other` into this batch; `other`'s writes win.
+    pub(crate) fn overwrite_with(&mut self, other: &WriteBatch) {
+        for (keyspace, writes) in &other.keyspaces {
+            let mine = self.keyspace_mut(keyspace);
+            for (key, value) in writes {
+                mine.insert(key.clone(), value.clone());
+            }
+        }
+    }
+
     /// Consumes the batch, yielding each keyspace with its writes.
     pub fn into_keyspaces(self) -> impl Iterator<Item = (String, BTreeMap<Bytes, Option<Bytes>>)> {
         self.keyspaces.into_iter()

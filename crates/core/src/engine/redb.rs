@@ -23,8 +23,15 @@ const FLUSHED_SEQ: &[u8] = b"flushed_seq";
 /// The write-ahead log segments beside it (`cloudlet.wal.0`, `cloudlet.wal.1`).
 const WAL_NAME: &str = "cloudlet.wal";
 
-/// Held commits past which a commit waits for the background writer to catch up.
-const MAX_UNFLUSHED_COMMITS: usize = 128;
+/// Held commits past which a commit waits for the background writer to catch up. Reads
+/// do not slow down with their number (they are merged into a few layers); this bounds the
+/// bookkeeping of many tiny commits.
+const MAX_UNFLUSHED_COMMITS: usize = 16_384;
+/// Held bytes, as a multiple of [`RedbOptions::flush_bytes`], past which a commit waits for
+/// the background writer. Generous, because the background writer is busy for a while at
+/// every checkpoint (a B-tree sync of a whole log segment's writes), and commits made
+/// meanwhile must not stall behind it.
+const MAX_UNFLUSHED_FACTOR: usize = 16;
 
 /// Tuning of a [`RedbEngine`]; the defaults suit most uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,9 +39,12 @@ const MAX_UNFLUSHED_COMMITS: usize = 128;
 pub struct RedbOptions {
     /// Commits held in memory before the background writer is asked to write them into the
     /// B-tree; it takes everything held when it starts, so batches grow under load by
-    /// themselves. Few held commits keep reads fast (a scan merges each one). Default 4.
+    /// themselves. Held commits are merged into a few layers that every read looks through;
+    /// writing them out often keeps those layers small. Default 4.
     pub flush_commits: usize,
-    /// Bytes of keys and values held in memory before that write. Default 4 MiB.
+    /// Bytes of keys and values held in memory before that write. Default 4 MiB. A commit
+    /// waits for the background writer only when 16 times this much is held (during a
+    /// checkpoint, which keeps the background writer busy for a while).
     pub flush_bytes: usize,
     /// Size of a log segment; when one fills, the B-tree is synced in the background so the
     /// segment can be reused. Default 32 MiB.
@@ -137,18 +147,100 @@ struct Writer {
     next_seq: u64,
 }
 
-/// A commit held in memory until it is written into the B-tree.
+/// Consecutive commits held in memory until they are written into the B-tree, merged into
+/// one batch (the later commit's write of a key wins).
 struct Unflushed {
-    seq: u64,
+    /// The sequence number of the last commit merged in.
+    last_seq: u64,
+    /// How many commits are merged in.
+    commits: usize,
+    /// Bytes of keys and values, as [`batch_bytes`] counts them.
+    bytes: usize,
     batch: WriteBatch,
 }
 
+impl Unflushed {
+    fn commit(seq: u64, batch: WriteBatch) -> Self {
+        Self {
+            last_seq: seq,
+            commits: 1,
+            bytes: batch_bytes(&batch),
+            batch,
+        }
+    }
+
+    /// `layers`, oldest first, merged into one.
+    fn merge(layers: &[&Unflushed]) -> Self {
+        let mut batch = layers.first().map(|l| l.batch.clone()).unwrap_or_default();
+        for layer in layers.iter().skip(1) {
+            batch.overwrite_with(&layer.batch);
+        }
+        Self {
+            last_seq: layers.last().map_or(0, |l| l.last_seq),
+            commits: layers.iter().map(|l| l.commits).sum(),
+            bytes: batch_bytes(&batch),
+            batch,
+        }
+    }
+
+    fn entries(&self) -> usize {
+        self.batch.len()
+    }
+}
+
 /// A consistent state: a B-tree read transaction and the commits made after it.
+///
+/// The commits are kept as a few layers whose sizes at least halve from oldest to newest:
+/// each commit arrives as a layer of its own and is merged with the layers before it while
+/// they are not more than twice its size. A read looks through O(log n) layers however many
+/// commits are held, and each write is copied O(log n) times before the B-tree gets it.
 struct View {
     base: Arc<Base>,
-    /// Commits not yet in the B-tree, oldest first.
+    /// Layers of commits not yet in the B-tree, oldest first.
     unflushed: Vec<Arc<Unflushed>>,
-    unflushed_bytes: usize,
+    /// The first `frozen` layers are being written into the B-tree: never merged with the
+    /// others, so they can be dropped as a whole when that write is done.
+    frozen: usize,
+}
+
+impl View {
+    fn commits(&self) -> usize {
+        self.unflushed.iter().map(|l| l.commits).sum()
+    }
+
+    fn bytes(&self) -> usize {
+        self.unflushed.iter().map(|l| l.bytes).sum()
+    }
+
+    /// The layers after adding `layer` on top: the newest layers that are not frozen and not
+    /// more than twice the size of what they are merged with are merged into it. Returns how
+    /// many layers stay as they are, and the new top layer.
+    fn push(&self, layer: &Arc<Unflushed>) -> (usize, Arc<Unflushed>) {
+        let mut keep = self.unflushed.len();
+        let mut size = layer.entries();
+        while keep > self.frozen && self.unflushed[keep - 1].entries() <= 2 * size {
+            keep -= 1;
+            size += self.unflushed[keep].entries();
+        }
+        if keep == self.unflushed.len() {
+            return (keep, Arc::clone(layer));
+        }
+        let mut layers: Vec<&Unflushed> = self.unflushed[keep..].iter().map(|l| &**l).collect();
+        layers.push(layer);
+        (keep, Arc::new(Unflushed::merge(&layers)))
+    }
+
+    /// This view with `layers[..keep]` and `top` as its layers.
+    fn with_top(&self, keep: usize, top: Arc<Unflushed>) -> Self {
+        let mut unflushed = Vec::with_capacity(keep + 1);
+        unflushed.extend(self.unflushed[..keep].iter().cloned());
+        unflushed.push(top);
+        Self {
+            base: Arc::clone(&self.base),
+            unflushed,
+            frozen: self.frozen,
+        }
+    }
 }
 
 /// A B-tree read transaction shared by every snapshot taken while it is current, with the
@@ -204,21 +296,20 @@ impl RedbEngine {
             .unwrap_or(0)
             .max(flushed)
             + 1;
-        let recovered: Vec<Arc<Unflushed>> = logged
-            .into_iter()
-            .filter(|(seq, _)| *seq > flushed)
-            .map(|(seq, batch)| Arc::new(Unflushed { seq, batch }))
-            .collect();
-        if !recovered.is_empty() {
-            tracing::info!(commits = recovered.len(), "replaying the write-ahead log");
+        let mut view = View {
+            base: Base::new(&db)?,
+            unflushed: Vec::new(),
+            frozen: 0,
+        };
+        for (seq, batch) in logged.into_iter().filter(|(seq, _)| *seq > flushed) {
+            let (keep, top) = view.push(&Arc::new(Unflushed::commit(seq, batch)));
+            view = view.with_top(keep, top);
         }
-        let unflushed_bytes = recovered.iter().map(|u| batch_bytes(&u.batch)).sum();
+        if !view.unflushed.is_empty() {
+            tracing::info!(commits = view.commits(), "replaying the write-ahead log");
+        }
         let shared = Arc::new(Shared {
-            view: Mutex::new(Arc::new(View {
-                base: Base::new(&db)?,
-                unflushed: recovered,
-                unflushed_bytes,
-            })),
+            view: Mutex::new(Arc::new(view)),
             db,
             flush: Mutex::new(FlushState::default()),
             wake: Condvar::new(),
@@ -434,8 +525,18 @@ impl Shared {
     /// Snapshots taken before keep the old view, which stays consistent: its read transaction
     /// never sees this write.
     fn flush(&self) -> Result<()> {
-        let view = self.view();
-        let flushed = view.unflushed.len();
+        // Freezes the layers this write takes, so the committer merges no new commit into them.
+        let view = {
+            let mut current = lock(&self.view);
+            let frozen = View {
+                base: Arc::clone(&current.base),
+                unflushed: current.unflushed.clone(),
+                frozen: current.unflushed.len(),
+            };
+            *current = Arc::new(frozen);
+            Arc::clone(&current)
+        };
+        let flushed = view.frozen;
         if flushed == 0 {
             return Ok(());
         }
@@ -473,18 +574,18 @@ impl Shared {
             let mut meta = txn
                 .open_table(definition(META_TABLE))
                 .map_err(Error::storage)?;
-            meta.insert(FLUSHED_SEQ, last.seq.to_be_bytes().as_slice())
+            meta.insert(FLUSHED_SEQ, last.last_seq.to_be_bytes().as_slice())
                 .map_err(Error::storage)?;
         }
         txn.commit().map_err(Error::storage)?;
         let base = Base::new(&self.db)?;
         let mut current = lock(&self.view);
-        // Only the writer appends meanwhile, so the first `flushed` commits are the ones written.
-        let unflushed = current.unflushed[flushed..].to_vec();
+        // The committer only adds and merges layers above the frozen ones, so the first
+        // `flushed` layers are the ones written.
         *current = Arc::new(View {
             base,
-            unflushed_bytes: unflushed.iter().map(|u| batch_bytes(&u.batch)).sum(),
-            unflushed,
+            unflushed: current.unflushed[flushed..].to_vec(),
+            frozen: 0,
         });
         Ok(())
     }
@@ -526,18 +627,25 @@ impl Engine for RedbEngine {
         if batch.is_empty() {
             return Ok(());
         }
-        let bytes = batch_bytes(&batch);
+        let layer = Arc::new(Unflushed::commit(seq, batch));
+        // Merged outside the view lock, so readers taking a snapshot never wait for it. Only
+        // this committer (under the writer lock) adds or merges layers, and the flusher only
+        // freezes or drops old ones, so the merge is still valid unless the flusher froze
+        // some of the merged layers meanwhile; then the commit goes on top unmerged.
+        let before = self.shared.view();
+        let (keep, top) = before.push(&layer);
         let (commits, unflushed_bytes) = {
             let mut current = lock(&self.shared.view);
-            let mut unflushed = Vec::with_capacity(current.unflushed.len() + 1);
-            unflushed.extend(current.unflushed.iter().cloned());
-            unflushed.push(Arc::new(Unflushed { seq, batch }));
-            let view = View {
-                base: Arc::clone(&current.base),
-                unflushed_bytes: current.unflushed_bytes + bytes,
-                unflushed,
+            // The flusher may have dropped written layers from the bottom meanwhile.
+            let dropped = before.unflushed.len() - current.unflushed.len();
+            let merged_still_open = keep == before.unflushed.len()
+                || (keep >= dropped && keep - dropped >= current.frozen);
+            let view = if merged_still_open {
+                current.with_top(keep - dropped.min(keep), top)
+            } else {
+                current.with_top(current.unflushed.len(), layer)
             };
-            let sizes = (view.unflushed.len(), view.unflushed_bytes);
+            let sizes = (view.commits(), view.bytes());
             *current = Arc::new(view);
             sizes
         };
@@ -547,7 +655,7 @@ impl Engine for RedbEngine {
             self.shared.wake.notify_all();
         }
         if commits >= MAX_UNFLUSHED_COMMITS.max(4 * options.flush_commits)
-            || unflushed_bytes >= 4 * options.flush_bytes
+            || unflushed_bytes >= MAX_UNFLUSHED_FACTOR * options.flush_bytes
         {
             // The flusher is far behind: wait for it rather than let memory grow.
             drop(self.shared.wait_until(|s| !s.busy && !s.flush_requested)?);
@@ -642,7 +750,7 @@ struct RedbSnapshot {
 impl fmt::Debug for RedbSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedbSnapshot")
-            .field("unflushed_commits", &self.view.unflushed.len())
+            .field("unflushed_layers", &self.view.unflushed.len())
             .finish_non_exhaustive()
     }
 }
@@ -682,5 +790,69 @@ impl EngineSnapshot for RedbSnapshot {
             }
         }
         Ok(without_deletes(merged))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: u32, value: u32) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            "ks",
+            Bytes::copy_from_slice(&key.to_be_bytes()),
+            Bytes::copy_from_slice(&value.to_be_bytes()),
+        );
+        batch
+    }
+
+    #[test]
+    fn held_commits_merge_into_logarithmically_many_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RedbOptions::default()
+            .with_flush_commits(1 << 20)
+            .with_flush_bytes(1 << 30)
+            .with_checkpoint_bytes(1 << 30);
+        let engine = RedbEngine::open_with(dir.path(), options).unwrap();
+        let pinned = engine.snapshot().unwrap();
+        for n in 0..2000u32 {
+            // Every key is written twice: the later value must win through the merges.
+            engine
+                .commit(put(n % 1000, n), Durability::Eventual)
+                .unwrap();
+        }
+        let view = engine.shared.view();
+        assert_eq!(view.commits(), 2000);
+        assert!(
+            view.unflushed.len() <= 12,
+            "{} layers for 2000 commits",
+            view.unflushed.len()
+        );
+        let snapshot = engine.snapshot().unwrap();
+        for key in 0..1000u32 {
+            let value = snapshot.get("ks", &key.to_be_bytes()).unwrap().unwrap();
+            assert_eq!(value.as_ref(), &(key + 1000).to_be_bytes());
+        }
+        let all = snapshot
+            .range("ks", &KeyRange::all(), Direction::Reverse)
+            .unwrap()
+            .collect::<Result<Vec<_>>>()
+            .unwrap();
+        assert_eq!(all.len(), 1000);
+        assert_eq!(all[0].0.as_ref(), &999u32.to_be_bytes());
+        assert!(pinned.get("ks", &0u32.to_be_bytes()).unwrap().is_none());
+        // Written into the B-tree as one, then nothing is held.
+        engine.flush().unwrap();
+        assert!(engine.shared.view().unflushed.is_empty());
+        let snapshot = engine.snapshot().unwrap();
+        assert_eq!(
+            snapshot
+                .get("ks", &7u32.to_be_bytes())
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            &1007u32.to_be_bytes()
+        );
     }
 }

@@ -187,15 +187,23 @@ proptest! {
     })]
 
     #[test]
-    fn redb_and_memory_agree_with_the_model(txns in prop::collection::vec(txn(), 1..24)) {
+    fn redb_and_memory_agree_with_the_model(
+        txns in prop::collection::vec(txn(), 1..24),
+        flush_rarely in any::<bool>(),
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        // Tiny thresholds, so flushes into the B-tree and checkpoints happen within a case.
-        let options = RedbOptions::default().with_flush_commits(3).with_checkpoint_bytes(512);
+        // Tiny thresholds, so flushes into the B-tree and checkpoints happen within a case;
+        // or no flush before a checkpoint, so the held commits pile up and merge in memory.
+        let options = if flush_rarely {
+            RedbOptions::default().with_flush_commits(1 << 20).with_checkpoint_bytes(4096)
+        } else {
+            RedbOptions::default().with_flush_commits(3).with_checkpoint_bytes(512)
+        };
         let redb = Store::new(RedbEngine::open_with(dir.path(), options).unwrap());
         let memory = Store::new(MemoryEngine::new());
         let mut model = Model::new();
         // A long-lived snapshot must keep seeing the state it was taken at.
-        let mut pinned: Option<(cloudlet_core::Snapshot, Model)> = None;
+        let mut pinned: Option<(cloudlet_core::Snapshot, cloudlet_core::Snapshot, Model)> = None;
         for (n, txn) in txns.iter().enumerate() {
             let expected = run_model(&mut model, txn);
             let on_redb = run_store(&redb, txn);
@@ -205,22 +213,24 @@ proptest! {
             prop_assert_eq!(&contents(&redb), &model, "redb contents after txn {}", n);
             prop_assert_eq!(&contents(&memory), &model, "memory contents after txn {}", n);
             if n == txns.len() / 3 {
-                pinned = Some((memory.snapshot().unwrap(), model.clone()));
+                pinned = Some((memory.snapshot().unwrap(), redb.snapshot().unwrap(), model.clone()));
+            }
+        }
+        if let Some((on_memory, on_redb, at)) = pinned {
+            for snap in [on_memory, on_redb] {
+                let mut seen = Model::new();
+                for (s, ks) in KEYSPACES.iter().enumerate() {
+                    for entry in snap.range(ks, &KeyRange::all(), Direction::Forward).unwrap() {
+                        let (k, v) = entry.unwrap();
+                        seen.insert((s, k.to_vec()), v.to_vec());
+                    }
+                }
+                prop_assert_eq!(&seen, &at);
             }
         }
         // Everything survives a reopen: replayed from the log or read from the B-tree.
         drop(redb);
         let reopened = Store::new(RedbEngine::open_with(dir.path(), options).unwrap());
         prop_assert_eq!(&contents(&reopened), &model, "redb contents after reopening");
-        if let Some((snap, at)) = pinned {
-            let mut seen = Model::new();
-            for (s, ks) in KEYSPACES.iter().enumerate() {
-                for entry in snap.range(ks, &KeyRange::all(), Direction::Forward).unwrap() {
-                    let (k, v) = entry.unwrap();
-                    seen.insert((s, k.to_vec()), v.to_vec());
-                }
-            }
-            prop_assert_eq!(seen, at);
-        }
     }
 }

@@ -230,6 +230,30 @@ impl View {
         (keep, Arc::new(Unflushed::merge(&layers)))
     }
 
+    /// The view after this one (the current view) with the commit `layer` added, given that
+    /// `before.push(layer)` returned `(keep, top)` for an earlier view `before`.
+    ///
+    /// Between the two views the flusher may have frozen layers, or dropped frozen ones from
+    /// the bottom once written, but added none (only the committer adds), so this view's layers
+    /// are a suffix of `before`'s. `top` replaces `before`'s layers from `keep` up if those are
+    /// all still here and unfrozen; otherwise `layer` goes on top unmerged.
+    fn publish(
+        &self,
+        before: &View,
+        keep: usize,
+        top: Arc<Unflushed>,
+        layer: Arc<Unflushed>,
+    ) -> Self {
+        let dropped = before.unflushed.len().saturating_sub(self.unflushed.len());
+        let merged_still_open =
+            keep == before.unflushed.len() || (keep >= dropped && keep - dropped >= self.frozen);
+        if merged_still_open {
+            self.with_top(keep.saturating_sub(dropped), top)
+        } else {
+            self.with_top(self.unflushed.len(), layer)
+        }
+    }
+
     /// This view with `layers[..keep]` and `top` as its layers.
     fn with_top(&self, keep: usize, top: Arc<Unflushed>) -> Self {
         let mut unflushed = Vec::with_capacity(keep + 1);
@@ -636,15 +660,7 @@ impl Engine for RedbEngine {
         let (keep, top) = before.push(&layer);
         let (commits, unflushed_bytes) = {
             let mut current = lock(&self.shared.view);
-            // The flusher may have dropped written layers from the bottom meanwhile.
-            let dropped = before.unflushed.len() - current.unflushed.len();
-            let merged_still_open = keep == before.unflushed.len()
-                || (keep >= dropped && keep - dropped >= current.frozen);
-            let view = if merged_still_open {
-                current.with_top(keep - dropped.min(keep), top)
-            } else {
-                current.with_top(current.unflushed.len(), layer)
-            };
+            let view = current.publish(&before, keep, top, layer);
             let sizes = (view.commits(), view.bytes());
             *current = Arc::new(view);
             sizes
@@ -654,8 +670,8 @@ impl Engine for RedbEngine {
             lock(&self.shared.flush).flush_requested = true;
             self.shared.wake.notify_all();
         }
-        if commits >= MAX_UNFLUSHED_COMMITS.max(4 * options.flush_commits)
-            || unflushed_bytes >= MAX_UNFLUSHED_FACTOR * options.flush_bytes
+        if commits >= MAX_UNFLUSHED_COMMITS.max(options.flush_commits.saturating_mul(4))
+            || unflushed_bytes >= options.flush_bytes.saturating_mul(MAX_UNFLUSHED_FACTOR)
         {
             // The flusher is far behind: wait for it rather than let memory grow.
             drop(self.shared.wait_until(|s| !s.busy && !s.flush_requested)?);
@@ -805,6 +821,153 @@ mod tests {
             Bytes::copy_from_slice(&value.to_be_bytes()),
         );
         batch
+    }
+
+    /// Commit `seq` writes `seq % 3 + 1` keys of its own, so the layers say which commits
+    /// they hold.
+    fn commit_layer(seq: u64) -> Arc<Unflushed> {
+        let mut batch = WriteBatch::new();
+        for part in 0..seq % 3 + 1 {
+            let key = [seq.to_be_bytes(), part.to_be_bytes()].concat();
+            batch.put("ks", Bytes::from(key), Bytes::new());
+        }
+        Arc::new(Unflushed::commit(seq, batch))
+    }
+
+    /// The commits a view holds, in layer order, each once per layer holding it.
+    fn commits_of(view: &View) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        for layer in &view.unflushed {
+            let writes = layer.batch.writes("ks").cloned().unwrap_or_default();
+            let mut in_layer: Vec<u64> = writes
+                .keys()
+                .map(|k| u64::from_be_bytes(k[..8].try_into().unwrap()))
+                .collect();
+            in_layer.dedup();
+            seqs.extend(in_layer);
+        }
+        seqs
+    }
+
+    fn pushed(view: &View, seq: u64) -> View {
+        let layer = commit_layer(seq);
+        let (keep, top) = view.push(&layer);
+        view.publish(view, keep, top, layer)
+    }
+
+    fn frozen(view: &View) -> View {
+        View {
+            base: Arc::clone(&view.base),
+            unflushed: view.unflushed.clone(),
+            frozen: view.unflushed.len(),
+        }
+    }
+
+    fn written(view: &View) -> View {
+        View {
+            base: Arc::clone(&view.base),
+            unflushed: view.unflushed[view.frozen..].to_vec(),
+            frozen: 0,
+        }
+    }
+
+    /// Every way the flusher can move between the committer's two looks at the view (freeze,
+    /// finish a write, and combinations), for every stack of layers up to 12 commits with and
+    /// without a frozen bottom: the commit lands exactly once, on top of exactly the
+    /// commits still held, and frozen layers are never touched.
+    #[test]
+    fn a_commit_merged_while_the_flusher_moves_lands_once_on_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("db")).unwrap();
+        let empty = View {
+            base: Base::new(&db).unwrap(),
+            unflushed: Vec::new(),
+            frozen: 0,
+        };
+        for held in 0..12u64 {
+            for frozen_at in 0..=held {
+                // Commits 1..=held, the first `frozen_at` of them frozen when the rest came.
+                let mut before = written(&empty);
+                for seq in 1..=held {
+                    if seq == frozen_at + 1 {
+                        before = frozen(&before);
+                    }
+                    before = pushed(&before, seq);
+                }
+                let moves: [&dyn Fn(&View) -> View; 5] = [
+                    &|v| View {
+                        base: Arc::clone(&v.base),
+                        unflushed: v.unflushed.clone(),
+                        frozen: v.frozen,
+                    },
+                    &frozen,
+                    &written,
+                    &|v| frozen(&written(v)),
+                    &|v| written(&frozen(&written(v))),
+                ];
+                for (n, step) in moves.iter().enumerate() {
+                    let current = step(&before);
+                    let new = held + 1;
+                    let layer = commit_layer(new);
+                    let (keep, top) = before.push(&layer);
+                    let after = current.publish(&before, keep, top, layer);
+                    let mut expected = commits_of(&current);
+                    expected.push(new);
+                    let case = format!("held {held}, frozen at {frozen_at}, move {n}");
+                    assert_eq!(commits_of(&after), expected, "{case}");
+                    assert_eq!(after.frozen, current.frozen, "{case}");
+                    for (a, b) in after
+                        .unflushed
+                        .iter()
+                        .zip(&current.unflushed[..current.frozen])
+                    {
+                        assert!(Arc::ptr_eq(a, b), "{case}: a frozen layer changed");
+                    }
+                    assert_eq!(after.commits(), current.commits() + 1, "{case}");
+                    let last: Vec<u64> = after.unflushed.iter().map(|l| l.last_seq).collect();
+                    assert!(last.windows(2).all(|w| w[0] < w[1]), "{case}: {last:?}");
+                }
+            }
+        }
+    }
+
+    /// A delete held in a merged layer hides the B-tree's value, before and after it is
+    /// written and the engine reopened.
+    #[test]
+    fn a_merged_delete_hides_the_written_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RedbOptions::default()
+            .with_flush_commits(1 << 20)
+            .with_flush_bytes(1 << 30)
+            .with_checkpoint_bytes(1 << 30);
+        let engine = RedbEngine::open_with(dir.path(), options).unwrap();
+        engine.commit(put(1, 1), Durability::Durable).unwrap();
+        engine.commit(put(2, 2), Durability::Durable).unwrap();
+        engine.flush().unwrap();
+        let mut delete = WriteBatch::new();
+        delete.delete("ks", Bytes::copy_from_slice(&1u32.to_be_bytes()));
+        engine.commit(delete, Durability::Durable).unwrap();
+        for n in 10..200 {
+            engine.commit(put(n, n), Durability::Durable).unwrap();
+        }
+        assert!(engine.shared.view().unflushed.len() < 10);
+        let check = |engine: &RedbEngine| {
+            let snapshot = engine.snapshot().unwrap();
+            assert!(snapshot.get("ks", &1u32.to_be_bytes()).unwrap().is_none());
+            let keys: Vec<Bytes> = snapshot
+                .range("ks", &KeyRange::all(), Direction::Forward)
+                .unwrap()
+                .map(|e| e.unwrap().0)
+                .collect();
+            assert_eq!(keys.len(), 191);
+            assert_eq!(keys[0].as_ref(), &2u32.to_be_bytes());
+        };
+        check(&engine);
+        drop(engine);
+        let engine = RedbEngine::open_with(dir.path(), options).unwrap();
+        check(&engine);
+        engine.flush().unwrap();
+        check(&engine);
     }
 
     #[test]

@@ -195,7 +195,7 @@ proptest! {
         // Tiny thresholds, so flushes into the B-tree and checkpoints happen within a case;
         // or no flush before a checkpoint, so the held commits pile up and merge in memory.
         let options = if flush_rarely {
-            RedbOptions::default().with_flush_commits(1 << 20).with_checkpoint_bytes(4096)
+            RedbOptions::default().with_flush_commits(1 << 20).with_checkpoint_bytes(1024)
         } else {
             RedbOptions::default().with_flush_commits(3).with_checkpoint_bytes(512)
         };

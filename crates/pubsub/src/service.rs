@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -297,8 +298,10 @@ pub struct TopicService {
     max_message_size: usize,
     /// Held while a delivery task is restarted, so two restarts never overlap.
     restarts: Arc<tokio::sync::Mutex<()>>,
+    /// Set by `shutdown`: no delivery task starts after it.
+    closed: Arc<AtomicBool>,
     /// Set once the deliveries of stored subscriptions have been started in this process.
-    resumed: Arc<std::sync::atomic::AtomicBool>,
+    resumed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for TopicService {
@@ -374,6 +377,7 @@ impl TopicService {
                 .with_max_attempts(RetryPolicy::MANAGED.max_attempts()),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             restarts: Arc::default(),
+            closed: Arc::default(),
         }
     }
 
@@ -721,7 +725,6 @@ impl TopicService {
     /// Starts the deliveries of the subscriptions stored by an earlier run (HTTP ones, and
     /// those whose sink is registered), once per service. Every async entry point calls it.
     fn resume(&self) -> Result<()> {
-        use std::sync::atomic::Ordering;
         if self.resumed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -779,7 +782,9 @@ impl TopicService {
             return;
         };
         let mut deliveries = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
-        if deliveries.contains_key(&subscription.id) {
+        // Checked under the lock `shutdown` drains: a task either starts before the drain
+        // (and is stopped by it) or not at all.
+        if deliveries.contains_key(&subscription.id) || self.closed.load(Ordering::Acquire) {
             return;
         }
         if subscription.ordered {
@@ -1484,8 +1489,15 @@ impl TopicService {
         Ok(Self::outbox(id).pending(&self.store.snapshot()?)?)
     }
 
-    /// Stops every delivery task, waiting for each.
+    /// Stops every delivery task, waiting for each, including restarts still running in the
+    /// background (after a change of a topic's DeliveryPolicy). Final: no delivery starts
+    /// again in this service or its clones; queued messages wait in the store for a new
+    /// service over it.
     pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        // A restart in progress has taken its task out of the map; wait for it to finish,
+        // after which it cannot start one again.
+        let _restarting = self.restarts.lock().await;
         let tasks: Vec<BackgroundTask> = self
             .deliveries
             .lock()

@@ -823,6 +823,14 @@ mod tests {
         batch
     }
 
+    /// Options under which nothing reaches the B-tree unless asked: every commit stays held.
+    fn never_flushing() -> RedbOptions {
+        RedbOptions::default()
+            .with_flush_commits(1 << 20)
+            .with_flush_bytes(1 << 30)
+            .with_checkpoint_bytes(1 << 30)
+    }
+
     /// Commit `seq` writes `seq % 3 + 1` keys of its own, so the layers say which commits
     /// they hold.
     fn commit_layer(seq: u64) -> Arc<Unflushed> {
@@ -936,11 +944,7 @@ mod tests {
     #[test]
     fn a_merged_delete_hides_the_written_value() {
         let dir = tempfile::tempdir().unwrap();
-        let options = RedbOptions::default()
-            .with_flush_commits(1 << 20)
-            .with_flush_bytes(1 << 30)
-            .with_checkpoint_bytes(1 << 30);
-        let engine = RedbEngine::open_with(dir.path(), options).unwrap();
+        let engine = RedbEngine::open_with(dir.path(), never_flushing()).unwrap();
         engine.commit(put(1, 1), Durability::Durable).unwrap();
         engine.commit(put(2, 2), Durability::Durable).unwrap();
         engine.flush().unwrap();
@@ -964,7 +968,7 @@ mod tests {
         };
         check(&engine);
         drop(engine);
-        let engine = RedbEngine::open_with(dir.path(), options).unwrap();
+        let engine = RedbEngine::open_with(dir.path(), never_flushing()).unwrap();
         check(&engine);
         engine.flush().unwrap();
         check(&engine);
@@ -973,11 +977,7 @@ mod tests {
     #[test]
     fn held_commits_merge_into_logarithmically_many_layers() {
         let dir = tempfile::tempdir().unwrap();
-        let options = RedbOptions::default()
-            .with_flush_commits(1 << 20)
-            .with_flush_bytes(1 << 30)
-            .with_checkpoint_bytes(1 << 30);
-        let engine = RedbEngine::open_with(dir.path(), options).unwrap();
+        let engine = RedbEngine::open_with(dir.path(), never_flushing()).unwrap();
         let pinned = engine.snapshot().unwrap();
         for n in 0..2000u32 {
             // Every key is written twice: the later value must win through the merges.

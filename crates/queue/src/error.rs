@@ -97,6 +97,19 @@ pub enum Error {
         /// The queue's limit.
         limit: usize,
     },
+    /// `OverLimit`: a short-polling receive from a standard queue that has as many messages
+    /// in flight as it may (120,000 unless [`QueueService::with_in_flight_limit`] says
+    /// otherwise). A long-polling receive, or one from a FIFO queue, gets no messages and no
+    /// error instead.
+    ///
+    /// [`QueueService::with_in_flight_limit`]: crate::QueueService::with_in_flight_limit
+    #[error(
+        "OverLimit: {limit} messages are in flight, the most this queue allows; delete some or let their visibility timeouts end"
+    )]
+    OverLimit {
+        /// The cap.
+        limit: usize,
+    },
     /// `PurgeQueueInProgress`: a purge ran less than 60 seconds ago.
     #[error("PurgeQueueInProgress: only one purge per 60 seconds is allowed")]
     PurgeQueueInProgress,
@@ -149,6 +162,7 @@ impl Error {
             }
             Self::InvalidBatchEntryId { .. } => "AWS.SimpleQueueService.InvalidBatchEntryId",
             Self::BatchRequestTooLong { .. } => "AWS.SimpleQueueService.BatchRequestTooLong",
+            Self::OverLimit { .. } => "OverLimit",
             Self::PurgeQueueInProgress => "AWS.SimpleQueueService.PurgeQueueInProgress",
             Self::UnsupportedOperation { .. } => "AWS.SimpleQueueService.UnsupportedOperation",
             Self::Storage(_) => "InternalError",

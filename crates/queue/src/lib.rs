@@ -34,7 +34,7 @@
 //! | redrive: message-move tasks back to the source queues or to a destination, rate-limited on the clock, listed and cancelled (in-process: a restart forgets running tasks) | yes |
 //! | fair queues: a standard queue whose messages carry group ids serves quiet groups (smaller backlogs, and ungrouped messages) before a noisy one, looking at up to 1,000 due messages per receive; nothing is dropped | yes |
 //! | message bodies checked for the characters SQS allows (`InvalidMessageContents`); a FIFO queue's `DelaySeconds` change applies to the messages already waiting (retroactive, as SQS documents; not on standard queues) | yes |
-//! | the cap on in-flight messages (`OverLimit`) | not yet |
+//! | the cap on in-flight messages (120,000, settable for tests): `OverLimit` for a short-polling receive from a standard queue, no messages for other receives | yes |
 //!
 //! # Deliberate divergences
 //!
@@ -66,4 +66,4 @@ pub use api::{
 };
 pub use attributes::{DeduplicationScope, FifoThroughputLimit, QueueAttributes, RedrivePolicy};
 pub use error::{Error, Result};
-pub use service::{QueueService, QueueSink};
+pub use service::{IN_FLIGHT_LIMIT, QueueService, QueueSink};

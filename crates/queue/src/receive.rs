@@ -93,18 +93,19 @@ impl QueueService {
                     continue;
                 };
                 let record = MessageRecord::decode(raw)?;
-                if record.enqueued + retention <= now {
+                let gone = record.enqueued + retention <= now
                     // Past the retention period: gone, as SQS drops it.
-                    txn.delete(KS_MESSAGES, key);
-                    continue;
-                }
-                if Self::dead_letter(txn, queue, &record, now)? {
+                    || Self::dead_letter(txn, queue, &record, now)?;
+                if gone {
+                    if record.receive_count > 0 {
+                        Self::count_received(txn, queue.id, -1)?;
+                    }
                     txn.delete(KS_MESSAGES, key);
                     continue;
                 }
                 taken.push(Self::hand_out(
                     txn, queue, seq, record, visibility, request, now,
-                ));
+                )?);
             }
             if taken.len() >= max || looked < scan_limit {
                 return Ok((taken, next));
@@ -210,7 +211,7 @@ impl QueueService {
                 };
                 let record = MessageRecord::decode(raw)?;
                 if record.enqueued + retention <= now {
-                    Self::forget(txn, queue, member, &record);
+                    Self::forget(txn, queue, member, &record)?;
                     continue;
                 }
                 if record.visible_at > now {
@@ -218,12 +219,12 @@ impl QueueService {
                     break;
                 }
                 if Self::dead_letter(txn, queue, &record, now)? {
-                    Self::forget(txn, queue, member, &record);
+                    Self::forget(txn, queue, member, &record)?;
                     continue;
                 }
                 taken.push(Self::hand_out(
                     txn, queue, member, record, visibility, request, now,
-                ));
+                )?);
             }
         }
         Ok(())
@@ -239,8 +240,11 @@ impl QueueService {
         visibility: u32,
         request: &ReceiveMessage,
         now: Timestamp,
-    ) -> ReceivedMessage {
+    ) -> Result<ReceivedMessage> {
         debug_assert_eq!(record.seq, seq);
+        if record.receive_count == 0 {
+            Self::count_received(txn, queue.id, 1)?;
+        }
         record.receive_count += 1;
         record.first_receive.get_or_insert(now);
         record.last_receive = Some(now);
@@ -256,7 +260,7 @@ impl QueueService {
             &mut record,
             now + Duration::from_secs(visibility.into()),
         );
-        received(&record, handle, request)
+        Ok(received(&record, handle, request))
     }
 
     /// A FIFO receive retried with the same attempt id within five minutes gets the same

@@ -172,6 +172,16 @@ pub(crate) fn ready_key(queue: u64, visible_at: Timestamp, seq: u64) -> Bytes {
         .build()
 }
 
+/// How many of a queue's messages have been received and not deleted since: an upper bound
+/// of those in flight, so a receive counts them only when it could reach the in-flight cap.
+pub(crate) fn received_key(queue: u64) -> Bytes {
+    Tuple::new().str("received").u64(queue).build()
+}
+
+/// The value of a ready entry of a message received at least once (others have an empty
+/// one): the in-flight count reads the ready index alone.
+pub(crate) const READY_RECEIVED: &[u8] = &[1];
+
 /// Set once a standard queue has received a message with a group id: it is a fair queue.
 pub(crate) fn fair_key(queue: u64) -> Bytes {
     Tuple::new().str("fair").u64(queue).build()

@@ -261,7 +261,7 @@ fn move_some(
         let Ok(target) = QueueService::load_queue(txn, &target_name) else {
             continue;
         };
-        QueueService::forget(txn, &source, seq, &record);
+        QueueService::forget(txn, &source, seq, &record)?;
         let new_seq = txn.next_sequence(
             KS_META,
             &cloudlet_core::keys::Tuple::new()

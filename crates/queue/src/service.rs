@@ -20,8 +20,8 @@ use crate::attributes::{MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
 use crate::names::{validate_batch_entry_id, validate_queue_name};
 use crate::record::{
     KS_ATTEMPTS, KS_DEDUP, KS_GROUPS, KS_MESSAGES, KS_META, KS_QUEUES, KS_READY, MessageRecord,
-    QueueRecord, Receipt, attempt_key, encode_attempt, fair_key, group_key, message_key,
-    queue_prefix, ready_key,
+    QueueRecord, READY_RECEIVED, Receipt, attempt_key, encode_attempt, fair_key, group_key,
+    message_key, queue_prefix, ready_key, received_key,
 };
 use crate::send::{message_size, validate_fifo_id};
 use crate::{Error, Result};
@@ -44,7 +44,11 @@ pub struct QueueService {
     region: String,
     account: String,
     moves: std::sync::Arc<std::sync::Mutex<crate::redrive::MoveTasks>>,
+    in_flight_limit: usize,
 }
+
+/// SQS's cap on a queue's in-flight messages (standard and FIFO queues alike).
+pub const IN_FLIGHT_LIMIT: usize = 120_000;
 
 impl fmt::Debug for QueueService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,6 +56,15 @@ impl fmt::Debug for QueueService {
             .field("region", &self.region)
             .field("account", &self.account)
             .finish_non_exhaustive()
+    }
+}
+
+/// A message's ready-index entry value: marks the messages received at least once.
+fn ready_value(record: &MessageRecord) -> Bytes {
+    if record.receive_count > 0 {
+        Bytes::from_static(READY_RECEIVED)
+    } else {
+        Bytes::new()
     }
 }
 
@@ -69,7 +82,81 @@ impl QueueService {
             region: "us-east-1".to_owned(),
             account: "000000000000".to_owned(),
             moves: std::sync::Arc::default(),
+            in_flight_limit: IN_FLIGHT_LIMIT,
         }
+    }
+
+    /// The same service with another cap on each queue's in-flight messages (received, not
+    /// deleted, visibility timeout not over): [`IN_FLIGHT_LIMIT`] by default, as SQS has it.
+    /// A lower one lets a test reach it. At the cap, a short-polling receive from a standard
+    /// queue fails with [`Error::OverLimit`], and other receives get no messages.
+    pub fn with_in_flight_limit(mut self, limit: usize) -> Self {
+        self.in_flight_limit = limit;
+        self
+    }
+
+    /// Adds `delta` to the count of `queue`'s messages received and not deleted.
+    pub(crate) fn count_received(txn: &mut WriteTxn<'_>, queue: u64, delta: i64) -> Result<()> {
+        let key = received_key(queue);
+        let now = match txn.get(KS_META, &key)? {
+            Some(raw) => u64::from_be_bytes(raw.as_ref().try_into().map_err(|_| {
+                Error::Storage(cloudlet_core::Error::corrupt(
+                    KS_META,
+                    "a received count is not 8 bytes",
+                ))
+            })?),
+            None => 0,
+        };
+        let next = now.saturating_add_signed(delta);
+        if next == 0 {
+            txn.delete(KS_META, key);
+        } else {
+            txn.put(KS_META, key, Bytes::copy_from_slice(&next.to_be_bytes()));
+        }
+        Ok(())
+    }
+
+    /// How many of `wanted` messages a receive may take from `queue` at `now` without putting
+    /// more than `limit` in flight. Cheap while that many more received messages would stay
+    /// within the limit even if all were in flight; otherwise it counts the ready entries of
+    /// received messages due after `now`, up to `limit`.
+    fn in_flight_room(
+        txn: &WriteTxn<'_>,
+        queue: u64,
+        now: Timestamp,
+        limit: usize,
+        wanted: usize,
+    ) -> Result<usize> {
+        let received = match txn.get(KS_META, &received_key(queue))? {
+            Some(raw) => raw
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX),
+            None => 0,
+        };
+        if received.saturating_add(wanted as u64) <= limit as u64 {
+            return Ok(wanted);
+        }
+        let after_now = Tuple::new()
+            .u64(queue)
+            .u64(now.as_nanos().saturating_add(1))
+            .build();
+        let range = KeyRange {
+            start: std::ops::Bound::Included(after_now),
+            end: KeyRange::prefix(queue_prefix(queue)).end,
+        };
+        let mut in_flight = 0;
+        for entry in txn.range(KS_READY, &range, Direction::Forward)? {
+            let (_, value) = entry?;
+            if value.as_ref() == READY_RECEIVED {
+                in_flight += 1;
+                if in_flight >= limit {
+                    return Ok(0);
+                }
+            }
+        }
+        Ok(wanted.min(limit - in_flight))
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -160,7 +247,7 @@ impl QueueService {
         txn.put(
             KS_READY,
             ready_key(queue.id, visible_at, record.seq),
-            Bytes::new(),
+            ready_value(record),
         );
         txn.put(
             KS_MESSAGES,
@@ -176,6 +263,10 @@ impl QueueService {
         queue: &QueueRecord,
         record: &MessageRecord,
     ) -> Result<()> {
+        if record.receive_count > 0 {
+            // Moved here after receives elsewhere (a dead-letter queue): it counts here now.
+            Self::count_received(txn, queue.id, 1)?;
+        }
         txn.put(
             KS_MESSAGES,
             message_key(queue.id, record.seq),
@@ -184,7 +275,7 @@ impl QueueService {
         txn.put(
             KS_READY,
             ready_key(queue.id, record.visible_at, record.seq),
-            Bytes::new(),
+            ready_value(record),
         );
         if let Some(group) = &record.message.group_id {
             if queue.attributes.fifo_queue {
@@ -291,7 +382,10 @@ impl QueueService {
         queue: &QueueRecord,
         seq: u64,
         record: &MessageRecord,
-    ) {
+    ) -> Result<()> {
+        if record.receive_count > 0 {
+            Self::count_received(txn, queue.id, -1)?;
+        }
         txn.delete(KS_MESSAGES, message_key(queue.id, seq));
         txn.delete(KS_READY, ready_key(queue.id, record.visible_at, seq));
         if let Some(group) = &record.message.group_id
@@ -299,6 +393,7 @@ impl QueueService {
         {
             txn.delete(KS_GROUPS, group_key(queue.id, group, seq));
         }
+        Ok(())
     }
 
     /// The counters of GetQueueAttributes: visible, in flight, delayed.
@@ -327,6 +422,7 @@ impl QueueService {
     /// deduplication ids and receive attempts (when the queue itself goes).
     fn remove_messages(txn: &mut WriteTxn<'_>, queue: u64, everything: bool) -> Result<()> {
         let prefix = queue_prefix(queue);
+        txn.delete(KS_META, received_key(queue));
         let keyspaces: &[&str] = if everything {
             &[KS_MESSAGES, KS_READY, KS_GROUPS, KS_DEDUP, KS_ATTEMPTS]
         } else {
@@ -426,7 +522,7 @@ impl QueueService {
         // A handle that is not the latest is accepted and deletes nothing, as SQS documents for
         // standard queues: someone else holds the message now.
         if let Some((receipt, message)) = Self::load_receipt(txn, queue, handle, now)? {
-            Self::forget(txn, queue, receipt.seq, &message);
+            Self::forget(txn, queue, receipt.seq, &message)?;
             if queue.attributes.fifo_queue {
                 // The next message of its group may now be receivable.
                 txn.notify_on_commit(&signal_name(queue.id));
@@ -816,6 +912,7 @@ impl Queues for QueueService {
             .wait_time_seconds
             .unwrap_or(record.attributes.receive_message_wait_time_seconds);
         let deadline = self.clock.now() + Duration::from_secs(wait.into());
+        let limit = self.in_flight_limit;
         let signal = self.store.signal(&signal_name(record.id));
         loop {
             // Registered before looking, so a send committed after the look still wakes us.
@@ -837,7 +934,21 @@ impl Queues for QueueService {
                     {
                         return Ok((again, None));
                     }
-                    let (taken, next) = Self::take(txn, &record, &request_copy, now)?;
+                    let wanted = request_copy.max_number_of_messages as usize;
+                    let room = Self::in_flight_room(txn, record.id, now, limit, wanted)?;
+                    if room == 0 {
+                        if wait == 0 && !record.attributes.fifo_queue {
+                            return Err(Error::OverLimit { limit });
+                        }
+                        return Ok((Vec::new(), None));
+                    }
+                    let (taken, next) = if room < wanted {
+                        let mut capped = request_copy.clone();
+                        capped.max_number_of_messages = room as u32;
+                        Self::take(txn, &record, &capped, now)?
+                    } else {
+                        Self::take(txn, &record, &request_copy, now)?
+                    };
                     if let Some(attempt) = attempt
                         && !taken.is_empty()
                     {

@@ -223,6 +223,7 @@ impl WriteBatch {
     }
 
     /// Copies every write of `other` into this batch; `other`'s writes win.
+    #[cfg(feature = "redb")]
     pub(crate) fn overwrite_with(&mut self, other: &WriteBatch) {
         for (keyspace, writes) in &other.keyspaces {
             let mine = self.keyspace_mut(keyspace);

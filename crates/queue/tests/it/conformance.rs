@@ -62,6 +62,8 @@ macro_rules! conformance {
                 dead_letter_queue_after_max_receives,
                 delete_and_visibility_batches, queue_is_a_sink, redrive_moves_messages_back_to_their_sources,
                 redrive_is_rate_limited_on_the_clock_and_cancellable, redrive_start_is_validated,
+                in_flight_cap_answers_over_limit_to_short_polls_only,
+                in_flight_cap_counts_dead_lettered_messages_where_they_are,
             );
         }
     };
@@ -582,6 +584,158 @@ mod checks {
             .unwrap();
         h.clock.advance(Duration::from_secs(5));
         assert_eq!(receive(&h, &url, 1).await.len(), 1);
+    }
+
+    /// SQS caps a queue's in-flight messages (received, not deleted, still invisible): a
+    /// short-polling receive from a standard queue then fails with `OverLimit`; a long poll
+    /// or a FIFO receive gets nothing. The cap is lowered to 3 here.
+    pub async fn in_flight_cap_answers_over_limit_to_short_polls_only(h: Harness) {
+        let sqs: Arc<dyn Queues> = Arc::new(h.service.clone().with_in_flight_limit(3));
+        let url = queue(&h, "q", &[]).await;
+        for i in 0..6 {
+            sqs.send_message(&url, SendMessage::new(format!("m{i}")))
+                .await
+                .unwrap();
+        }
+        let first = sqs
+            .receive_message(&url, ReceiveMessage::max(2))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 2);
+        // A receive may take the queue to the cap, not past it.
+        let second = sqs
+            .receive_message(&url, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        assert_eq!(second.len(), 1);
+        let refused = sqs.receive_message(&url, ReceiveMessage::max(1)).await;
+        match refused {
+            Err(error @ Error::OverLimit { limit: 3 }) => assert_eq!(error.code(), "OverLimit"),
+            other => panic!("expected OverLimit, got {other:?}"),
+        }
+        // Refused, it changed nothing.
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessages").await,
+            "3"
+        );
+        assert_eq!(
+            attribute(&h, &url, "ApproximateNumberOfMessagesNotVisible").await,
+            "3"
+        );
+        // A long poll gets no error and no message, when its wait ends.
+        let (waiter, u) = (Arc::clone(&sqs), url.clone());
+        let waiting = tokio::spawn(async move {
+            waiter
+                .receive_message(&u, ReceiveMessage::max(1).with_wait_time_seconds(2))
+                .await
+        });
+        h.clock.wait_for_timers(1).await;
+        h.clock.advance(Duration::from_secs(2));
+        assert!(waiting.await.unwrap().unwrap().is_empty());
+        // A deleted message is no longer in flight.
+        sqs.delete_message(&url, &first[0].receipt_handle)
+            .await
+            .unwrap();
+        assert_eq!(
+            sqs.receive_message(&url, ReceiveMessage::max(10))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(matches!(
+            sqs.receive_message(&url, ReceiveMessage::max(1)).await,
+            Err(Error::OverLimit { .. })
+        ));
+        // Nor is one whose visibility timeout ended: all three come back.
+        h.clock.advance(Duration::from_secs(30));
+        assert_eq!(
+            sqs.receive_message(&url, ReceiveMessage::max(10))
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        // A purge empties the count with the queue.
+        h.sqs.purge_queue(&url).await.unwrap();
+        for i in 0..3 {
+            sqs.send_message(&url, SendMessage::new(format!("n{i}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            sqs.receive_message(&url, ReceiveMessage::max(10))
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        // A FIFO queue at the cap returns nothing, without an error.
+        let sqs: Arc<dyn Queues> = Arc::new(h.service.clone().with_in_flight_limit(1));
+        let fifo = fifo(&h, &[]).await;
+        sqs.send_message(&fifo, in_group("a1", "a")).await.unwrap();
+        sqs.send_message(&fifo, in_group("b1", "b")).await.unwrap();
+        assert_eq!(
+            sqs.receive_message(&fifo, ReceiveMessage::max(1))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            sqs.receive_message(&fifo, ReceiveMessage::max(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// A message moved to a dead-letter queue after receives counts as received there: the
+    /// dead-letter queue's cap holds for it, and deleting it does not free room for another.
+    pub async fn in_flight_cap_counts_dead_lettered_messages_where_they_are(h: Harness) {
+        let sqs: Arc<dyn Queues> = Arc::new(h.service.clone().with_in_flight_limit(1));
+        let dlq = queue(&h, "dlq", &[]).await;
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":1}"#;
+        let url = queue(
+            &h,
+            "work",
+            &[("RedrivePolicy", policy), ("VisibilityTimeout", "10")],
+        )
+        .await;
+        sqs.send_message(&url, SendMessage::new("poison"))
+            .await
+            .unwrap();
+        assert_eq!(receive(&h, &url, 1).await.len(), 1);
+        h.clock.advance(Duration::from_secs(10));
+        // Received once already: this receive moves it.
+        assert!(receive(&h, &url, 1).await.is_empty());
+        let dead = sqs
+            .receive_message(&dlq, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        sqs.send_message(&dlq, SendMessage::new("fresh"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            sqs.receive_message(&dlq, ReceiveMessage::max(1)).await,
+            Err(Error::OverLimit { limit: 1 })
+        ));
+        sqs.delete_message(&dlq, &dead[0].receipt_handle)
+            .await
+            .unwrap();
+        let fresh = sqs
+            .receive_message(&dlq, ReceiveMessage::max(1))
+            .await
+            .unwrap();
+        assert_eq!(fresh[0].body, "fresh");
+        sqs.send_message(&dlq, SendMessage::new("third"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            sqs.receive_message(&dlq, ReceiveMessage::max(1)).await,
+            Err(Error::OverLimit { limit: 1 })
+        ));
     }
 
     pub async fn stale_receipt_handle_deletes_nothing(h: Harness) {

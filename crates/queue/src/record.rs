@@ -178,9 +178,31 @@ pub(crate) fn received_key(queue: u64) -> Bytes {
     Tuple::new().str("received").u64(queue).build()
 }
 
-/// The value of a ready entry of a message received at least once (others have an empty
-/// one): the in-flight count reads the ready index alone.
-pub(crate) const READY_RECEIVED: &[u8] = &[1];
+/// The first byte of the ready entry of a message received at least once, followed by its
+/// enqueue time in nanoseconds (others have an empty value): the in-flight count reads the
+/// ready index alone, and skips messages past their retention period.
+pub(crate) const READY_RECEIVED: u8 = 1;
+
+/// A ready entry's value: for a received message, the marker and its enqueue time.
+pub(crate) fn ready_value(record: &MessageRecord) -> Bytes {
+    if record.receive_count == 0 {
+        return Bytes::new();
+    }
+    let mut out = Vec::with_capacity(9);
+    out.push(READY_RECEIVED);
+    out.extend_from_slice(&record.enqueued.as_nanos().to_be_bytes());
+    Bytes::from(out)
+}
+
+/// The enqueue time a ready entry's value carries, if it is a received message's.
+pub(crate) fn ready_received_enqueued(value: &[u8]) -> Option<Timestamp> {
+    match value {
+        [READY_RECEIVED, enqueued @ ..] => Some(Timestamp::from_nanos(u64::from_be_bytes(
+            enqueued.try_into().ok()?,
+        ))),
+        _ => None,
+    }
+}
 
 /// Set once a standard queue has received a message with a group id: it is a fair queue.
 pub(crate) fn fair_key(queue: u64) -> Bytes {

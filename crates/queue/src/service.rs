@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cloudlet_core::keys::Tuple;
+use cloudlet_core::keys::{Tuple, TupleReader};
 use cloudlet_core::{
     Direction, Durability, IdGenerator, KeyRange, Message, ReadView, SharedClock, Store, Timestamp,
     WriteTxn,
@@ -20,8 +20,8 @@ use crate::attributes::{MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
 use crate::names::{validate_batch_entry_id, validate_queue_name};
 use crate::record::{
     KS_ATTEMPTS, KS_DEDUP, KS_GROUPS, KS_MESSAGES, KS_META, KS_QUEUES, KS_READY, MessageRecord,
-    QueueRecord, READY_RECEIVED, Receipt, attempt_key, encode_attempt, fair_key, group_key,
-    message_key, queue_prefix, ready_key, received_key,
+    QueueRecord, Receipt, attempt_key, encode_attempt, fair_key, group_key, message_key,
+    queue_prefix, ready_key, ready_received_enqueued, ready_value, received_key,
 };
 use crate::send::{message_size, validate_fifo_id};
 use crate::{Error, Result};
@@ -56,15 +56,6 @@ impl fmt::Debug for QueueService {
             .field("region", &self.region)
             .field("account", &self.account)
             .finish_non_exhaustive()
-    }
-}
-
-/// A message's ready-index entry value: marks the messages received at least once.
-fn ready_value(record: &MessageRecord) -> Bytes {
-    if record.receive_count > 0 {
-        Bytes::from_static(READY_RECEIVED)
-    } else {
-        Bytes::new()
     }
 }
 
@@ -117,16 +108,19 @@ impl QueueService {
     }
 
     /// How many of `wanted` messages a receive may take from `queue` at `now` without putting
-    /// more than `limit` in flight. Cheap while that many more received messages would stay
-    /// within the limit even if all were in flight; otherwise it counts the ready entries of
-    /// received messages due after `now`, up to `limit`.
+    /// more than `limit` in flight, and, when none, the first time one in flight becomes
+    /// visible again. Cheap while that many more received messages would stay within the
+    /// limit even if all were in flight; otherwise it counts the ready entries of received
+    /// messages due after `now` and still within the retention period, up to `limit`.
     fn in_flight_room(
         txn: &WriteTxn<'_>,
-        queue: u64,
+        queue: &QueueRecord,
         now: Timestamp,
         limit: usize,
         wanted: usize,
-    ) -> Result<usize> {
+    ) -> Result<(usize, Option<Timestamp>)> {
+        let retention = Duration::from_secs(queue.attributes.message_retention_period.into());
+        let queue = queue.id;
         let received = match txn.get(KS_META, &received_key(queue))? {
             Some(raw) => raw
                 .as_ref()
@@ -136,7 +130,7 @@ impl QueueService {
             None => 0,
         };
         if received.saturating_add(wanted as u64) <= limit as u64 {
-            return Ok(wanted);
+            return Ok((wanted, None));
         }
         let after_now = Tuple::new()
             .u64(queue)
@@ -146,17 +140,27 @@ impl QueueService {
             start: std::ops::Bound::Included(after_now),
             end: KeyRange::prefix(queue_prefix(queue)).end,
         };
-        let mut in_flight = 0;
+        let (mut in_flight, mut first) = (0, None);
         for entry in txn.range(KS_READY, &range, Direction::Forward)? {
-            let (_, value) = entry?;
-            if value.as_ref() == READY_RECEIVED {
-                in_flight += 1;
-                if in_flight >= limit {
-                    return Ok(0);
-                }
+            let (key, value) = entry?;
+            let Some(enqueued) = ready_received_enqueued(&value) else {
+                continue;
+            };
+            if enqueued + retention <= now {
+                // Gone for SQS; removed here when a receive reaches it.
+                continue;
+            }
+            if first.is_none() {
+                let mut reader = TupleReader::new(&key);
+                reader.u64()?;
+                first = Some(Timestamp::from_nanos(reader.u64()?));
+            }
+            in_flight += 1;
+            if in_flight >= limit {
+                return Ok((0, first));
             }
         }
-        Ok(wanted.min(limit - in_flight))
+        Ok((wanted.min(limit - in_flight), None))
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -935,12 +939,13 @@ impl Queues for QueueService {
                         return Ok((again, None));
                     }
                     let wanted = request_copy.max_number_of_messages as usize;
-                    let room = Self::in_flight_room(txn, record.id, now, limit, wanted)?;
+                    let (room, freed) = Self::in_flight_room(txn, &record, now, limit, wanted)?;
                     if room == 0 {
                         if wait == 0 && !record.attributes.fifo_queue {
                             return Err(Error::OverLimit { limit });
                         }
-                        return Ok((Vec::new(), None));
+                        // A long poll looks again when the first in-flight message is due.
+                        return Ok((Vec::new(), freed));
                     }
                     let (taken, next) = if room < wanted {
                         let mut capped = request_copy.clone();

@@ -64,6 +64,7 @@ macro_rules! conformance {
                 redrive_is_rate_limited_on_the_clock_and_cancellable, redrive_start_is_validated,
                 in_flight_cap_answers_over_limit_to_short_polls_only,
                 in_flight_cap_counts_dead_lettered_messages_where_they_are,
+                in_flight_cap_counts_only_live_messages_of_the_queue,
             );
         }
     };
@@ -736,6 +737,74 @@ mod checks {
             sqs.receive_message(&dlq, ReceiveMessage::max(1)).await,
             Err(Error::OverLimit { limit: 1 })
         ));
+    }
+
+    /// The exact in-flight count (taken once the queue has received as many messages as the
+    /// cap) leaves out messages past their retention period and other queues' messages; a
+    /// long poll at the cap wakes when the first in-flight message is due again.
+    pub async fn in_flight_cap_counts_only_live_messages_of_the_queue(h: Harness) {
+        let sqs: Arc<dyn Queues> = Arc::new(h.service.clone().with_in_flight_limit(1));
+        let short = queue(&h, "short", &[("MessageRetentionPeriod", "60")]).await;
+        let other = queue(&h, "other", &[]).await;
+        sqs.send_message(&short, SendMessage::new("old"))
+            .await
+            .unwrap();
+        let in_flight = |url: &str, seconds: u32| {
+            let (sqs, url) = (Arc::clone(&sqs), url.to_owned());
+            async move {
+                sqs.receive_message(
+                    &url,
+                    ReceiveMessage::max(1).with_visibility_timeout(seconds),
+                )
+                .await
+                .unwrap()
+                .len()
+            }
+        };
+        assert_eq!(in_flight(&short, 300).await, 1);
+        // In flight in another queue, from 30 s to 70 s, and inside `short`'s retention too.
+        h.clock.advance(Duration::from_secs(30));
+        sqs.send_message(&other, SendMessage::new("elsewhere"))
+            .await
+            .unwrap();
+        assert_eq!(in_flight(&other, 40).await, 1);
+        // "old" is still invisible, but past the retention period: SQS has dropped it.
+        h.clock.advance(Duration::from_secs(31));
+        sqs.send_message(&short, SendMessage::new("new"))
+            .await
+            .unwrap();
+        assert_eq!(
+            in_flight(&short, 300).await,
+            1,
+            "an expired message is not in flight"
+        );
+        assert!(matches!(
+            sqs.receive_message(&short, ReceiveMessage::max(1)).await,
+            Err(Error::OverLimit { limit: 1 })
+        ));
+        // A long poll at the cap (until 81 s) looks again when the in-flight message's
+        // visibility ends (70 s), not only at the end of its wait.
+        let started = h.clock_now();
+        sqs.send_message(&other, SendMessage::new("later"))
+            .await
+            .unwrap();
+        let (waiter, u) = (Arc::clone(&sqs), other.clone());
+        let waiting = tokio::spawn(async move {
+            waiter
+                .receive_message(&u, ReceiveMessage::max(1).with_wait_time_seconds(20))
+                .await
+        });
+        h.clock.wait_for_timers(1).await;
+        assert_eq!(
+            h.clock.next_deadline(),
+            Some(started + Duration::from_secs(9))
+        );
+        h.clock.advance(Duration::from_secs(9));
+        assert_eq!(
+            waiting.await.unwrap().unwrap().len(),
+            1,
+            "woken when room freed"
+        );
     }
 
     pub async fn stale_receipt_handle_deletes_nothing(h: Harness) {

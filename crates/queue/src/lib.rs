@@ -31,7 +31,7 @@
 //! | a stale receipt handle: delete accepted, nothing deleted (standard queues) | yes |
 //! | delete and change-visibility batches; dead-letter queues (`RedrivePolicy`: a message received `maxReceiveCount` times moves on the next receive); `QueueSink` | yes |
 //! | FIFO queues: group id required, strict order within a group, an in-flight message holds back only its group, consecutive messages of a group in one receive, deduplication ids (explicit or SHA-256 of the body) for five minutes past deletion, scope queue or message group, sequence numbers, expired receipt handles refused, `ReceiveRequestAttemptId` | yes |
-//! | redrive: message-move tasks back to the source queues or to a destination, rate-limited on the clock, listed and cancelled (in-process: a restart forgets running tasks) | yes |
+//! | redrive: message-move tasks back to the source queues or to a destination, rate-limited on the clock, listed and cancelled; kept in the store, so a running task goes on in the next service over the same store | yes |
 //! | fair queues: a standard queue whose messages carry group ids serves quiet groups (smaller backlogs, and ungrouped messages) before a noisy one, looking at up to 1,000 due messages per receive; nothing is dropped | yes |
 //! | message bodies checked for the characters SQS allows (`InvalidMessageContents`); a FIFO queue's `DelaySeconds` change applies to the messages already waiting (retroactive, as SQS documents; not on standard queues) | yes |
 //! | the cap on in-flight messages (120,000, settable for tests): `OverLimit` for a short-polling receive from a standard queue, no messages for other receives | yes |
@@ -45,7 +45,8 @@
 //! - Queue URLs and ARNs use the region and account given to
 //!   [`QueueService::with_account`] (`us-east-1`, `000000000000` by default).
 //! - `Policy` and `KmsMasterKeyId` are stored and returned, not enforced: nothing is encrypted.
-//! - Message-move tasks live in this process; SQS keeps them server-side across restarts.
+//! - Finished message-move tasks stay listed for as long as the store keeps them. A task runs
+//!   only while a service over its store is open, and resumes when one next writes.
 //! - Counters are exact, where SQS's are approximate.
 
 mod api;

@@ -1,12 +1,14 @@
 //! Redrive: message-move tasks that take a dead-letter queue's messages back to the queues
 //! they came from (or to a chosen destination), at a rate set on the clock.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use cloudlet_core::keys::TupleReader;
-use cloudlet_core::{BackgroundTask, Direction, ReadView, Timestamp, WriteTxn};
+use bytes::Bytes;
+use cloudlet_core::keys::{Tuple, TupleReader};
+use cloudlet_core::{BackgroundTask, Direction, Durability, ReadView, Timestamp, WriteTxn};
+use serde::{Deserialize, Serialize};
 
 use crate::api::MessageMoveTask;
 use crate::record::{
@@ -18,22 +20,81 @@ use crate::{Error, Result};
 /// Messages moved per transaction when no rate is set.
 const BATCH: usize = 100;
 
-/// The move tasks of one service.
+/// Message-move tasks, kept across restarts as SQS keeps them: (source queue name, start
+/// sequence) → the task as JSON.
+pub(crate) const KS_MOVES: &str = "queue.moves";
+
+const RUNNING: &str = "RUNNING";
+const CANCELLING: &str = "CANCELLING";
+
+/// The workers of the tasks running in this process.
 #[derive(Debug, Default)]
 pub(crate) struct MoveTasks {
-    tasks: Vec<MoveTask>,
+    /// Set once the tasks stored as running have been resumed in this process.
+    resumed: bool,
+    workers: HashMap<String, BackgroundTask>,
 }
 
-#[derive(Debug)]
-struct MoveTask {
+/// A task as stored. Each step of its worker moves a batch and counts it in one transaction,
+/// and a cancel is a stored status the next step sees, so a restart loses nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredMove {
     handle: String,
-    info: Arc<Mutex<MessageMoveTask>>,
-    cancel: Arc<AtomicBool>,
-    _worker: BackgroundTask,
+    status: String,
+    source_arn: String,
+    destination_arn: Option<String>,
+    rate: Option<u32>,
+    moved: u64,
+    to_move: u64,
+    failure_reason: Option<String>,
+    started_millis: u64,
+}
+
+impl StoredMove {
+    fn decode(raw: &[u8]) -> Result<Self> {
+        serde_json::from_slice(raw)
+            .map_err(|e| Error::Storage(cloudlet_core::Error::corrupt(KS_MOVES, e.to_string())))
+    }
+
+    fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn active(&self) -> bool {
+        self.status == RUNNING || self.status == CANCELLING
+    }
+
+    fn info(&self) -> MessageMoveTask {
+        MessageMoveTask {
+            task_handle: (self.status == RUNNING).then(|| self.handle.clone()),
+            status: self.status.clone(),
+            source_arn: self.source_arn.clone(),
+            destination_arn: self.destination_arn.clone(),
+            max_number_of_messages_per_second: self.rate,
+            approximate_number_of_messages_moved: self.moved,
+            approximate_number_of_messages_to_move: self.to_move,
+            failure_reason: self.failure_reason.clone(),
+            started_timestamp: self.started_millis,
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn moves_prefix(source: &str) -> Bytes {
+    Tuple::new().str(source).build()
+}
+
+/// The stored tasks of `source`, oldest first, with their keys.
+fn stored_moves(view: &impl ReadView, source: &str) -> Result<Vec<(Bytes, StoredMove)>> {
+    view.prefix(KS_MOVES, &moves_prefix(source), Direction::Forward)?
+        .map(|entry| {
+            let (key, raw) = entry?;
+            Ok((key, StoredMove::decode(&raw)?))
+        })
+        .collect()
 }
 
 impl QueueService {
@@ -43,6 +104,7 @@ impl QueueService {
         destination_arn: Option<&str>,
         rate: Option<u32>,
     ) -> Result<String> {
+        self.resume_moves()?;
         if let Some(rate) = rate
             && !(1..=500).contains(&rate)
         {
@@ -83,97 +145,139 @@ impl QueueService {
                 ));
             }
         }
-        let to_move = snapshot
-            .prefix(
-                crate::record::KS_MESSAGES,
-                &queue_prefix(source.id),
-                Direction::Forward,
-            )?
-            .count() as u64;
         drop(snapshot);
-        let mut tasks = lock(self.moves());
-        if tasks
-            .tasks
-            .iter()
-            .any(|t| lock(&t.info).source_arn == source_arn && lock(&t.info).status == "RUNNING")
-        {
-            return Err(Error::invalid(
-                "SourceArn",
-                "a message move task is already running for this queue",
-            ));
-        }
+        // Queue names have no `:`, so the handle names its source.
         let handle = format!("{}:{}", source.name, self.next_id());
-        let info = Arc::new(Mutex::new(MessageMoveTask {
-            task_handle: Some(handle.clone()),
-            status: "RUNNING".to_owned(),
+        let task = StoredMove {
+            handle: handle.clone(),
+            status: RUNNING.to_owned(),
             source_arn: source_arn.to_owned(),
             destination_arn: destination_arn.map(str::to_owned),
-            max_number_of_messages_per_second: rate,
-            approximate_number_of_messages_moved: 0,
-            approximate_number_of_messages_to_move: to_move,
+            rate,
+            moved: 0,
+            to_move: 0,
             failure_reason: None,
-            started_timestamp: self.now().as_millis(),
-        }));
-        let cancel = Arc::new(AtomicBool::new(false));
-        let worker = {
-            let (service, info, cancel) = (self.clone(), info.clone(), cancel.clone());
-            let (source, destination) = (
-                source.name.clone(),
-                destination_arn.map(|d| arn_part(d, 5).to_owned()),
-            );
-            BackgroundTask::spawn(
-                format!("message move {handle}"),
-                move |mut shutdown| async move {
-                    let per_step = rate.map_or(BATCH, |r| (r as usize).min(BATCH));
-                    loop {
-                        if cancel.load(Ordering::SeqCst) || shutdown.is_requested() {
-                            lock(&info).status = "CANCELLED".to_owned();
-                            return;
-                        }
-                        let now = service.now();
-                        let (source, destination) = (source.clone(), destination.clone());
-                        let step = service
-                            .store()
-                            .write(cloudlet_core::Durability::Durable, move |txn| {
-                                move_some(txn, &source, destination.as_deref(), per_step, now)
-                            })
-                            .await;
-                        let (moved, exhausted) = match step {
-                            Ok(step) => step,
-                            Err(error) => {
-                                let mut info = lock(&info);
-                                info.status = "FAILED".to_owned();
-                                info.failure_reason = Some(error.to_string());
-                                return;
-                            }
-                        };
-                        lock(&info).approximate_number_of_messages_moved += moved as u64;
-                        if exhausted {
-                            let mut info = lock(&info);
-                            info.status = "COMPLETED".to_owned();
-                            info.task_handle = None;
-                            return;
-                        }
-                        if let Some(rate) = rate {
-                            let wait = Duration::from_millis(moved as u64 * 1000 / u64::from(rate));
-                            tokio::select! {
-                                () = service.sleep(wait) => {}
-                                () = shutdown.requested() => {}
-                            }
-                        } else {
-                            tokio::task::yield_now().await;
-                        }
-                    }
-                },
-            )
+            started_millis: self.now().as_millis(),
         };
-        tasks.tasks.push(MoveTask {
-            handle: handle.clone(),
-            info,
-            cancel,
-            _worker: worker,
-        });
+        let (name, id) = (source.name.clone(), source.id);
+        let (key, task) = self
+            .store()
+            .write(Durability::Durable, move |txn| {
+                if stored_moves(txn, &name)?.iter().any(|(_, t)| t.active()) {
+                    return Err(Error::invalid(
+                        "SourceArn",
+                        "a message move task is already running for this queue",
+                    ));
+                }
+                let mut task = task;
+                task.to_move = txn
+                    .prefix(
+                        crate::record::KS_MESSAGES,
+                        &queue_prefix(id),
+                        Direction::Forward,
+                    )?
+                    .count() as u64;
+                let seq = txn.next_sequence(KS_META, &Tuple::new().str("moves").build())?;
+                let key = Tuple::new().str(&name).u64(seq).build();
+                txn.put(KS_MOVES, key.clone(), task.encode());
+                Ok((key, task))
+            })
+            .await?;
+        self.spawn_mover(key, task);
         Ok(handle)
+    }
+
+    /// Restarts, once per service, the tasks an earlier run left running or cancelling.
+    pub(crate) fn resume_moves(&self) -> Result<()> {
+        if std::mem::replace(&mut lock(self.moves()).resumed, true) {
+            return Ok(());
+        }
+        let snapshot = self.store().snapshot()?;
+        for entry in snapshot.prefix(KS_MOVES, b"", Direction::Forward)? {
+            let (key, raw) = entry?;
+            let task = StoredMove::decode(&raw)?;
+            if task.active() {
+                self.spawn_mover(key, task);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the task stored under `key` until it completes, is cancelled or fails, or the
+    /// service shuts down (then it stays running in the store, for the next run).
+    fn spawn_mover(&self, key: Bytes, task: StoredMove) {
+        let service = self.clone();
+        let handle = task.handle.clone();
+        let worker = BackgroundTask::spawn(
+            format!("message move {handle}"),
+            move |mut shutdown| async move {
+                let per_step = task.rate.map_or(BATCH, |r| (r as usize).min(BATCH));
+                let source = arn_part(&task.source_arn, 5).to_owned();
+                let destination = task
+                    .destination_arn
+                    .as_deref()
+                    .map(|d| arn_part(d, 5).to_owned());
+                loop {
+                    if shutdown.is_requested() {
+                        return;
+                    }
+                    let now = service.now();
+                    let (at, source, destination) =
+                        (key.clone(), source.clone(), destination.clone());
+                    let step = service
+                        .store()
+                        .write(Durability::Durable, move |txn| {
+                            move_step(txn, &at, &source, destination.as_deref(), per_step, now)
+                        })
+                        .await;
+                    let moved = match step {
+                        Ok(Some(moved)) => moved,
+                        Ok(None) => return,
+                        Err(error) => {
+                            let reason = error.to_string();
+                            let key = key.clone();
+                            let failed = service
+                                .store()
+                                .write(Durability::Durable, move |txn| {
+                                    if let Some(raw) = txn.get(KS_MOVES, &key)? {
+                                        let mut task = StoredMove::decode(&raw)?;
+                                        task.status = "FAILED".to_owned();
+                                        task.failure_reason = Some(reason);
+                                        txn.put(KS_MOVES, key, task.encode());
+                                    }
+                                    Ok::<_, Error>(())
+                                })
+                                .await;
+                            if let Err(e) = failed {
+                                tracing::error!(error = %e, "could not record a failed message move task");
+                            }
+                            return;
+                        }
+                    };
+                    if let Some(rate) = task.rate {
+                        let wait = Duration::from_millis(moved as u64 * 1000 / u64::from(rate));
+                        tokio::select! {
+                            () = service.sleep(wait) => {}
+                            () = shutdown.requested() => {}
+                        }
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            },
+        );
+        lock(self.moves()).workers.insert(handle, worker);
+    }
+
+    /// Stops this process's message-move workers, waiting for each to finish its step.
+    /// Running tasks stay running in the store: a service opened on it later goes on with
+    /// them.
+    pub async fn shutdown(&self) {
+        let workers: Vec<BackgroundTask> =
+            lock(self.moves()).workers.drain().map(|(_, w)| w).collect();
+        for worker in workers {
+            worker.shutdown().await;
+        }
     }
 
     pub(crate) fn list_moves(
@@ -181,6 +285,7 @@ impl QueueService {
         source_arn: &str,
         max_results: Option<u32>,
     ) -> Result<Vec<MessageMoveTask>> {
+        self.resume_moves()?;
         let max = max_results.unwrap_or(1);
         if !(1..=10).contains(&max) {
             return Err(Error::invalid(
@@ -188,37 +293,75 @@ impl QueueService {
                 format!("{max} is not from 1 to 10"),
             ));
         }
-        let tasks = lock(self.moves());
-        Ok(tasks
-            .tasks
-            .iter()
+        let snapshot = self.store().snapshot()?;
+        Ok(stored_moves(&snapshot, arn_part(source_arn, 5))?
+            .into_iter()
             .rev()
-            .map(|t| lock(&t.info).clone())
-            .filter(|info| info.source_arn == source_arn)
+            .map(|(_, task)| task)
+            .filter(|task| task.source_arn == source_arn)
             .take(max as usize)
+            .map(|task| task.info())
             .collect())
     }
 
-    pub(crate) fn cancel_move(&self, handle: &str) -> Result<u64> {
-        let tasks = lock(self.moves());
-        let task = tasks
-            .tasks
-            .iter()
-            .find(|t| t.handle == handle)
-            .ok_or_else(|| {
-                Error::invalid("TaskHandle", format!("no message move task `{handle}`"))
-            })?;
-        let mut info = lock(&task.info);
-        if info.status != "RUNNING" {
-            return Err(Error::invalid(
-                "TaskHandle",
-                format!("the task is {}, not RUNNING", info.status),
-            ));
-        }
-        task.cancel.store(true, Ordering::SeqCst);
-        info.status = "CANCELLING".to_owned();
-        Ok(info.approximate_number_of_messages_moved)
+    pub(crate) async fn cancel_move(&self, handle: &str) -> Result<u64> {
+        self.resume_moves()?;
+        let unknown = || Error::invalid("TaskHandle", format!("no message move task `{handle}`"));
+        let source = handle.split_once(':').ok_or_else(unknown)?.0.to_owned();
+        let handle = handle.to_owned();
+        self.store()
+            .write(Durability::Durable, move |txn| {
+                let unknown =
+                    || Error::invalid("TaskHandle", format!("no message move task `{handle}`"));
+                let (key, mut task) = stored_moves(txn, &source)?
+                    .into_iter()
+                    .find(|(_, task)| task.handle == handle)
+                    .ok_or_else(unknown)?;
+                if task.status != RUNNING {
+                    return Err(Error::invalid(
+                        "TaskHandle",
+                        format!("the task is {}, not RUNNING", task.status),
+                    ));
+                }
+                task.status = CANCELLING.to_owned();
+                txn.put(KS_MOVES, key, task.encode());
+                Ok(task.moved)
+            })
+            .await
     }
+}
+
+/// One step of the task under `key`: moves a batch and counts it, or finishes the task
+/// (completed, or cancelled as asked). Returns how many moved, or `None` when the task is
+/// over.
+fn move_step(
+    txn: &mut WriteTxn<'_>,
+    key: &Bytes,
+    source: &str,
+    destination: Option<&str>,
+    limit: usize,
+    now: Timestamp,
+) -> Result<Option<usize>> {
+    let Some(raw) = txn.get(KS_MOVES, key)? else {
+        return Ok(None);
+    };
+    let mut task = StoredMove::decode(&raw)?;
+    match task.status.as_str() {
+        RUNNING => {}
+        CANCELLING => {
+            task.status = "CANCELLED".to_owned();
+            txn.put(KS_MOVES, key.clone(), task.encode());
+            return Ok(None);
+        }
+        _ => return Ok(None),
+    }
+    let (moved, exhausted) = move_some(txn, source, destination, limit, now)?;
+    task.moved += moved as u64;
+    if exhausted {
+        task.status = "COMPLETED".to_owned();
+    }
+    txn.put(KS_MOVES, key.clone(), task.encode());
+    Ok((!exhausted).then_some(moved))
 }
 
 /// Moves up to `limit` visible messages of `source`; returns how many moved and whether the

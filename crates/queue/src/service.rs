@@ -219,6 +219,8 @@ impl QueueService {
         &self,
         f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        // Message-move tasks a previous run left running go on once this process acts.
+        self.resume_moves()?;
         self.store.write(Durability::Durable, f).await
     }
 
@@ -1080,7 +1082,7 @@ impl Queues for QueueService {
     }
 
     async fn cancel_message_move_task(&self, task_handle: &str) -> Result<u64> {
-        self.cancel_move(task_handle)
+        self.cancel_move(task_handle).await
     }
 }
 

@@ -127,3 +127,91 @@ async fn acknowledged_sends_and_deletes_survive_sigkill() {
         remaining.len()
     );
 }
+
+/// Message-move tasks are kept in the store, as SQS keeps them across its own restarts: a
+/// task running when its service shut down goes on in the next service over the same
+/// directory, from where it stopped, and moves every message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_move_tasks_go_on_after_a_restart() {
+    const DLQ_ARN: &str = "arn:aws:sqs:us-east-1:000000000000:dlq";
+    const WORK_ARN: &str = "arn:aws:sqs:us-east-1:000000000000:work";
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_system_time(SystemTime::now()));
+    let sqs = QueueService::new(Store::open(dir.path()).unwrap(), clock.shared());
+    let dlq = sqs
+        .create_queue("dlq", BTreeMap::new(), BTreeMap::new())
+        .await
+        .unwrap();
+    let policy = format!(r#"{{"deadLetterTargetArn":"{DLQ_ARN}","maxReceiveCount":1}}"#);
+    let work = sqs
+        .create_queue(
+            "work",
+            BTreeMap::from([("RedrivePolicy".to_owned(), policy)]),
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    for i in 0..5 {
+        sqs.send_message(&dlq, SendMessage::new(format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let handle = sqs
+        .start_message_move_task(DLQ_ARN, Some(WORK_ARN), Some(1))
+        .await
+        .unwrap();
+    // One a second: the first moves at once, the second after a second.
+    clock.wait_for_timers(1).await;
+    clock.advance(Duration::from_secs(1));
+    clock.wait_for_timers(1).await;
+    sqs.shutdown().await;
+    let before = sqs.list_message_move_tasks(DLQ_ARN, None).await.unwrap();
+    assert_eq!(before[0].status, "RUNNING");
+    assert_eq!(before[0].approximate_number_of_messages_moved, 2);
+    drop(sqs);
+
+    let sqs = QueueService::new(Store::open(dir.path()).unwrap(), clock.shared());
+    let after = sqs.list_message_move_tasks(DLQ_ARN, None).await.unwrap();
+    assert_eq!(after[0].task_handle.as_deref(), Some(handle.as_str()));
+    assert_eq!(after[0].approximate_number_of_messages_moved, 2);
+    assert_eq!(after[0].approximate_number_of_messages_to_move, 5);
+    // Resumed, it moves the third at once, then one a second.
+    for _ in 0..2 {
+        clock.wait_for_timers(1).await;
+        clock.advance(Duration::from_secs(1));
+    }
+    let mut done = None;
+    for _ in 0..100_000 {
+        let tasks = sqs.list_message_move_tasks(DLQ_ARN, None).await.unwrap();
+        if tasks[0].status == "COMPLETED" {
+            done = Some(tasks[0].clone());
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let done = done.expect("the resumed task completes");
+    assert_eq!(done.approximate_number_of_messages_moved, 5);
+    let mut bodies = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message(&work, ReceiveMessage::max(10))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        bodies.extend(
+            got.into_iter()
+                .map(|m| String::from_utf8(m.body.to_vec()).unwrap()),
+        );
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"]);
+    assert!(
+        sqs.receive_message(&dlq, ReceiveMessage::max(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    sqs.shutdown().await;
+}

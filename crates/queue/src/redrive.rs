@@ -32,6 +32,8 @@ const CANCELLING: &str = "CANCELLING";
 pub(crate) struct MoveTasks {
     /// Set once the tasks stored as running have been resumed in this process.
     resumed: bool,
+    /// Set by `shutdown`: no worker starts after it.
+    closed: bool,
     workers: HashMap<String, BackgroundTask>,
 }
 
@@ -104,7 +106,7 @@ impl QueueService {
         destination_arn: Option<&str>,
         rate: Option<u32>,
     ) -> Result<String> {
-        self.resume_moves()?;
+        self.resume_moves();
         if let Some(rate) = rate
             && !(1..=500).contains(&rate)
         {
@@ -187,25 +189,43 @@ impl QueueService {
         Ok(handle)
     }
 
-    /// Restarts, once per service, the tasks an earlier run left running or cancelling.
-    pub(crate) fn resume_moves(&self) -> Result<()> {
+    /// Restarts, once per service, the tasks an earlier run left running or cancelling. A
+    /// failure is logged, not returned: it must not fail the write that happened to come
+    /// first.
+    pub(crate) fn resume_moves(&self) {
         if std::mem::replace(&mut lock(self.moves()).resumed, true) {
-            return Ok(());
+            return;
         }
-        let snapshot = self.store().snapshot()?;
-        for entry in snapshot.prefix(KS_MOVES, b"", Direction::Forward)? {
-            let (key, raw) = entry?;
-            let task = StoredMove::decode(&raw)?;
-            if task.active() {
-                self.spawn_mover(key, task);
+        let stored = || -> Result<Vec<(Bytes, StoredMove)>> {
+            let snapshot = self.store().snapshot()?;
+            snapshot
+                .prefix(KS_MOVES, b"", Direction::Forward)?
+                .map(|entry| {
+                    let (key, raw) = entry?;
+                    Ok((key, StoredMove::decode(&raw)?))
+                })
+                .collect()
+        };
+        match stored() {
+            Ok(tasks) => {
+                for (key, task) in tasks.into_iter().filter(|(_, t)| t.active()) {
+                    self.spawn_mover(key, task);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not resume the stored message move tasks");
             }
         }
-        Ok(())
     }
 
     /// Runs the task stored under `key` until it completes, is cancelled or fails, or the
     /// service shuts down (then it stays running in the store, for the next run).
     fn spawn_mover(&self, key: Bytes, task: StoredMove) {
+        let mut movers = lock(self.moves());
+        if movers.closed {
+            // Shut down: the task stays running in the store for the next service.
+            return;
+        }
         let service = self.clone();
         let handle = task.handle.clone();
         let worker = BackgroundTask::spawn(
@@ -266,15 +286,19 @@ impl QueueService {
                 }
             },
         );
-        lock(self.moves()).workers.insert(handle, worker);
+        movers.workers.insert(handle, worker);
     }
 
-    /// Stops this process's message-move workers, waiting for each to finish its step.
-    /// Running tasks stay running in the store: a service opened on it later goes on with
-    /// them.
+    /// Stops this process's message-move workers, waiting for each to finish its step, and
+    /// starts none after (in this service or its clones). Running tasks stay running in the
+    /// store: a service opened on it later goes on with them, and finishes a cancel asked for
+    /// after this.
     pub async fn shutdown(&self) {
-        let workers: Vec<BackgroundTask> =
-            lock(self.moves()).workers.drain().map(|(_, w)| w).collect();
+        let workers: Vec<BackgroundTask> = {
+            let mut movers = lock(self.moves());
+            movers.closed = true;
+            movers.workers.drain().map(|(_, w)| w).collect()
+        };
         for worker in workers {
             worker.shutdown().await;
         }
@@ -285,7 +309,7 @@ impl QueueService {
         source_arn: &str,
         max_results: Option<u32>,
     ) -> Result<Vec<MessageMoveTask>> {
-        self.resume_moves()?;
+        self.resume_moves();
         let max = max_results.unwrap_or(1);
         if !(1..=10).contains(&max) {
             return Err(Error::invalid(
@@ -305,7 +329,7 @@ impl QueueService {
     }
 
     pub(crate) async fn cancel_move(&self, handle: &str) -> Result<u64> {
-        self.resume_moves()?;
+        self.resume_moves();
         let unknown = || Error::invalid("TaskHandle", format!("no message move task `{handle}`"));
         let source = handle.split_once(':').ok_or_else(unknown)?.0.to_owned();
         let handle = handle.to_owned();
@@ -355,24 +379,40 @@ fn move_step(
         }
         _ => return Ok(None),
     }
-    let (moved, exhausted) = move_some(txn, source, destination, limit, now)?;
-    task.moved += moved as u64;
-    if exhausted {
+    let moved = move_some(txn, source, destination, limit, now)?;
+    task.moved += moved.count as u64;
+    let over = if let Some(reason) = moved.failure {
+        task.status = "FAILED".to_owned();
+        task.failure_reason = Some(reason);
+        true
+    } else if moved.exhausted {
         task.status = "COMPLETED".to_owned();
-    }
+        true
+    } else {
+        false
+    };
     txn.put(KS_MOVES, key.clone(), task.encode());
-    Ok((!exhausted).then_some(moved))
+    Ok((!over).then_some(moved.count))
 }
 
-/// Moves up to `limit` visible messages of `source`; returns how many moved and whether the
-/// source has no visible message left.
+/// What one batch of a move did.
+struct Moved {
+    count: usize,
+    /// The source has no visible message left.
+    exhausted: bool,
+    /// A message that cannot be moved stopped the batch: the task fails with this reason.
+    failure: Option<String>,
+}
+
+/// Moves up to `limit` visible messages of `source`, stopping at the first one that has
+/// nowhere to go.
 fn move_some(
     txn: &mut WriteTxn<'_>,
     source: &str,
     destination: Option<&str>,
     limit: usize,
     now: Timestamp,
-) -> Result<(usize, bool)> {
+) -> Result<Moved> {
     let source = QueueService::load_queue(txn, source)?;
     let mut due = Vec::new();
     for entry in txn.prefix(KS_READY, &queue_prefix(source.id), Direction::Forward)? {
@@ -398,11 +438,31 @@ fn move_some(
         let target_name = match (destination, &record.dead_letter_source) {
             (Some(destination), _) => destination.to_owned(),
             (None, Some(origin)) => arn_part(origin, 5).to_owned(),
-            // Sent to the dead-letter queue directly: nowhere to go back to.
-            (None, None) => continue,
+            (None, None) => {
+                let failure = format!(
+                    "message {} was sent to this queue directly, so it has no source queue to go back to; start a task with a DestinationArn",
+                    record.message_id
+                );
+                return Ok(Moved {
+                    count: moved,
+                    exhausted: false,
+                    failure: Some(failure),
+                });
+            }
         };
-        let Ok(target) = QueueService::load_queue(txn, &target_name) else {
-            continue;
+        let target = match QueueService::load_queue(txn, &target_name) {
+            Ok(target) => target,
+            Err(Error::QueueDoesNotExist { .. }) => {
+                return Ok(Moved {
+                    count: moved,
+                    exhausted: false,
+                    failure: Some(format!(
+                        "the queue `{target_name}` that message {} goes to does not exist",
+                        record.message_id
+                    )),
+                });
+            }
+            Err(error) => return Err(error),
         };
         QueueService::forget(txn, &source, seq, &record)?;
         let new_seq = txn.next_sequence(
@@ -424,5 +484,9 @@ fn move_some(
         QueueService::place(txn, &target, &back)?;
         moved += 1;
     }
-    Ok((moved, exhausted))
+    Ok(Moved {
+        count: moved,
+        exhausted,
+        failure: None,
+    })
 }

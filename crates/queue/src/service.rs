@@ -220,7 +220,7 @@ impl QueueService {
         f: impl FnOnce(&mut WriteTxn<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         // Message-move tasks a previous run left running go on once this process acts.
-        self.resume_moves()?;
+        self.resume_moves();
         self.store.write(Durability::Durable, f).await
     }
 

@@ -62,6 +62,7 @@ macro_rules! conformance {
                 dead_letter_queue_after_max_receives,
                 delete_and_visibility_batches, queue_is_a_sink, redrive_moves_messages_back_to_their_sources,
                 redrive_is_rate_limited_on_the_clock_and_cancellable, redrive_start_is_validated,
+                redrive_fails_at_a_message_with_nowhere_to_go,
                 in_flight_cap_answers_over_limit_to_short_polls_only,
                 in_flight_cap_counts_dead_lettered_messages_where_they_are,
                 in_flight_cap_counts_only_live_messages_of_the_queue,
@@ -1819,6 +1820,45 @@ mod checks {
         assert!(
             h.sqs.cancel_message_move_task(&handle).await.is_err(),
             "no longer running"
+        );
+    }
+
+    /// A message sent to the dead-letter queue directly has no source to go back to: the task
+    /// moves what comes before it, then fails saying why, instead of running forever.
+    pub async fn redrive_fails_at_a_message_with_nowhere_to_go(h: Harness) {
+        let (src, dlq) = dead_lettered(&h, 2).await;
+        h.clock.advance(Duration::from_secs(1));
+        h.sqs
+            .send_message(&dlq, SendMessage::new("orphan"))
+            .await
+            .unwrap();
+        h.sqs
+            .start_message_move_task(DLQ_ARN, None, None)
+            .await
+            .unwrap();
+        let failed = wait_for_status(&h, "FAILED").await;
+        assert_eq!(failed.approximate_number_of_messages_moved, 2);
+        assert_eq!(failed.task_handle, None);
+        let reason = failed.failure_reason.unwrap();
+        assert!(reason.contains("DestinationArn"), "{reason}");
+        assert_eq!(
+            attribute(&h, &src, "ApproximateNumberOfMessages").await,
+            "2"
+        );
+        assert_eq!(
+            attribute(&h, &dlq, "ApproximateNumberOfMessages").await,
+            "1"
+        );
+        // A task with a destination takes it.
+        let src_arn = "arn:aws:sqs:us-east-1:000000000000:src";
+        h.sqs
+            .start_message_move_task(DLQ_ARN, Some(src_arn), None)
+            .await
+            .unwrap();
+        wait_for_status(&h, "COMPLETED").await;
+        assert_eq!(
+            attribute(&h, &src, "ApproximateNumberOfMessages").await,
+            "3"
         );
     }
 

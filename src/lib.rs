@@ -281,6 +281,24 @@ impl Cloud {
         self
     }
 
+    /// Stops every primitive's background work and waits for it: topic deliveries, object
+    /// event deliveries, running executions, message-move tasks. Then closes the store if
+    /// this was its last handle, so the data directory can be opened again at once. Work
+    /// left running in a durable store goes on in the next cloud built over it.
+    pub async fn shutdown(self) {
+        #[cfg(feature = "pubsub")]
+        self.topics.shutdown().await;
+        #[cfg(feature = "objectstore")]
+        self.buckets.shutdown().await;
+        #[cfg(feature = "workflow")]
+        self.workflows.shutdown().await;
+        #[cfg(feature = "queue")]
+        self.queues.shutdown().await;
+        let store = self.store.clone();
+        drop(self);
+        store.close().await;
+    }
+
     /// The store every primitive writes to.
     pub fn store(&self) -> &Store {
         &self.store

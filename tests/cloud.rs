@@ -31,6 +31,71 @@ async fn a_durable_cloud_keeps_its_queues_across_a_reopen() {
     assert_eq!(got[0].body, "o-1");
 }
 
+/// A queue's message-move task keeps its service, and so the store, busy; shutting the cloud
+/// down lets the directory open again, and the task goes on there.
+#[cfg(feature = "queue")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shut_down_cloud_reopens_and_its_move_task_goes_on() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use cloudlet::queue::{Queues, SendMessage};
+    use cloudlet::{Cloud, ManualClock};
+
+    const DLQ_ARN: &str = "arn:aws:sqs:us-east-1:000000000000:dlq";
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let cloud = Cloud::builder()
+        .data_dir(dir.path())
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let sqs = cloud.queues();
+    let dlq = sqs
+        .create_queue("dlq", BTreeMap::new(), BTreeMap::new())
+        .await
+        .unwrap();
+    let policy = format!(r#"{{"deadLetterTargetArn":"{DLQ_ARN}","maxReceiveCount":1}}"#);
+    sqs.create_queue(
+        "work",
+        BTreeMap::from([("RedrivePolicy".to_owned(), policy)]),
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    for i in 0..3 {
+        sqs.send_message(&dlq, SendMessage::new(format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    sqs.start_message_move_task(
+        DLQ_ARN,
+        Some("arn:aws:sqs:us-east-1:000000000000:work"),
+        Some(1),
+    )
+    .await
+    .unwrap();
+    // The task moved one and waits a second on the clock.
+    clock.wait_for_timers(1).await;
+    cloud.shutdown().await;
+    let cloud = Cloud::builder()
+        .data_dir(dir.path())
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let tasks = cloud
+        .queues()
+        .list_message_move_tasks(DLQ_ARN, None)
+        .await
+        .unwrap();
+    assert_eq!(tasks[0].status, "RUNNING");
+    // One moved before; the resumed task may have moved the next already.
+    assert!((1..=2).contains(&tasks[0].approximate_number_of_messages_moved));
+    clock.wait_for_timers(1).await;
+    clock.advance(Duration::from_secs(1));
+    cloud.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_memory_cloud_shares_its_clock() {
     use cloudlet::{Clock, Cloud, ManualClock};

@@ -595,20 +595,12 @@ mod checks {
         let sqs: Arc<dyn Queues> = Arc::new(h.service.clone().with_in_flight_limit(3));
         let url = queue(&h, "q", &[]).await;
         for i in 0..6 {
-            sqs.send_message(&url, SendMessage::new(format!("m{i}")))
-                .await
-                .unwrap();
+            send_to(&*sqs, &url, format!("m{i}")).await;
         }
-        let first = sqs
-            .receive_message(&url, ReceiveMessage::max(2))
-            .await
-            .unwrap();
+        let first = take(&*sqs, &url, 2).await;
         assert_eq!(first.len(), 2);
         // A receive may take the queue to the cap, not past it.
-        let second = sqs
-            .receive_message(&url, ReceiveMessage::max(1))
-            .await
-            .unwrap();
+        let second = take(&*sqs, &url, 1).await;
         assert_eq!(second.len(), 1);
         let refused = sqs.receive_message(&url, ReceiveMessage::max(1)).await;
         match refused {
@@ -638,87 +630,42 @@ mod checks {
         sqs.delete_message(&url, &first[0].receipt_handle)
             .await
             .unwrap();
-        assert_eq!(
-            sqs.receive_message(&url, ReceiveMessage::max(10))
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(take(&*sqs, &url, 10).await.len(), 1);
         assert!(matches!(
             sqs.receive_message(&url, ReceiveMessage::max(1)).await,
             Err(Error::OverLimit { .. })
         ));
         // Nor is one whose visibility timeout ended: all three come back.
         h.clock.advance(Duration::from_secs(30));
-        assert_eq!(
-            sqs.receive_message(&url, ReceiveMessage::max(10))
-                .await
-                .unwrap()
-                .len(),
-            3
-        );
+        assert_eq!(take(&*sqs, &url, 10).await.len(), 3);
         // A purge empties the count with the queue.
         h.sqs.purge_queue(&url).await.unwrap();
         for i in 0..3 {
-            sqs.send_message(&url, SendMessage::new(format!("n{i}")))
-                .await
-                .unwrap();
+            send_to(&*sqs, &url, format!("n{i}")).await;
         }
-        assert_eq!(
-            sqs.receive_message(&url, ReceiveMessage::max(10))
-                .await
-                .unwrap()
-                .len(),
-            3
-        );
+        assert_eq!(take(&*sqs, &url, 10).await.len(), 3);
         // A FIFO queue at the cap returns nothing, without an error.
         let sqs: Arc<dyn Queues> = Arc::new(h.service.clone().with_in_flight_limit(1));
         let fifo = fifo(&h, &[]).await;
         sqs.send_message(&fifo, in_group("a1", "a")).await.unwrap();
         sqs.send_message(&fifo, in_group("b1", "b")).await.unwrap();
-        assert_eq!(
-            sqs.receive_message(&fifo, ReceiveMessage::max(1))
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(
-            sqs.receive_message(&fifo, ReceiveMessage::max(1))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert_eq!(take(&*sqs, &fifo, 1).await.len(), 1);
+        assert!(take(&*sqs, &fifo, 1).await.is_empty());
     }
 
     /// A message moved to a dead-letter queue after receives counts as received there: the
     /// dead-letter queue's cap holds for it, and deleting it does not free room for another.
     pub async fn in_flight_cap_counts_dead_lettered_messages_where_they_are(h: Harness) {
         let sqs: Arc<dyn Queues> = Arc::new(h.service.clone().with_in_flight_limit(1));
-        let dlq = queue(&h, "dlq", &[]).await;
-        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":1}"#;
-        let url = queue(
-            &h,
-            "work",
-            &[("RedrivePolicy", policy), ("VisibilityTimeout", "10")],
-        )
-        .await;
-        sqs.send_message(&url, SendMessage::new("poison"))
-            .await
-            .unwrap();
+        let (url, dlq) = work_with_dead_letter_queue(&h, 1).await;
+        send_to(&*sqs, &url, "poison").await;
         assert_eq!(receive(&h, &url, 1).await.len(), 1);
         h.clock.advance(Duration::from_secs(10));
         // Received once already: this receive moves it.
         assert!(receive(&h, &url, 1).await.is_empty());
-        let dead = sqs
-            .receive_message(&dlq, ReceiveMessage::max(1))
-            .await
-            .unwrap();
+        let dead = take(&*sqs, &dlq, 1).await;
         assert_eq!(dead.len(), 1);
-        sqs.send_message(&dlq, SendMessage::new("fresh"))
-            .await
-            .unwrap();
+        send_to(&*sqs, &dlq, "fresh").await;
         assert!(matches!(
             sqs.receive_message(&dlq, ReceiveMessage::max(1)).await,
             Err(Error::OverLimit { limit: 1 })
@@ -726,14 +673,9 @@ mod checks {
         sqs.delete_message(&dlq, &dead[0].receipt_handle)
             .await
             .unwrap();
-        let fresh = sqs
-            .receive_message(&dlq, ReceiveMessage::max(1))
-            .await
-            .unwrap();
+        let fresh = take(&*sqs, &dlq, 1).await;
         assert_eq!(fresh[0].body, "fresh");
-        sqs.send_message(&dlq, SendMessage::new("third"))
-            .await
-            .unwrap();
+        send_to(&*sqs, &dlq, "third").await;
         assert!(matches!(
             sqs.receive_message(&dlq, ReceiveMessage::max(1)).await,
             Err(Error::OverLimit { limit: 1 })
@@ -747,9 +689,7 @@ mod checks {
         let sqs: Arc<dyn Queues> = Arc::new(h.service.clone().with_in_flight_limit(1));
         let short = queue(&h, "short", &[("MessageRetentionPeriod", "60")]).await;
         let other = queue(&h, "other", &[]).await;
-        sqs.send_message(&short, SendMessage::new("old"))
-            .await
-            .unwrap();
+        send_to(&*sqs, &short, "old").await;
         let in_flight = |url: &str, seconds: u32| {
             let (sqs, url) = (Arc::clone(&sqs), url.to_owned());
             async move {
@@ -765,15 +705,11 @@ mod checks {
         assert_eq!(in_flight(&short, 300).await, 1);
         // In flight in another queue, from 30 s to 70 s, and inside `short`'s retention too.
         h.clock.advance(Duration::from_secs(30));
-        sqs.send_message(&other, SendMessage::new("elsewhere"))
-            .await
-            .unwrap();
+        send_to(&*sqs, &other, "elsewhere").await;
         assert_eq!(in_flight(&other, 40).await, 1);
         // "old" is still invisible, but past the retention period: SQS has dropped it.
         h.clock.advance(Duration::from_secs(31));
-        sqs.send_message(&short, SendMessage::new("new"))
-            .await
-            .unwrap();
+        send_to(&*sqs, &short, "new").await;
         assert_eq!(
             in_flight(&short, 300).await,
             1,
@@ -786,9 +722,7 @@ mod checks {
         // A long poll at the cap (until 81 s) looks again when the in-flight message's
         // visibility ends (70 s), not only at the end of its wait.
         let started = h.clock_now();
-        sqs.send_message(&other, SendMessage::new("later"))
-            .await
-            .unwrap();
+        send_to(&*sqs, &other, "later").await;
         let (waiter, u) = (Arc::clone(&sqs), other.clone());
         let waiting = tokio::spawn(async move {
             waiter
@@ -1251,14 +1185,7 @@ mod checks {
     }
 
     pub async fn dead_letter_queue_after_max_receives(h: Harness) {
-        let dlq = queue(&h, "dlq", &[]).await;
-        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":2}"#;
-        let url = queue(
-            &h,
-            "work",
-            &[("RedrivePolicy", policy), ("VisibilityTimeout", "10")],
-        )
-        .await;
+        let (url, dlq) = work_with_dead_letter_queue(&h, 2).await;
         let sent = h
             .sqs
             .send_message(&url, SendMessage::new("poison"))
@@ -1355,6 +1282,34 @@ mod checks {
             !err.is_retryable(),
             "an invalid message is rejected, not retried"
         );
+    }
+
+    async fn send_to(sqs: &dyn Queues, url: &str, body: impl Into<String>) {
+        sqs.send_message(url, SendMessage::new(body.into()))
+            .await
+            .unwrap();
+    }
+
+    async fn take(sqs: &dyn Queues, url: &str, max: u32) -> Vec<cloudlet_queue::ReceivedMessage> {
+        sqs.receive_message(url, ReceiveMessage::max(max))
+            .await
+            .unwrap()
+    }
+
+    /// Queues `work` (visibility timeout 10 s) and its dead-letter queue `dlq`, which takes a
+    /// message received `max_receives` times; returns their URLs.
+    async fn work_with_dead_letter_queue(h: &Harness, max_receives: u32) -> (String, String) {
+        let dlq = queue(h, "dlq", &[]).await;
+        let policy = format!(
+            r#"{{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":{max_receives}}}"#
+        );
+        let url = queue(
+            h,
+            "work",
+            &[("RedrivePolicy", &policy), ("VisibilityTimeout", "10")],
+        )
+        .await;
+        (url, dlq)
     }
 
     async fn fifo(h: &Harness, attributes: &[(&str, &str)]) -> String {

@@ -286,6 +286,8 @@ impl QueueService {
                 }
             },
         );
+        // Tasks that ended leave their finished workers behind: dropped here.
+        movers.workers.retain(|_, worker| !worker.is_finished());
         movers.workers.insert(handle, worker);
     }
 

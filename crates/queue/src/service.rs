@@ -65,6 +65,9 @@ pub(crate) fn signal_name(queue: u64) -> String {
 
 impl QueueService {
     /// The service over `store`, in region `us-east-1`, account `000000000000`.
+    ///
+    /// Use one service (and its clones) per store: each service runs the message-move tasks
+    /// stored there, so two would move at twice the rate.
     pub fn new(store: Store, clock: SharedClock) -> Self {
         Self {
             ids: std::sync::Arc::new(IdGenerator::new(clock.clone())),

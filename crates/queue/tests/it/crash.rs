@@ -63,6 +63,25 @@ fn child_entry() {
     });
 }
 
+/// Receives from `url` until nothing is visible (the clock stands still, so what is received
+/// stays in flight); returns the bodies in the order received.
+async fn drain(sqs: &QueueService, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message(url, ReceiveMessage::max(10))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            return bodies;
+        }
+        bodies.extend(
+            got.into_iter()
+                .map(|m| String::from_utf8(m.body.to_vec()).unwrap()),
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_sends_and_deletes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,22 +110,11 @@ async fn acknowledged_sends_and_deletes_survive_sigkill() {
     let sqs = QueueService::new(Store::open(dir.path()).unwrap(), clock.shared());
     let url = sqs.get_queue_url("crash").await.unwrap();
     let mut remaining = HashSet::new();
-    loop {
-        let got = sqs
-            .receive_message(&url, ReceiveMessage::max(10))
-            .await
-            .unwrap();
-        if got.is_empty() {
-            break;
-        }
-        for m in got {
-            let body = String::from_utf8(m.body.to_vec()).unwrap();
-            assert!(
-                remaining.insert(body.clone()),
-                "{body} delivered twice in one drain"
-            );
-            sqs.delete_message(&url, &m.receipt_handle).await.unwrap();
-        }
+    for body in drain(&sqs, &url).await {
+        assert!(
+            remaining.insert(body.clone()),
+            "{body} delivered twice in one drain"
+        );
     }
     for body in &deleted {
         assert!(
@@ -191,20 +199,7 @@ async fn message_move_tasks_go_on_after_a_restart() {
     }
     let done = done.expect("the resumed task completes");
     assert_eq!(done.approximate_number_of_messages_moved, 5);
-    let mut bodies = Vec::new();
-    loop {
-        let got = sqs
-            .receive_message(&work, ReceiveMessage::max(10))
-            .await
-            .unwrap();
-        if got.is_empty() {
-            break;
-        }
-        bodies.extend(
-            got.into_iter()
-                .map(|m| String::from_utf8(m.body.to_vec()).unwrap()),
-        );
-    }
+    let mut bodies = drain(&sqs, &work).await;
     bodies.sort();
     assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"]);
     assert!(
@@ -332,18 +327,8 @@ async fn a_message_move_task_killed_mid_way_moves_each_message_once() {
     );
     let work = sqs.get_queue_url("work").await.unwrap();
     let mut bodies = HashSet::new();
-    loop {
-        let got = sqs
-            .receive_message(&work, ReceiveMessage::max(10))
-            .await
-            .unwrap();
-        if got.is_empty() {
-            break;
-        }
-        for m in got {
-            let body = String::from_utf8(m.body.to_vec()).unwrap();
-            assert!(bodies.insert(body.clone()), "{body} moved twice");
-        }
+    for body in drain(&sqs, &work).await {
+        assert!(bodies.insert(body.clone()), "{body} moved twice");
     }
     assert_eq!(bodies.len(), MOVE_MESSAGES, "every message moved once");
     let dlq = sqs.get_queue_url("dlq").await.unwrap();

@@ -85,13 +85,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn no_task(handle: &str) -> Error {
+    Error::invalid("TaskHandle", format!("no message move task `{handle}`"))
+}
+
 fn moves_prefix(source: &str) -> Bytes {
     Tuple::new().str(source).build()
 }
 
-/// The stored tasks of `source`, oldest first, with their keys.
-fn stored_moves(view: &impl ReadView, source: &str) -> Result<Vec<(Bytes, StoredMove)>> {
-    view.prefix(KS_MOVES, &moves_prefix(source), Direction::Forward)?
+/// The stored tasks of `source` (every task for `None`), oldest first, with their keys.
+fn stored_moves(view: &impl ReadView, source: Option<&str>) -> Result<Vec<(Bytes, StoredMove)>> {
+    let prefix = source.map(moves_prefix).unwrap_or_default();
+    view.prefix(KS_MOVES, &prefix, Direction::Forward)?
         .map(|entry| {
             let (key, raw) = entry?;
             Ok((key, StoredMove::decode(&raw)?))
@@ -165,7 +170,10 @@ impl QueueService {
         let (key, task) = self
             .store()
             .write(Durability::Durable, move |txn| {
-                if stored_moves(txn, &name)?.iter().any(|(_, t)| t.active()) {
+                if stored_moves(txn, Some(&name))?
+                    .iter()
+                    .any(|(_, t)| t.active())
+                {
                     return Err(Error::invalid(
                         "SourceArn",
                         "a message move task is already running for this queue",
@@ -196,17 +204,12 @@ impl QueueService {
         if std::mem::replace(&mut lock(self.moves()).resumed, true) {
             return;
         }
-        let stored = || -> Result<Vec<(Bytes, StoredMove)>> {
-            let snapshot = self.store().snapshot()?;
-            snapshot
-                .prefix(KS_MOVES, b"", Direction::Forward)?
-                .map(|entry| {
-                    let (key, raw) = entry?;
-                    Ok((key, StoredMove::decode(&raw)?))
-                })
-                .collect()
-        };
-        match stored() {
+        match self
+            .store()
+            .snapshot()
+            .map_err(Error::from)
+            .and_then(|snapshot| stored_moves(&snapshot, None))
+        {
             Ok(tasks) => {
                 for (key, task) in tasks.into_iter().filter(|(_, t)| t.active()) {
                     self.spawn_mover(key, task);
@@ -320,7 +323,7 @@ impl QueueService {
             ));
         }
         let snapshot = self.store().snapshot()?;
-        Ok(stored_moves(&snapshot, arn_part(source_arn, 5))?
+        Ok(stored_moves(&snapshot, Some(arn_part(source_arn, 5)))?
             .into_iter()
             .rev()
             .map(|(_, task)| task)
@@ -332,17 +335,18 @@ impl QueueService {
 
     pub(crate) async fn cancel_move(&self, handle: &str) -> Result<u64> {
         self.resume_moves();
-        let unknown = || Error::invalid("TaskHandle", format!("no message move task `{handle}`"));
-        let source = handle.split_once(':').ok_or_else(unknown)?.0.to_owned();
+        let source = handle
+            .split_once(':')
+            .ok_or_else(|| no_task(handle))?
+            .0
+            .to_owned();
         let handle = handle.to_owned();
         self.store()
             .write(Durability::Durable, move |txn| {
-                let unknown =
-                    || Error::invalid("TaskHandle", format!("no message move task `{handle}`"));
-                let (key, mut task) = stored_moves(txn, &source)?
+                let (key, mut task) = stored_moves(txn, Some(&source))?
                     .into_iter()
                     .find(|(_, task)| task.handle == handle)
-                    .ok_or_else(unknown)?;
+                    .ok_or_else(|| no_task(&handle))?;
                 if task.status != RUNNING {
                     return Err(Error::invalid(
                         "TaskHandle",

@@ -92,22 +92,28 @@ impl QueueService {
     /// Adds `delta` to the count of `queue`'s messages received and not deleted.
     pub(crate) fn count_received(txn: &mut WriteTxn<'_>, queue: u64, delta: i64) -> Result<()> {
         let key = received_key(queue);
-        let now = match txn.get(KS_META, &key)? {
-            Some(raw) => u64::from_be_bytes(raw.as_ref().try_into().map_err(|_| {
-                Error::Storage(cloudlet_core::Error::corrupt(
-                    KS_META,
-                    "a received count is not 8 bytes",
-                ))
-            })?),
-            None => 0,
-        };
-        let next = now.saturating_add_signed(delta);
+        let next = Self::received(txn, queue)?.saturating_add_signed(delta);
         if next == 0 {
             txn.delete(KS_META, key);
         } else {
             txn.put(KS_META, key, Bytes::copy_from_slice(&next.to_be_bytes()));
         }
         Ok(())
+    }
+
+    /// How many of `queue`'s messages were received and not deleted since.
+    fn received(txn: &WriteTxn<'_>, queue: u64) -> Result<u64> {
+        match txn.get(KS_META, &received_key(queue))? {
+            Some(raw) => Ok(u64::from_be_bytes(raw.as_ref().try_into().map_err(
+                |_| {
+                    Error::Storage(cloudlet_core::Error::corrupt(
+                        KS_META,
+                        "a received count is not 8 bytes",
+                    ))
+                },
+            )?)),
+            None => Ok(0),
+        }
     }
 
     /// How many of `wanted` messages a receive may take from `queue` at `now` without putting
@@ -124,13 +130,10 @@ impl QueueService {
     ) -> Result<(usize, Option<Timestamp>)> {
         let retention = Duration::from_secs(queue.attributes.message_retention_period.into());
         let queue = queue.id;
-        let received = match txn.get(KS_META, &received_key(queue))? {
-            Some(raw) => raw
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(u64::MAX),
-            None => 0,
+        let received = match Self::received(txn, queue) {
+            // An unreadable count only costs the exact one below.
+            Err(Error::Storage(cloudlet_core::Error::Corrupt { .. })) => u64::MAX,
+            other => other?,
         };
         if received.saturating_add(wanted as u64) <= limit as u64 {
             return Ok((wanted, None));

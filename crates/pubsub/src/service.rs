@@ -302,6 +302,8 @@ pub struct TopicService {
     closed: Arc<AtomicBool>,
     /// Set once the deliveries of stored subscriptions have been started in this process.
     resumed: Arc<AtomicBool>,
+    /// The authorities HTTPS endpoints' certificates must chain to.
+    roots: crate::http::TrustedRoots,
 }
 
 impl fmt::Debug for TopicService {
@@ -328,6 +330,12 @@ fn not_found(what: &str) -> Error {
     Error::NotFound {
         message: format!("{what} does not exist"),
     }
+}
+
+/// HTTP and HTTPS subscriptions: confirmed by a handshake, delivered by POST, with a
+/// delivery policy.
+fn is_http(protocol: &str) -> bool {
+    matches!(protocol, "http" | "https")
 }
 
 /// Non-empty, and only ASCII letters, digits, hyphens and underscores (names and batch ids).
@@ -371,6 +379,7 @@ impl TopicService {
             deliveries: Arc::default(),
             cache: Arc::default(),
             resumed: Arc::default(),
+            roots: crate::http::TrustedRoots::default(),
             // SNS's policy for managed endpoints: every sink is one.
             policy: OutboxPolicy::default()
                 .with_schedule(|failed| RetryPolicy::MANAGED.delay(failed))
@@ -405,6 +414,20 @@ impl TopicService {
     pub fn with_delivery_policy(mut self, policy: OutboxPolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// Trusts the certificate authorities in `pem` (one or more `-----BEGIN CERTIFICATE-----`
+    /// blocks) for HTTPS endpoints, besides the Mozilla roots every service trusts: for an
+    /// endpoint whose certificate a private authority issued, such as a test server's.
+    /// Subscriptions whose deliveries are already running keep the roots they started with.
+    ///
+    /// # Errors
+    /// `InvalidParameter` naming `Certificates` when `pem` holds no certificate, or one that
+    /// does not parse.
+    pub fn with_trusted_certificates(mut self, pem: &[u8]) -> Result<Self> {
+        self.roots = crate::http::TrustedRoots::from_pem(pem)
+            .map_err(|reason| invalid("Certificates", reason))?;
+        Ok(self)
     }
 
     fn topic_arn(&self, name: &str) -> String {
@@ -757,7 +780,7 @@ impl TopicService {
 
     fn start_delivery(&self, subscription: &SubscriptionRecord) {
         let mut policy = self.policy.clone();
-        let sink: Option<Arc<dyn Sink>> = if subscription.protocol == "http" {
+        let sink: Option<Arc<dyn Sink>> = if is_http(&subscription.protocol) {
             let http = self.http_policy(subscription);
             let retry = http.retry;
             policy = policy
@@ -766,6 +789,7 @@ impl TopicService {
             crate::http::Endpoint::parse(&subscription.endpoint).map(|endpoint| {
                 Arc::new(crate::http::HttpSink::new(
                     endpoint,
+                    self.roots.clone(),
                     http.content_type,
                     http.max_receives_per_second
                         .map(|rate| (self.clock.clone(), rate)),
@@ -875,13 +899,16 @@ impl TopicService {
     }
 
     /// Subscribe: protocol `sink`, endpoint the name of a sink given to
-    /// [`register_sink`](Self::register_sink) (before or after). Attributes: `FilterPolicy`,
-    /// `FilterPolicyScope`, `RawMessageDelivery`, `RedrivePolicy` (`deadLetterTargetArn`
-    /// naming a registered sink). Returns the subscription's ARN.
+    /// [`register_sink`](Self::register_sink) (before or after); or protocol `http` or
+    /// `https`, endpoint a URL of that scheme, which is sent a SubscriptionConfirmation and
+    /// answers `pending confirmation` until [`confirm_subscription`](Self::confirm_subscription).
+    /// Attributes: `FilterPolicy`, `FilterPolicyScope`, `RawMessageDelivery`, `RedrivePolicy`
+    /// (`deadLetterTargetArn` naming a registered sink), `DeliveryPolicy` (HTTP/S). Returns the
+    /// subscription's ARN.
     ///
     /// # Errors
     /// `NotFound` for a missing topic; `InvalidParameter` for an unknown protocol or attribute,
-    /// or an invalid filter policy.
+    /// an endpoint whose scheme is not the protocol's, or an invalid filter policy.
     pub async fn subscribe(
         &self,
         topic_arn: &str,
@@ -891,14 +918,19 @@ impl TopicService {
     ) -> Result<String> {
         let http = match protocol {
             "sink" => false,
-            "http" => {
-                if crate::http::Endpoint::parse(endpoint).is_none() {
+            "http" | "https" => {
+                let Some(parsed) = crate::http::Endpoint::parse(endpoint) else {
                     return Err(invalid(
                         "Endpoint",
-                        format!(
-                            "Invalid parameter: Endpoint: {endpoint} (an http:// URL with a host)"
-                        ),
+                        format!("{endpoint} is not an http:// or https:// URL with a host"),
                     ));
+                };
+                if parsed.protocol() != protocol {
+                    return Err(Error::InvalidParameter {
+                        field: "Endpoint",
+                        message: "Invalid parameter: Endpoint must match the specified protocol"
+                            .to_owned(),
+                    });
                 }
                 true
             }
@@ -1386,7 +1418,7 @@ impl TopicService {
             let service = self.clone();
             tokio::spawn(async move {
                 for subscription in subscriptions {
-                    if subscription.protocol == "http" {
+                    if is_http(&subscription.protocol) {
                         service.restart_delivery(&subscription).await;
                     }
                 }
@@ -1432,7 +1464,7 @@ impl TopicService {
         );
         attributes.insert(
             "ConfirmationWasAuthenticated".to_owned(),
-            (record.protocol != "http").to_string(),
+            (!is_http(&record.protocol)).to_string(),
         );
         attributes
             .entry("RawMessageDelivery".to_owned())
@@ -1442,7 +1474,7 @@ impl TopicService {
                 .entry("FilterPolicyScope".to_owned())
                 .or_insert_with(|| "MessageAttributes".to_owned());
         }
-        if record.protocol == "http" {
+        if is_http(&record.protocol) {
             attributes.insert(
                 "EffectiveDeliveryPolicy".to_owned(),
                 self.http_policy(&record).to_json().to_string(),
@@ -1639,7 +1671,7 @@ fn check_subscription_attributes(
                     ));
                 }
             }
-            "DeliveryPolicy" if protocol == "http" => {
+            "DeliveryPolicy" if is_http(protocol) => {
                 crate::delivery::check_subscription_policy(value)?;
             }
             "DeliveryPolicy" => {
@@ -1755,7 +1787,7 @@ fn delivery_message(
         .attributes
         .get("RawMessageDelivery")
         .is_some_and(|v| v == "true");
-    let http = subscription.protocol == "http";
+    let http = is_http(&subscription.protocol);
     let mut message = if raw {
         let mut message = Message::new(Bytes::from(text));
         // Raw HTTP deliveries carry the body alone, as SNS's do.

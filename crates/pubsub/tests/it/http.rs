@@ -1,5 +1,6 @@
-//! HTTP endpoints against a real HTTP server on 127.0.0.1: the confirmation handshake,
-//! notifications with SNS's headers, raw and envelope bodies, retries after 500s.
+//! HTTP and HTTPS endpoints against a real HTTP server on 127.0.0.1 (over TLS with a
+//! certificate from a private authority for HTTPS): the confirmation handshake, notifications
+//! with SNS's headers, raw and envelope bodies, retries after 500s, untrusted certificates.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -7,10 +8,12 @@ use std::time::Duration;
 
 use cloudlet_core::outbox::OutboxPolicy;
 use cloudlet_core::{Clock as _, ManualClock, Store};
-use cloudlet_pubsub::{Publish, TopicService};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use cloudlet_pubsub::{Error, Publish, TopicService};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 /// One request the server received: lower-case headers, body, and the status it answered.
 #[derive(Debug)]
@@ -27,61 +30,126 @@ async fn server() -> (
     mpsc::UnboundedReceiver<Received>,
     Arc<Mutex<VecDeque<u16>>>,
 ) {
+    let (url, receiver, script, _) = serve(None).await;
+    (url, receiver, script)
+}
+
+/// The server, over TLS when `tls` is given (its URL is then `https://localhost:port/hook`);
+/// the last receiver reports each TLS handshake that failed.
+async fn serve(
+    tls: Option<TlsAcceptor>,
+) -> (
+    String,
+    mpsc::UnboundedReceiver<Received>,
+    Arc<Mutex<VecDeque<u16>>>,
+    mpsc::UnboundedReceiver<String>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let url = match tls {
+        Some(_) => format!("https://localhost:{port}/hook"),
+        None => format!("http://127.0.0.1:{port}/hook"),
+    };
     let (sender, receiver) = mpsc::unbounded_channel();
+    let (failed_sender, failed) = mpsc::unbounded_channel();
     let script = Arc::new(Mutex::new(VecDeque::new()));
     let answers = Arc::clone(&script);
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
+            let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let mut data = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let (head_end, length) = loop {
-                let n = stream.read(&mut chunk).await.unwrap();
-                if n == 0 {
-                    break (None, 0);
-                }
-                data.extend_from_slice(&chunk[..n]);
-                if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&data[..at]).to_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    break (Some(at + 4), length);
-                }
-            };
-            let Some(head_end) = head_end else { continue };
-            while data.len() < head_end + length {
-                let n = stream.read(&mut chunk).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&chunk[..n]);
+            match &tls {
+                None => answer(stream, &answers, &sender).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => answer(stream, &answers, &sender).await,
+                    Err(error) => {
+                        let _ = failed_sender.send(error.to_string());
+                    }
+                },
             }
-            let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
-            let headers = head
-                .lines()
-                .skip(1)
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
-                .collect();
-            let body = String::from_utf8_lossy(&data[head_end..]).into_owned();
-            let status = answers.lock().unwrap().pop_front().unwrap_or(200);
-            let reply =
-                format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            let _ = stream.write_all(reply.as_bytes()).await;
-            let _ = sender.send(Received {
-                headers,
-                body,
-                status,
-            });
         }
     });
-    (url, receiver, script)
+    (url, receiver, script, failed)
+}
+
+/// Reads one request from `stream`, answers it with the next scripted status, reports it.
+async fn answer(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    answers: &Mutex<VecDeque<u16>>,
+    sender: &mpsc::UnboundedSender<Received>,
+) {
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            break (None, 0);
+        }
+        data.extend_from_slice(&chunk[..n]);
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..at]).to_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            break (Some(at + 4), length);
+        }
+    };
+    let Some(head_end) = head_end else { return };
+    while data.len() < head_end + length {
+        let n = stream.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    let body = String::from_utf8_lossy(&data[head_end..]).into_owned();
+    let status = answers.lock().unwrap().pop_front().unwrap_or(200);
+    let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    let _ = sender.send(Received {
+        headers,
+        body,
+        status,
+    });
+}
+
+/// A private certificate authority and a TLS acceptor whose certificate for `localhost` it
+/// issued: the authority's certificate as PEM, and the acceptor.
+fn private_authority() -> (String, TlsAcceptor) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cloudlet test authority");
+    let authority =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &authority)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap();
+    (authority.pem(), TlsAcceptor::from(Arc::new(config)))
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -343,4 +411,107 @@ async fn memory_delivery_policies() {
 async fn redb_delivery_policies() {
     let dir = tempfile::tempdir().unwrap();
     delivery_policies(Store::open(dir.path()).unwrap()).await;
+}
+
+async fn https_endpoints(store: Store) {
+    let clock = ManualClock::default();
+    let (authority, acceptor) = private_authority();
+    let untrusting = TopicService::new(store.clone(), clock.shared());
+    let Err(Error::InvalidParameter { field, .. }) = untrusting
+        .clone()
+        .with_trusted_certificates(b"not a certificate")
+    else {
+        panic!("a PEM without a certificate was accepted");
+    };
+    assert_eq!(field, "Certificates");
+    let topic = untrusting
+        .create_topic("secure", BTreeMap::new())
+        .await
+        .unwrap();
+    // The endpoint's scheme must be the protocol's.
+    for (protocol, endpoint) in [
+        ("http", "https://localhost/hook"),
+        ("https", "http://localhost/hook"),
+    ] {
+        let error = untrusting
+            .subscribe(&topic, protocol, endpoint, BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "InvalidParameter: Invalid parameter: Endpoint must match the specified protocol"
+        );
+    }
+    assert!(
+        untrusting
+            .list_subscriptions_by_topic(&topic)
+            .unwrap()
+            .is_empty()
+    );
+
+    // A certificate from an authority the service does not trust: the handshake fails, the
+    // confirmation is retried on the clock and never posted.
+    let (url, mut requests, _, mut failed) = serve(Some(acceptor.clone())).await;
+    untrusting
+        .subscribe(&topic, "https", &url, BTreeMap::new())
+        .await
+        .unwrap();
+    failed.recv().await.unwrap();
+    loop {
+        tokio::select! {
+            _ = failed.recv() => break,
+            () = clock.wait_for_timers(1) => {
+                clock.advance_to_next();
+            }
+        }
+    }
+    untrusting.shutdown().await;
+    assert!(requests.try_recv().is_err(), "nothing was posted");
+
+    // Trusting the authority: the handshake and notifications go over TLS.
+    let sns = TopicService::new(store, clock.shared())
+        .with_trusted_certificates(authority.as_bytes())
+        .unwrap();
+    let (url, mut requests, _, _) = serve(Some(acceptor)).await;
+    let pending = sns
+        .subscribe(&topic, "https", &url, BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(pending, "pending confirmation");
+    let confirmation = requests.recv().await.unwrap();
+    assert_eq!(
+        confirmation.headers["x-amz-sns-message-type"],
+        "SubscriptionConfirmation"
+    );
+    assert_eq!(confirmation.headers["host"], url[8..url.len() - 5]);
+    let token = json(&confirmation.body)["Token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let arn = sns.confirm_subscription(&topic, &token).await.unwrap();
+    let attributes = sns.get_subscription_attributes(&arn).unwrap();
+    assert_eq!(attributes["Protocol"], "https");
+    assert_eq!(attributes["Endpoint"], url);
+    assert_eq!(attributes["ConfirmationWasAuthenticated"], "false");
+    assert!(attributes.contains_key("EffectiveDeliveryPolicy"));
+    sns.publish(&topic, Publish::new("over TLS")).await.unwrap();
+    let notification = requests.recv().await.unwrap();
+    assert_eq!(
+        notification.headers["x-amz-sns-message-type"],
+        "Notification"
+    );
+    assert_eq!(notification.headers["x-amz-sns-subscription-arn"], arn);
+    assert_eq!(json(&notification.body)["Message"], "over TLS");
+    sns.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_https_endpoints_need_a_trusted_certificate() {
+    https_endpoints(Store::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_https_endpoints_need_a_trusted_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    https_endpoints(Store::open(dir.path()).unwrap()).await;
 }

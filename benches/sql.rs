@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cloudlet::objectstore::{Buckets, ObjectService};
-use cloudlet::sql::datafusion::prelude::{ParquetReadOptions, SessionContext};
+use cloudlet::sql::datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use cloudlet::sql::{Query, SqlService};
 use cloudlet::{Store, SystemClock};
 use criterion::Criterion;
@@ -64,7 +64,10 @@ fn main() {
     println!("TPC-H SF {scale} generated in {:?}", generated.elapsed());
 
     let sql = SqlService::open(store, SystemClock::shared(), objects).unwrap();
-    let local = SessionContext::new();
+    // The same batch size as the service's, so the two differ only in where the bytes come from.
+    let local = SessionContext::new_with_config(
+        SessionConfig::new().with_batch_size(cloudlet::sql::BATCH_SIZE),
+    );
     rt.block_on(async {
         for table in tpch::TABLES {
             sql.query(Query::new(format!(

@@ -38,7 +38,7 @@ pub use datafusion;
 pub use error::{Error, Position, Result};
 pub use results::{Cell, ColumnInfo};
 pub use service::{
-    CATALOG, DEFAULT_DATABASE, MAX_LIST_RESULTS, MAX_QUERY_BYTES, MAX_RESULTS,
+    BATCH_SIZE, CATALOG, DEFAULT_DATABASE, MAX_LIST_RESULTS, MAX_QUERY_BYTES, MAX_RESULTS,
     MIN_BYTES_SCANNED_CUTOFF, PRIMARY_WORK_GROUP, QUERY_HISTORY_RETENTION, Queries, Query,
     QueryExecution, QueryExecutionPage, QueryOutput, QueryState, QueryStatistics, ResultPage,
     SqlService, StartQueryExecution, StatementType, WorkGroup, WorkGroupConfiguration,

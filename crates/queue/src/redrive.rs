@@ -24,6 +24,10 @@ const BATCH: usize = 100;
 /// sequence) → the task as JSON.
 pub(crate) const KS_MOVES: &str = "queue.moves";
 
+/// The tasks kept per source queue: ListMessageMoveTasks lists at most the 10 most recent,
+/// so a new task deletes the ones before those (all finished: one runs at a time).
+const TASKS_KEPT: usize = 10;
+
 const RUNNING: &str = "RUNNING";
 const CANCELLING: &str = "CANCELLING";
 
@@ -91,6 +95,15 @@ fn no_task(handle: &str) -> Error {
 
 fn moves_prefix(source: &str) -> Bytes {
     Tuple::new().str(source).build()
+}
+
+/// Deletes the stored tasks of the queue `source`, when it is deleted. A worker still running
+/// for one of them finds it gone at its next step and stops.
+pub(crate) fn forget_moves(txn: &mut WriteTxn<'_>, source: &str) -> Result<()> {
+    for (key, _) in stored_moves(txn, Some(source))? {
+        txn.delete(KS_MOVES, key);
+    }
+    Ok(())
 }
 
 /// The stored tasks of `source` (every task for `None`), oldest first, with their keys.
@@ -190,6 +203,13 @@ impl QueueService {
                 let seq = txn.next_sequence(KS_META, &Tuple::new().str("moves").build())?;
                 let key = Tuple::new().str(&name).u64(seq).build();
                 txn.put(KS_MOVES, key.clone(), task.encode());
+                for (old, _) in stored_moves(txn, Some(&name))?
+                    .into_iter()
+                    .rev()
+                    .skip(TASKS_KEPT)
+                {
+                    txn.delete(KS_MOVES, old);
+                }
                 Ok((key, task))
             })
             .await?;

@@ -691,6 +691,7 @@ impl Queues for QueueService {
         self.write(move |txn| {
             let record = Self::load_queue(txn, &queue)?;
             Self::remove_messages(txn, record.id, true)?;
+            crate::redrive::forget_moves(txn, &record.name)?;
             txn.delete(KS_QUEUES, record.name);
             Ok(())
         })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudlet_core::engine::RedbEngine;
-use cloudlet_core::{ManualClock, MessageAttribute, Store};
+use cloudlet_core::{Direction, ManualClock, MessageAttribute, ReadView as _, Store};
 use cloudlet_queue::{
     Error, QueueService, Queues, ReceiveMessage, SendMessage, SendMessageBatchEntry,
 };
@@ -16,6 +16,7 @@ pub struct Harness {
     pub sqs: Arc<dyn Queues>,
     pub service: QueueService,
     pub clock: ManualClock,
+    pub store: Store,
     _dir: Option<TempDir>,
 }
 
@@ -26,11 +27,12 @@ impl Harness {
 
     fn over(store: Store, dir: Option<TempDir>) -> Self {
         let clock = ManualClock::default();
-        let service = QueueService::new(store, clock.shared());
+        let service = QueueService::new(store.clone(), clock.shared());
         Self {
             sqs: Arc::new(service.clone()),
             service,
             clock,
+            store,
             _dir: dir,
         }
     }
@@ -63,6 +65,7 @@ macro_rules! conformance {
                 delete_and_visibility_batches, queue_is_a_sink, redrive_moves_messages_back_to_their_sources,
                 redrive_is_rate_limited_on_the_clock_and_cancellable, redrive_start_is_validated,
                 redrive_fails_at_a_message_with_nowhere_to_go,
+                redrive_keeps_ten_tasks_and_forgets_them_with_the_queue,
                 in_flight_cap_answers_over_limit_to_short_polls_only,
                 in_flight_cap_counts_dead_lettered_messages_where_they_are,
                 in_flight_cap_counts_only_live_messages_of_the_queue,
@@ -1739,6 +1742,69 @@ mod checks {
             back[0].attributes["ApproximateReceiveCount"], "1",
             "counted afresh"
         );
+    }
+
+    pub async fn redrive_keeps_ten_tasks_and_forgets_them_with_the_queue(h: Harness) {
+        let (_src, dlq) = dead_lettered(&h, 1).await;
+        let stored = || {
+            h.store
+                .snapshot()
+                .unwrap()
+                .prefix("queue.moves", b"", Direction::Forward)
+                .unwrap()
+                .count()
+        };
+        let mut handles = Vec::new();
+        for _ in 0..12 {
+            handles.push(
+                h.sqs
+                    .start_message_move_task(DLQ_ARN, None, None)
+                    .await
+                    .unwrap(),
+            );
+            wait_for_status(&h, "COMPLETED").await;
+            h.clock.advance(Duration::from_secs(1));
+        }
+        assert_eq!(stored(), 10, "only the ten most recent tasks are kept");
+        let tasks = h
+            .sqs
+            .list_message_move_tasks(DLQ_ARN, Some(10))
+            .await
+            .unwrap();
+        assert_eq!(tasks.len(), 10);
+        assert_eq!(
+            tasks
+                .iter()
+                .map(|t| t.started_timestamp)
+                .collect::<Vec<_>>(),
+            {
+                let mut newest_first = tasks
+                    .iter()
+                    .map(|t| t.started_timestamp)
+                    .collect::<Vec<_>>();
+                newest_first.sort_unstable_by(|a, b| b.cmp(a));
+                newest_first
+            },
+            "newest first"
+        );
+        // The first task moved the message; the ten kept found the queue empty.
+        assert!(
+            tasks
+                .iter()
+                .all(|t| t.approximate_number_of_messages_moved == 0)
+        );
+        // A deleted queue takes its tasks with it; a new queue of the name starts with none.
+        h.sqs.delete_queue(&dlq).await.unwrap();
+        assert_eq!(stored(), 0);
+        queue(&h, "dlq", &[]).await;
+        assert!(
+            h.sqs
+                .list_message_move_tasks(DLQ_ARN, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(handles.len(), 12);
     }
 
     pub async fn redrive_is_rate_limited_on_the_clock_and_cancellable(h: Harness) {

@@ -15,6 +15,22 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
+/// One test of `check` per engine: `$memory` on the memory engine, `$redb` on a durable one.
+macro_rules! on_both_engines {
+    ($check:ident => $memory:ident, $redb:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $memory() {
+            $check(Store::memory()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $redb() {
+            let dir = tempfile::tempdir().unwrap();
+            $check(Store::open(dir.path()).unwrap()).await;
+        }
+    };
+}
+
 /// One request the server received: lower-case headers, body, and the status it answered.
 #[derive(Debug)]
 struct Received {
@@ -156,6 +172,46 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap()
 }
 
+/// Subscribes `url` with `protocol`: checks that the subscription waits for confirmation and
+/// that the endpoint was sent SNS's SubscriptionConfirmation, which it returns.
+async fn pending_confirmation(
+    sns: &TopicService,
+    topic: &str,
+    protocol: &str,
+    url: &str,
+    attributes: BTreeMap<String, String>,
+    requests: &mut mpsc::UnboundedReceiver<Received>,
+) -> Received {
+    let pending = sns
+        .subscribe(topic, protocol, url, attributes)
+        .await
+        .unwrap();
+    assert_eq!(pending, "pending confirmation");
+    let confirmation = requests.recv().await.unwrap();
+    assert_eq!(
+        confirmation.headers["x-amz-sns-message-type"],
+        "SubscriptionConfirmation"
+    );
+    confirmation
+}
+
+/// The next request, checked to be a notification of `message` for the subscription `arn`
+/// in SNS's envelope.
+async fn notification(
+    requests: &mut mpsc::UnboundedReceiver<Received>,
+    arn: &str,
+    message: &str,
+) -> Received {
+    let notification = requests.recv().await.unwrap();
+    assert_eq!(
+        notification.headers["x-amz-sns-message-type"],
+        "Notification"
+    );
+    assert_eq!(notification.headers["x-amz-sns-subscription-arn"], arn);
+    assert_eq!(json(&notification.body)["Message"], message);
+    notification
+}
+
 async fn confirmation_and_delivery(store: Store) {
     let clock = ManualClock::default();
     let sns = TopicService::new(store.clone(), clock.shared()).with_delivery_policy(
@@ -168,16 +224,8 @@ async fn confirmation_and_delivery(store: Store) {
             .await
             .is_err()
     );
-    let pending = sns
-        .subscribe(&topic, "http", &url, BTreeMap::new())
-        .await
-        .unwrap();
-    assert_eq!(pending, "pending confirmation");
-    let confirmation = requests.recv().await.unwrap();
-    assert_eq!(
-        confirmation.headers["x-amz-sns-message-type"],
-        "SubscriptionConfirmation"
-    );
+    let confirmation =
+        pending_confirmation(&sns, &topic, "http", &url, BTreeMap::new(), &mut requests).await;
     assert_eq!(confirmation.headers["x-amz-sns-topic-arn"], topic);
     let body = json(&confirmation.body);
     assert_eq!(body["Type"], "SubscriptionConfirmation");
@@ -198,14 +246,8 @@ async fn confirmation_and_delivery(store: Store) {
     sns.publish(&topic, Publish::new("hello").with_subject("greeting"))
         .await
         .unwrap();
-    let notification = requests.recv().await.unwrap();
-    assert_eq!(
-        notification.headers["x-amz-sns-message-type"],
-        "Notification"
-    );
-    assert_eq!(notification.headers["x-amz-sns-subscription-arn"], arn);
+    let notification = notification(&mut requests, &arn, "hello").await;
     assert_eq!(notification.headers["x-amz-sns-rawdelivery"], "false");
-    assert_eq!(json(&notification.body)["Message"], "hello");
     assert_eq!(json(&notification.body)["Subject"], "greeting");
     // Raw delivery posts the bare message.
     sns.set_subscription_attribute(&arn, "RawMessageDelivery", "true")
@@ -242,16 +284,7 @@ async fn confirmation_and_delivery(store: Store) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_confirmation_notifications_and_retries() {
-    confirmation_and_delivery(Store::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redb_confirmation_notifications_and_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    confirmation_and_delivery(Store::open(dir.path()).unwrap()).await;
-}
+on_both_engines!(confirmation_and_delivery => memory_confirmation_notifications_and_retries, redb_confirmation_notifications_and_retries);
 
 /// Confirms an HTTP subscription made with `attributes`; returns its ARN.
 async fn confirmed(
@@ -261,8 +294,7 @@ async fn confirmed(
     attributes: BTreeMap<String, String>,
     requests: &mut mpsc::UnboundedReceiver<Received>,
 ) -> String {
-    sns.subscribe(topic, "http", url, attributes).await.unwrap();
-    let confirmation = requests.recv().await.unwrap();
+    let confirmation = pending_confirmation(sns, topic, "http", url, attributes, requests).await;
     let token = json(&confirmation.body)["Token"]
         .as_str()
         .unwrap()
@@ -402,16 +434,7 @@ async fn delivery_policies(store: Store) {
     sns.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_delivery_policies() {
-    delivery_policies(Store::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redb_delivery_policies() {
-    let dir = tempfile::tempdir().unwrap();
-    delivery_policies(Store::open(dir.path()).unwrap()).await;
-}
+on_both_engines!(delivery_policies => memory_delivery_policies, redb_delivery_policies);
 
 async fn https_endpoints(store: Store) {
     let clock = ManualClock::default();
@@ -473,16 +496,8 @@ async fn https_endpoints(store: Store) {
         .with_trusted_certificates(authority.as_bytes())
         .unwrap();
     let (url, mut requests, _, _) = serve(Some(acceptor)).await;
-    let pending = sns
-        .subscribe(&topic, "https", &url, BTreeMap::new())
-        .await
-        .unwrap();
-    assert_eq!(pending, "pending confirmation");
-    let confirmation = requests.recv().await.unwrap();
-    assert_eq!(
-        confirmation.headers["x-amz-sns-message-type"],
-        "SubscriptionConfirmation"
-    );
+    let confirmation =
+        pending_confirmation(&sns, &topic, "https", &url, BTreeMap::new(), &mut requests).await;
     assert_eq!(confirmation.headers["host"], url[8..url.len() - 5]);
     let token = json(&confirmation.body)["Token"]
         .as_str()
@@ -495,23 +510,8 @@ async fn https_endpoints(store: Store) {
     assert_eq!(attributes["ConfirmationWasAuthenticated"], "false");
     assert!(attributes.contains_key("EffectiveDeliveryPolicy"));
     sns.publish(&topic, Publish::new("over TLS")).await.unwrap();
-    let notification = requests.recv().await.unwrap();
-    assert_eq!(
-        notification.headers["x-amz-sns-message-type"],
-        "Notification"
-    );
-    assert_eq!(notification.headers["x-amz-sns-subscription-arn"], arn);
-    assert_eq!(json(&notification.body)["Message"], "over TLS");
+    notification(&mut requests, &arn, "over TLS").await;
     sns.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_https_endpoints_need_a_trusted_certificate() {
-    https_endpoints(Store::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redb_https_endpoints_need_a_trusted_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    https_endpoints(Store::open(dir.path()).unwrap()).await;
-}
+on_both_engines!(https_endpoints => memory_https_endpoints_need_a_trusted_certificate, redb_https_endpoints_need_a_trusted_certificate);

@@ -59,8 +59,8 @@
 //! | FIFO topics: group id required, deduplication for five minutes (explicit or content-based SHA-256; scope topic or message group), sequence numbers, each subscription receiving each group in publish order (a failing message holds back its own group only) with group and deduplication ids passed on | yes |
 //! | a topic as a core `Sink` ([`TopicService::sink`]) | yes |
 //! | PublishBatch (10 entries, ids, per-entry results), topic tags, SetTopicAttributes | yes |
-//! | HTTP endpoints (`http://`): the SubscriptionConfirmation handshake (`confirm_subscription`), notifications POSTed with SNS's `x-amz-sns-*` headers, raw or envelope bodies, retries on 429, 5xx, timeouts and refused connections | yes |
-//! | HTTPS endpoints (no TLS client); SNS's jitter on retry waits (left out so waits are exact on a manual clock) | not yet |
+//! | HTTP and HTTPS endpoints: the SubscriptionConfirmation handshake (`confirm_subscription`), notifications POSTed with SNS's `x-amz-sns-*` headers, raw or envelope bodies, retries on 429, 5xx, timeouts and refused connections; TLS with certificates checked against the Mozilla roots and [`TopicService::with_trusted_certificates`]; SNI; `user:password@` in the URL answered to a Basic or Digest (MD5) challenge | yes |
+//! | SNS's jitter on retry waits (left out so waits are exact on a manual clock); SHA-256 Digest; masking credentials in listed endpoints | not yet |
 
 pub mod delivery;
 mod envelope;

@@ -214,9 +214,9 @@ pub struct Subscription {
     pub subscription_arn: String,
     /// The topic's ARN.
     pub topic_arn: String,
-    /// `sink` (a sink registered with [`TopicService::register_sink`]).
+    /// `sink` (a sink registered with [`TopicService::register_sink`]), `http` or `https`.
     pub protocol: String,
-    /// The sink's name.
+    /// The sink's name, or the endpoint's URL.
     pub endpoint: String,
 }
 
@@ -419,7 +419,8 @@ impl TopicService {
     /// Trusts the certificate authorities in `pem` (one or more `-----BEGIN CERTIFICATE-----`
     /// blocks) for HTTPS endpoints, besides the Mozilla roots every service trusts: for an
     /// endpoint whose certificate a private authority issued, such as a test server's.
-    /// Subscriptions whose deliveries are already running keep the roots they started with.
+    /// A later call replaces the authorities an earlier one gave. Subscriptions whose
+    /// deliveries are already running keep the roots they started with.
     ///
     /// # Errors
     /// `InvalidParameter` naming `Certificates` when `pem` holds no certificate, or one that

@@ -129,7 +129,14 @@ async fn answer(
         .collect();
     let body = String::from_utf8_lossy(&data[head_end..]).into_owned();
     let status = answers.lock().unwrap().pop_front().unwrap_or(200);
-    let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    // A 401 challenges the client for Basic credentials.
+    let challenge = if status == 401 {
+        "WWW-Authenticate: Basic realm=\"hooks\"\r\n"
+    } else {
+        ""
+    };
+    let reply =
+        format!("HTTP/1.1 {status} X\r\n{challenge}Content-Length: 0\r\nConnection: close\r\n\r\n");
     let _ = stream.write_all(reply.as_bytes()).await;
     let _ = stream.shutdown().await;
     let _ = sender.send(Received {
@@ -479,15 +486,19 @@ async fn https_endpoints(store: Store) {
         .subscribe(&topic, "https", &url, BTreeMap::new())
         .await
         .unwrap();
-    failed.recv().await.unwrap();
-    loop {
-        tokio::select! {
-            _ = failed.recv() => break,
-            () = clock.wait_for_timers(1) => {
-                clock.advance_to_next();
+    let refused = within(failed.recv()).await.unwrap();
+    assert!(refused.contains("UnknownCA"), "{refused}");
+    within(async {
+        loop {
+            tokio::select! {
+                _ = failed.recv() => break,
+                () = clock.wait_for_timers(1) => {
+                    clock.advance_to_next();
+                }
             }
         }
-    }
+    })
+    .await;
     untrusting.shutdown().await;
     assert!(requests.try_recv().is_err(), "nothing was posted");
 
@@ -495,9 +506,16 @@ async fn https_endpoints(store: Store) {
     let sns = TopicService::new(store, clock.shared())
         .with_trusted_certificates(authority.as_bytes())
         .unwrap();
-    let (url, mut requests, _, _) = serve(Some(acceptor)).await;
-    let confirmation =
-        pending_confirmation(&sns, &topic, "https", &url, BTreeMap::new(), &mut requests).await;
+    let (url, mut requests, _, _) = serve(Some(acceptor.clone())).await;
+    let confirmation = within(pending_confirmation(
+        &sns,
+        &topic,
+        "https",
+        &url,
+        BTreeMap::new(),
+        &mut requests,
+    ))
+    .await;
     assert_eq!(confirmation.headers["host"], url[8..url.len() - 5]);
     let token = json(&confirmation.body)["Token"]
         .as_str()
@@ -510,8 +528,48 @@ async fn https_endpoints(store: Store) {
     assert_eq!(attributes["ConfirmationWasAuthenticated"], "false");
     assert!(attributes.contains_key("EffectiveDeliveryPolicy"));
     sns.publish(&topic, Publish::new("over TLS")).await.unwrap();
-    notification(&mut requests, &arn, "over TLS").await;
+    within(notification(&mut requests, &arn, "over TLS")).await;
+
+    // The certificate names `localhost`: reached as 127.0.0.1, it does not name the host.
+    let (url, mut requests, _, mut failed) = serve(Some(acceptor.clone())).await;
+    let by_address = url.replace("localhost", "127.0.0.1");
+    sns.subscribe(&topic, "https", &by_address, BTreeMap::new())
+        .await
+        .unwrap();
+    let refused = within(failed.recv()).await.unwrap();
+    assert!(refused.contains("BadCertificate"), "{refused}");
+    assert!(requests.try_recv().is_err(), "nothing was posted");
+
+    // Credentials in the URL answer the endpoint's 401 challenge, over TLS, and only then.
+    let (url, mut requests, script, _) = serve(Some(acceptor)).await;
+    script.lock().unwrap().push_back(401);
+    let with_credentials = url.replace("https://", "https://hook-user:s3cret@");
+    sns.subscribe(&topic, "https", &with_credentials, BTreeMap::new())
+        .await
+        .unwrap();
+    let challenged = within(requests.recv()).await.unwrap();
+    assert_eq!(challenged.status, 401);
+    assert!(!challenged.headers.contains_key("authorization"));
+    let answered = within(requests.recv()).await.unwrap();
+    assert_eq!(answered.status, 200);
+    assert_eq!(
+        answered.headers["authorization"],
+        "Basic aG9vay11c2VyOnMzY3JldA=="
+    );
+    assert_eq!(answered.headers["host"], url[8..url.len() - 5]);
+    assert_eq!(
+        answered.headers["x-amz-sns-message-type"],
+        "SubscriptionConfirmation"
+    );
     sns.shutdown().await;
+}
+
+/// `future`, or a failed test if it takes a minute: a bound on real I/O that never delays a
+/// passing test, so a broken handshake fails instead of hanging.
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .expect("the endpoint was not reached within a minute")
 }
 
 on_both_engines!(https_endpoints => memory_https_endpoints_need_a_trusted_certificate, redb_https_endpoints_need_a_trusted_certificate);

@@ -58,6 +58,60 @@ fn one_per_key() -> Error {
 }
 
 /// Splits a key condition into the partition key's value and the sort key's condition.
+/// A Query's filter may not name a key attribute of the table or index queried: DynamoDB
+/// answers `Filter Expression can only contain non-primary key attributes: Primary key
+/// attribute: <name>`, the partition key named first.
+fn filter_without_keys(prepared: &Prepared, schema: &KeySchema) -> Result<()> {
+    let Some(filter) = &prepared.condition else {
+        return Ok(());
+    };
+    let context = prepared.context();
+    let mut heads = std::collections::BTreeSet::new();
+    let mut add = |path: &crate::expr::Path| {
+        if let Some(crate::expr::Step::Key(name)) = context.steps(path).into_iter().next() {
+            heads.insert(name);
+        }
+    };
+    let mut pending = vec![filter];
+    while let Some(condition) = pending.pop() {
+        let mut operands = Vec::new();
+        match condition {
+            Condition::Compare(a, _, b)
+            | Condition::BeginsWith(a, b)
+            | Condition::Contains(a, b) => {
+                operands.extend([a, b]);
+            }
+            Condition::Between(a, low, high) => operands.extend([a, low, high]),
+            Condition::In(a, list) => {
+                operands.push(a);
+                operands.extend(list);
+            }
+            Condition::AttributeExists(path) | Condition::AttributeNotExists(path) => add(path),
+            Condition::AttributeType(path, _) => add(path),
+            Condition::Not(inner) => pending.push(inner),
+            Condition::And(a, b) | Condition::Or(a, b) => pending.extend([a.as_ref(), b.as_ref()]),
+        }
+        for operand in operands {
+            if let Operand::Path(path) | Operand::Size(path) = operand {
+                add(path);
+            }
+        }
+    }
+    let keys = std::iter::once(&schema.partition_key).chain(schema.sort_key.as_ref());
+    for key in keys {
+        if heads.contains(&key.name) {
+            return Err(Error::validation(
+                "FilterExpression",
+                format!(
+                    "Filter Expression can only contain non-primary key attributes: Primary key attribute: {}",
+                    key.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn key_condition(
     prepared: &Prepared,
     schema: &KeySchema,
@@ -520,6 +574,7 @@ impl KvService {
         )?;
         let schema = index.map_or(&table.key_schema, |i| &i.key_schema);
         let (partition, sort) = key_condition(&prepared, schema)?;
+        filter_without_keys(&prepared, schema)?;
         let base = match index {
             Some(i) => index_prefix(&table, &i.index_name),
             None => Tuple::new().u64(table.id),

@@ -262,9 +262,9 @@ pub async fn update_expressions(h: Harness) {
 pub async fn query_orders_and_pages(h: Harness) {
     sorted_table(&h, "tbl").await;
     for sk in [10, -5, 2, 100, 7] {
-        h.kv.put_item(PutItem::new("tbl", key2("p", sk)))
-            .await
-            .unwrap();
+        let mut item = key2("p", sk);
+        item.insert("v".to_owned(), sk.into());
+        h.kv.put_item(PutItem::new("tbl", item)).await.unwrap();
     }
     h.kv.put_item(PutItem::new("tbl", key2("q", 1)))
         .await
@@ -318,7 +318,7 @@ pub async fn query_orders_and_pages(h: Harness) {
     let filtered =
         h.kv.query(
             Query::new("tbl", "pk = :p AND sk > :z")
-                .with_filter("sk < :big")
+                .with_filter("v < :big")
                 .with_value(":p", "p")
                 .with_value(":z", 0)
                 .with_value(":big", 50),
@@ -327,6 +327,31 @@ pub async fn query_orders_and_pages(h: Harness) {
         .unwrap();
     assert_eq!(sks(&filtered.items), ["2", "7", "10"]);
     assert_eq!((filtered.count, filtered.scanned_count), (3, 4));
+    // A filter may not name a key attribute, as DynamoDB refuses it (partition key first).
+    for (filter, key) in [
+        ("sk < :big", "sk"),
+        ("size(#k) > :z AND sk < :big", "pk"),
+        ("NOT attribute_exists(sk)", "sk"),
+    ] {
+        let mut query = Query::new("tbl", "pk = :p AND sk > :z")
+            .with_filter(filter)
+            .with_value(":p", "p")
+            .with_value(":z", 0);
+        if filter.contains(":big") {
+            query = query.with_value(":big", 50);
+        }
+        if filter.contains("#k") {
+            query = query.with_name("#k", "pk");
+        }
+        let refused = h.kv.query(query).await;
+        let expected = format!(
+            "Filter Expression can only contain non-primary key attributes: Primary key attribute: {key}"
+        );
+        assert!(
+            matches!(&refused, Err(Error::Validation { message, .. }) if *message == expected),
+            "{filter}: {refused:?}"
+        );
+    }
     let bad =
         h.kv.query(Query::new("tbl", "sk = :z").with_value(":z", 0))
             .await;

@@ -371,7 +371,7 @@ impl KvService {
                         Action::Update(u) => u
                             .check(old.as_ref())
                             .and_then(|()| u.apply(&table, old.as_ref()))
-                            .map(|new| Some(Some(new))),
+                            .map(|new| new.map(Some)),
                         Action::Delete(d) => d.check(old.as_ref()).map(|()| Some(None)),
                         Action::Check(c) => c.check(old.as_ref()).map(|()| None),
                     };

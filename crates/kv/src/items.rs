@@ -199,8 +199,18 @@ impl PreparedUpdate {
         check_condition(&self.prepared, self.on_failure, old)
     }
 
-    /// The item after the update: `old`, or the key alone if there is none, updated.
-    pub(crate) fn apply(&self, table: &TableRecord, old: Option<&Item>) -> Result<Item> {
+    /// The item after the update: `old`, or the key alone if there is none, updated; `None`
+    /// when there is no item and the update only takes away (REMOVE, DELETE), for which
+    /// DynamoDB creates no item (and ignores paths it could not resolve).
+    pub(crate) fn apply(&self, table: &TableRecord, old: Option<&Item>) -> Result<Option<Item>> {
+        let only_takes_away = self
+            .prepared
+            .update
+            .as_ref()
+            .is_some_and(|u| u.set.is_empty() && u.add.is_empty());
+        if old.is_none() && only_takes_away {
+            return Ok(None);
+        }
         let base = old.unwrap_or(&self.key_item);
         let new = match &self.prepared.update {
             Some(update) => self.prepared.context().apply(base, update)?,
@@ -208,7 +218,7 @@ impl PreparedUpdate {
         };
         validate_item(&new, UPDATE_TOO_BIG)?;
         crate::index::validate_index_keys(table, &new)?;
-        Ok(new)
+        Ok(Some(new))
     }
 }
 
@@ -312,7 +322,10 @@ impl KvService {
                 let table = live_table(txn, &table)?;
                 let old = read_item(txn, &update.key)?;
                 update.check(old.as_ref())?;
-                let new = update.apply(&table, old.as_ref())?;
+                let Some(new) = update.apply(&table, old.as_ref())? else {
+                    // Nothing to take away from: no item, no write, nothing to return.
+                    return Ok(None);
+                };
                 write_item(
                     txn,
                     &table,

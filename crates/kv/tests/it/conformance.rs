@@ -86,6 +86,7 @@ macro_rules! conformance {
                 updates::update_add_and_delete,
                 updates::update_reads_the_old_item,
                 updates::update_creates_items,
+                updates::update_that_only_removes_creates_no_item,
                 updates::update_return_values,
                 updates::update_number_limits,
                 updates::update_item_size_limit,

@@ -419,6 +419,57 @@ pub async fn update_creates_items(h: Harness) {
     assert_eq!(get(&h, TABLE, key("never")).await, None);
 }
 
+/// An update that only takes away (REMOVE, DELETE) creates no item where there is none, and
+/// ignores paths it cannot resolve there, as DynamoDB does; in a transaction too.
+pub async fn update_that_only_removes_creates_no_item(h: Harness) {
+    table_pk(&h, TABLE).await;
+    for (expression, value) in [
+        ("REMOVE a", None),
+        ("REMOVE x.y", None),
+        ("REMOVE x[0], a", None),
+        ("DELETE tags :t", Some(AttributeValue::ss(["red"]))),
+        ("REMOVE a DELETE tags :t", Some(AttributeValue::ss(["red"]))),
+    ] {
+        let mut request = UpdateItem::new(TABLE, key("ghost"), expression)
+            .with_return_values(ReturnValues::ALL_NEW);
+        if let Some(value) = value {
+            request = request.with_value(":t", value);
+        }
+        assert_eq!(
+            h.kv.update_item(request).await.unwrap(),
+            None,
+            "{expression}"
+        );
+        assert_eq!(get(&h, TABLE, key("ghost")).await, None, "{expression}");
+    }
+    h.kv.transact_write_items(cloudlet_kv::TransactWriteItems {
+        transact_items: vec![
+            cloudlet_kv::TransactWriteItem::Update(UpdateItem::new(
+                TABLE,
+                key("ghost"),
+                "REMOVE a",
+            )),
+            cloudlet_kv::TransactWriteItem::Put(PutItem::new(TABLE, key("real"))),
+        ],
+        client_request_token: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(get(&h, TABLE, key("ghost")).await, None);
+    assert_eq!(get(&h, TABLE, key("real")).await, Some(key("real")));
+    // On an item that exists, REMOVE works as ever; and SET with REMOVE still creates one.
+    put(&h, TABLE, item([("pk", s("real")), ("a", n("1"))])).await;
+    let after = apply(&h, "real", UpdateItem::new(TABLE, key("real"), "REMOVE a")).await;
+    assert_eq!(after, key("real"));
+    let created = apply(
+        &h,
+        "made",
+        UpdateItem::new(TABLE, key("made"), "SET b = :b REMOVE a").with_value(":b", 2),
+    )
+    .await;
+    assert_eq!(created, item([("pk", s("made")), ("b", n("2"))]));
+}
+
 /// ReturnValues: ALL_OLD, ALL_NEW, and UPDATED_OLD / UPDATED_NEW at full path granularity;
 /// nothing when nothing matches.
 pub async fn update_return_values(h: Harness) {

@@ -496,6 +496,21 @@ impl PageReader<'_> {
         }
     }
 
+    /// What of `item` a page returns: for `ALL_PROJECTED_ATTRIBUTES` on an index whose
+    /// projection is not `ALL`, the projected attributes only, even when the whole item was
+    /// fetched from the table (for a local index's filter).
+    fn returned(&self, item: Item) -> Item {
+        match self.index {
+            Some(index)
+                if self.select == Select::ALL_PROJECTED_ATTRIBUTES
+                    && index.projection != Projection::All =>
+            {
+                crate::index::projected(self.table, index, &item)
+            }
+            _ => item,
+        }
+    }
+
     fn read(&self, range: &KeyRange, direction: Direction) -> Result<Page> {
         let mut page = Page::default();
         let mut bytes = 0usize;
@@ -526,7 +541,7 @@ impl PageReader<'_> {
                 if self.prepared.condition_holds(Some(&item)) {
                     page.count += 1;
                     if self.select != Select::COUNT {
-                        page.items.push(self.prepared.project(item));
+                        page.items.push(self.prepared.project(self.returned(item)));
                     }
                 }
             }

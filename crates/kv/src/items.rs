@@ -136,6 +136,7 @@ impl PreparedPut {
                 .condition_expression
                 .as_deref()
                 .map(|c| ("ConditionExpression", c)),
+            absent: Some("ConditionExpression is null"),
             ..Texts::default()
         };
         let prepared = Prepared::new(
@@ -179,6 +180,7 @@ impl PreparedUpdate {
                 .update_expression
                 .as_deref()
                 .map(|u| (u, keys.as_slice())),
+            absent: Some("UpdateExpression and ConditionExpression are null"),
             ..Texts::default()
         };
         let prepared = Prepared::new(
@@ -241,6 +243,7 @@ impl PreparedDelete {
         let key = key_param(table.id, &table.key_schema, key)?;
         let texts = Texts {
             condition: condition.map(|c| ("ConditionExpression", c)),
+            absent: Some("ConditionExpression is null"),
             ..Texts::default()
         };
         let prepared = Prepared::new(texts, placeholders.names, placeholders.values)?;

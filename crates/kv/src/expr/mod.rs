@@ -473,6 +473,9 @@ pub(crate) struct Texts<'t> {
     pub update: Option<(&'t str, &'t [&'t str])>,
     /// `ProjectionExpression`.
     pub projection: Option<&'t str>,
+    /// How DynamoDB names the missing expressions when values come without any (`ConditionExpression
+    /// is null`); `None` where it reports such values as unused.
+    pub absent: Option<&'static str>,
 }
 
 /// A request's expressions, parsed and checked, with its placeholders: ready to evaluate any
@@ -499,6 +502,24 @@ impl Prepared {
         names: BTreeMap<String, String>,
         values: Item,
     ) -> Result<Self> {
+        let any = texts.condition.is_some()
+            || texts.key_condition.is_some()
+            || texts.update.is_some()
+            || texts.projection.is_some();
+        if !any && !names.is_empty() {
+            return Err(Error::validation(
+                "ExpressionAttributeNames",
+                "ExpressionAttributeNames can only be specified when using expressions",
+            ));
+        }
+        if let (false, false, Some(absent)) = (any, values.is_empty(), texts.absent) {
+            return Err(Error::validation(
+                "ExpressionAttributeValues",
+                format!(
+                    "ExpressionAttributeValues can only be specified when using expressions: {absent}"
+                ),
+            ));
+        }
         let condition = texts
             .condition
             .map(|(kind, text)| parse_condition(kind, text))

@@ -174,6 +174,38 @@ pub async fn conditions_and_return_values(h: Harness) {
         h.kv.put_item(PutItem::new("tbl", key("b")).with_value(":x", 1))
             .await;
     assert!(
+        matches!(&unused, Err(Error::Validation { message, .. }) if message == "ExpressionAttributeValues can only be specified when using expressions: ConditionExpression is null"),
+        "{unused:?}"
+    );
+    let unused =
+        h.kv.put_item(
+            PutItem::new("tbl", key("b"))
+                .with_value(":x", 1)
+                .with_name("#n", "n"),
+        )
+        .await;
+    assert!(
+        matches!(&unused, Err(Error::Validation { message, .. }) if message == "ExpressionAttributeNames can only be specified when using expressions"),
+        "{unused:?}"
+    );
+    let unused =
+        h.kv.update_item(UpdateItem {
+            update_expression: None,
+            ..UpdateItem::new("tbl", key("b"), "").with_value(":x", 1)
+        })
+        .await;
+    assert!(
+        matches!(&unused, Err(Error::Validation { message, .. }) if message == "ExpressionAttributeValues can only be specified when using expressions: UpdateExpression and ConditionExpression are null"),
+        "{unused:?}"
+    );
+    let unused =
+        h.kv.put_item(
+            PutItem::new("tbl", key("b"))
+                .with_condition("attribute_not_exists(pk)")
+                .with_value(":x", 1),
+        )
+        .await;
+    assert!(
         matches!(&unused, Err(Error::Validation { message, .. }) if message.contains("unused in expressions: keys: {:x}")),
         "{unused:?}"
     );

@@ -514,6 +514,15 @@ pub struct KeysAndAttributes {
     pub names: BTreeMap<String, String>,
 }
 
+/// What ListTables returns: one page of table names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListTablesOutput {
+    /// The names, in order.
+    pub table_names: Vec<String>,
+    /// Set when more tables follow: the `exclusive_start` of the next page.
+    pub last_evaluated_table_name: Option<String>,
+}
+
 /// What BatchGetItem returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchGetItemOutput {
@@ -608,12 +617,13 @@ pub trait Tables: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_table(&self, table: &str) -> Result<TableDescription>;
     /// DescribeTable.
     async fn describe_table(&self, table: &str) -> Result<TableDescription>;
-    /// ListTables: names in order, after `exclusive_start` if given, at most `limit` (1-100).
+    /// ListTables: names in order, after `exclusive_start` if given, at most `limit` (1-100),
+    /// with the name to start the next page after when more follow.
     async fn list_tables(
         &self,
         exclusive_start: Option<&str>,
         limit: Option<usize>,
-    ) -> Result<Vec<String>>;
+    ) -> Result<ListTablesOutput>;
     /// UpdateTable: add a global secondary index (built from the existing items at once).
     async fn create_global_index(
         &self,

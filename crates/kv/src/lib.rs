@@ -172,7 +172,7 @@ pub mod value;
 
 pub use api::{
     BatchGetItemOutput, BatchWriteItemOutput, ConditionCheck, DeleteItem, GetItem,
-    KeysAndAttributes, Page, Placeholders, PutItem, Query, ReturnValues,
+    KeysAndAttributes, ListTablesOutput, Page, Placeholders, PutItem, Query, ReturnValues,
     ReturnValuesOnConditionCheckFailure, Scan, Select, Tables, TransactGet, TransactWriteItem,
     TransactWriteItems, UpdateItem, WriteRequest,
 };

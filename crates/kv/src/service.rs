@@ -10,8 +10,9 @@ use cloudlet_core::keys::Tuple;
 use cloudlet_core::{Direction, Durability, KeyRange, ReadView, SharedClock, Store, WriteTxn};
 
 use crate::api::{
-    BatchGetItemOutput, BatchWriteItemOutput, DeleteItem, GetItem, KeysAndAttributes, Page,
-    PutItem, Query, Scan, Tables, TransactGet, TransactWriteItems, UpdateItem, WriteRequest,
+    BatchGetItemOutput, BatchWriteItemOutput, DeleteItem, GetItem, KeysAndAttributes,
+    ListTablesOutput, Page, PutItem, Query, Scan, Tables, TransactGet, TransactWriteItems,
+    UpdateItem, WriteRequest,
 };
 use crate::codec::{decode_item, encode_item};
 use crate::schema::{
@@ -517,7 +518,7 @@ impl Tables for KvService {
         &self,
         exclusive_start: Option<&str>,
         limit: Option<usize>,
-    ) -> Result<Vec<String>> {
+    ) -> Result<ListTablesOutput> {
         let limit = limit.unwrap_or(100);
         if !(1..=100).contains(&limit) {
             return Err(Error::validation(
@@ -534,14 +535,20 @@ impl Tables for KvService {
         };
         let snapshot = self.store.snapshot()?;
         let mut names = Vec::new();
+        // One more than the page, to know whether another page follows.
         for entry in snapshot
             .range(KS_TABLES, &range, Direction::Forward)?
-            .take(limit)
+            .take(limit + 1)
         {
             let (key, _) = entry?;
             names.push(String::from_utf8_lossy(&key).into_owned());
         }
-        Ok(names)
+        let more = names.len() > limit;
+        names.truncate(limit);
+        Ok(ListTablesOutput {
+            last_evaluated_table_name: more.then(|| names.last().cloned()).flatten(),
+            table_names: names,
+        })
     }
 
     async fn create_global_index(

@@ -49,14 +49,22 @@ pub async fn tables_create_describe_list_delete(h: Harness) {
         h.kv.create_table(CreateTable::new("ab", KeyAttribute::s("pk")))
             .await;
     assert!(matches!(bad, Err(Error::Validation { .. })), "{bad:?}");
+    let all = h.kv.list_tables(None, None).await.unwrap();
+    assert_eq!(all.table_names, ["alpha", "beta"]);
+    assert_eq!(all.last_evaluated_table_name, None);
+    let first = h.kv.list_tables(None, Some(1)).await.unwrap();
+    assert_eq!(first.table_names, ["alpha"]);
     assert_eq!(
-        h.kv.list_tables(None, None).await.unwrap(),
-        ["alpha", "beta"]
+        first.last_evaluated_table_name.as_deref(),
+        Some("alpha"),
+        "a full page with more to come names where the next starts"
     );
-    assert_eq!(
-        h.kv.list_tables(Some("alpha"), Some(10)).await.unwrap(),
-        ["beta"]
-    );
+    let rest =
+        h.kv.list_tables(first.last_evaluated_table_name.as_deref(), Some(1))
+            .await
+            .unwrap();
+    assert_eq!(rest.table_names, ["beta"]);
+    assert_eq!(rest.last_evaluated_table_name, None, "the last page");
     h.kv.put_item(PutItem::new(
         "alpha",
         item([("pk", "a".into()), ("n", 1.into())]),

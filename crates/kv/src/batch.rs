@@ -336,10 +336,7 @@ impl KvService {
             actions.push((table, action));
         }
         if bytes > MAX_TRANSACT_BYTES {
-            return Err(Error::validation(
-                "TransactItems",
-                "Transaction request size has exceeded the maximum allowed size of 4 MB",
-            ));
+            return Err(transaction_too_big());
         }
         let now = self.now();
         self.store
@@ -401,6 +398,16 @@ impl KvService {
                 }
                 if failed {
                     return Err(Error::TransactionCanceled { reasons });
+                }
+                // The items the transaction writes, updated ones as they come out, may not
+                // exceed 4 MB in all (puts were counted before, from the request).
+                let written: usize = plan
+                    .iter()
+                    .filter_map(|(_, _, _, write)| write.as_ref()?.as_ref())
+                    .map(item_size)
+                    .sum();
+                if written > MAX_TRANSACT_BYTES {
+                    return Err(transaction_too_big());
                 }
                 for (table, key, old, write) in plan {
                     if let Some(new) = write {
@@ -467,4 +474,11 @@ impl KvService {
             })
             .collect()
     }
+}
+
+fn transaction_too_big() -> Error {
+    Error::validation(
+        "TransactItems",
+        "Transaction request size has exceeded the maximum allowed size of 4 MB",
+    )
 }

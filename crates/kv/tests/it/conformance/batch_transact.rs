@@ -398,6 +398,25 @@ pub async fn transact_validation_errors(h: Harness) {
         }
         other => panic!("expected a cancelled transaction, got {other:?}"),
     }
+    // Eleven updates that each make an item of about 390 KB: over 4 MB in all, so the whole
+    // transaction is refused and nothing is written.
+    let big = "x".repeat(390_000);
+    expect_validation(
+        h.kv.transact_write_items(TransactWriteItems {
+            transact_items: (0..11)
+                .map(|i| {
+                    TransactWriteItem::Update(
+                        UpdateItem::new("txn", key(&format!("big{i}")), "SET v = :v")
+                            .with_value(":v", big.as_str()),
+                    )
+                })
+                .collect(),
+            client_request_token: None,
+        })
+        .await,
+        "Transaction request size has exceeded the maximum allowed size of 4 MB",
+    );
+    assert_eq!(get(&h, "txn", key("big0")).await, None);
     let checks = |count: usize| TransactWriteItems {
         transact_items: (0..count)
             .map(|i| {

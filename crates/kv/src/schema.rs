@@ -227,6 +227,8 @@ impl CreateTable {
 pub enum TableStatus {
     /// Ready. Tables here are ready as soon as they are created.
     ACTIVE,
+    /// Being deleted: the status DeleteTable answers with, as DynamoDB's does.
+    DELETING,
 }
 
 /// A table as DescribeTable reports it.

@@ -505,7 +505,10 @@ impl Tables for KvService {
         {
             tracing::warn!(%error, table = %description.table_name, "kv: removing a deleted table's data failed; it resumes at the next start");
         }
-        Ok(description)
+        Ok(TableDescription {
+            table_status: TableStatus::DELETING,
+            ..description
+        })
     }
 
     async fn describe_table(&self, table: &str) -> Result<TableDescription> {

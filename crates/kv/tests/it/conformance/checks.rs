@@ -2,8 +2,8 @@
 
 use cloudlet_kv::{
     AttributeValue, ConditionCheck, CreateTable, DeleteItem, Error, GetItem, Item, KeyAttribute,
-    PutItem, Query, ReturnValues, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    TransactWriteItems, UpdateItem, item,
+    PutItem, Query, ReturnValues, ReturnValuesOnConditionCheckFailure, TableStatus,
+    TransactWriteItem, TransactWriteItems, UpdateItem, item,
 };
 
 use super::Harness;
@@ -77,7 +77,9 @@ pub async fn tables_create_describe_list_delete(h: Harness) {
         described.table_arn,
         "arn:aws:dynamodb:us-east-1:000000000000:table/alpha"
     );
-    h.kv.delete_table("alpha").await.unwrap();
+    let deleted = h.kv.delete_table("alpha").await.unwrap();
+    assert_eq!(deleted.table_status, TableStatus::DELETING);
+    assert_eq!(deleted.table_name, "alpha");
     let gone = h.kv.get_item(GetItem::new("alpha", key("a"))).await;
     assert!(
         matches!(gone, Err(Error::ResourceNotFound { .. })),

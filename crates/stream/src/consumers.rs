@@ -360,6 +360,10 @@ impl Consumer {
         // checkpoint.
         let mut owned = BTreeMap::new();
         for (index, checkpoint) in held {
+            // What is stored as processed counts as this worker's own checkpoint: a shard
+            // taken over closed and fully checkpointed is finished, not read again from 0.
+            let known = self.checkpoints.entry(index).or_insert(checkpoint);
+            *known = (*known).max(checkpoint);
             let from = self
                 .owned
                 .get(&index)

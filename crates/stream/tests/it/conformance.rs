@@ -82,6 +82,7 @@ macro_rules! conformance {
                 subscriptions_push_batches_and_follow_children,
                 consumer_groups_share_shards_and_resume_from_checkpoints,
                 children_wait_for_their_parents,
+                a_worker_taking_over_a_finished_parent_goes_on_to_its_children,
                 a_stream_is_a_sink,
                 expired_records_stay_expired_and_numbers_name_their_shard,
                 an_unacknowledged_last_batch_comes_again,
@@ -990,6 +991,40 @@ mod checks {
             worker.checkpoint(&batch).await.unwrap();
         }
         assert_eq!(order, ["parent-1", "parent-2", "child"]);
+    }
+
+    pub async fn a_worker_taking_over_a_finished_parent_goes_on_to_its_children(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "parent"), None)
+            .await
+            .unwrap();
+        let options = ConsumerOptions::default().with_batch_size(10);
+        // A worker reads and checkpoints the parent while it is still open, then stops.
+        let mut first = h.kinesis.consumer("s", "app", "first", options);
+        let batch = first.next_batch().await.unwrap();
+        assert_eq!(batch.records.len(), 1);
+        first.checkpoint(&batch).await.unwrap();
+        drop(first);
+        h.kinesis
+            .split_shard("s", "shardId-000000000000", "5")
+            .await
+            .unwrap();
+        h.kinesis
+            .put_record(
+                "s",
+                PutRecordsEntry::new("k", "child").with_explicit_hash_key("1"),
+                None,
+            )
+            .await
+            .unwrap();
+        // Once its lease expires, another worker takes the parent over at its checkpoint,
+        // finds it finished, and goes on to the child without reading the parent again.
+        h.clock.advance(options.lease_duration);
+        let mut second = h.kinesis.consumer("s", "app", "second", options);
+        let batch = second.next_batch().await.unwrap();
+        let data: Vec<_> = batch.records.iter().map(|r| r.data.clone()).collect();
+        assert_eq!(data, ["child"], "from {}", batch.shard_id);
     }
 
     pub async fn a_stream_is_a_sink(h: Harness) {

@@ -110,6 +110,14 @@ pub enum Error {
         /// The cap.
         limit: usize,
     },
+    /// `QueueDeletedRecently`: a queue of this name was deleted less than 60 seconds ago.
+    #[error(
+        "QueueDeletedRecently: you must wait 60 seconds after deleting a queue before you can create another with the same name ({name})"
+    )]
+    QueueDeletedRecently {
+        /// The queue's name.
+        name: String,
+    },
     /// `PurgeQueueInProgress`: a purge ran less than 60 seconds ago.
     #[error("PurgeQueueInProgress: only one purge per 60 seconds is allowed")]
     PurgeQueueInProgress,
@@ -164,6 +172,7 @@ impl Error {
             Self::BatchRequestTooLong { .. } => "AWS.SimpleQueueService.BatchRequestTooLong",
             Self::OverLimit { .. } => "OverLimit",
             Self::PurgeQueueInProgress => "AWS.SimpleQueueService.PurgeQueueInProgress",
+            Self::QueueDeletedRecently { .. } => "AWS.SimpleQueueService.QueueDeletedRecently",
             Self::UnsupportedOperation { .. } => "AWS.SimpleQueueService.UnsupportedOperation",
             Self::Storage(_) => "InternalError",
         }

@@ -34,6 +34,13 @@ const MAX_BATCH: usize = 10;
 const MAX_BATCH_BYTES: usize = 1_048_576;
 /// PurgeQueue's cool-down.
 const PURGE_COOLDOWN: Duration = Duration::from_secs(60);
+/// How long after a queue is deleted its name stays taken, as SQS has it.
+const RECREATE_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// In `KS_META`: when the queue of a name was last deleted, in milliseconds.
+fn deleted_key(name: &str) -> Bytes {
+    Tuple::new().str("deleted").str(name).build()
+}
 
 /// SQS semantics over cloudlet storage: every queue of one account and region.
 #[derive(Clone)]
@@ -649,6 +656,14 @@ impl Queues for QueueService {
                 }
                 return Ok(());
             }
+            let deleted = deleted_key(&record_name);
+            if let Some(raw) = txn.get(KS_META, &deleted)? {
+                let millis = <[u8; 8]>::try_from(raw.as_ref()).map_or(0, u64::from_be_bytes);
+                if now < Timestamp::from_millis(millis) + RECREATE_COOLDOWN {
+                    return Err(Error::QueueDeletedRecently { name: record_name });
+                }
+                txn.delete(KS_META, deleted);
+            }
             Self::check_dead_letter_target(txn, &record_name, &wanted)?;
             let id = txn.next_sequence(KS_META, &Tuple::new().str("queue").build())?;
             let record = QueueRecord {
@@ -688,10 +703,16 @@ impl Queues for QueueService {
 
     async fn delete_queue(&self, queue: &str) -> Result<()> {
         let queue = queue.to_owned();
+        let now = self.clock.now();
         self.write(move |txn| {
             let record = Self::load_queue(txn, &queue)?;
             Self::remove_messages(txn, record.id, true)?;
             crate::redrive::forget_moves(txn, &record.name)?;
+            txn.put(
+                KS_META,
+                deleted_key(&record.name),
+                now.as_millis().to_be_bytes().to_vec(),
+            );
             txn.delete(KS_QUEUES, record.name);
             Ok(())
         })

@@ -350,7 +350,26 @@ mod checks {
                 .unwrap_err(),
             Error::QueueDoesNotExist { .. }
         ));
-        // A new queue of the same name starts empty.
+        // The name stays taken for 60 seconds, as SQS has it.
+        let again = h
+            .sqs
+            .create_queue("beta", BTreeMap::new(), BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&again, Error::QueueDeletedRecently { name } if name == "beta"),
+            "{again}"
+        );
+        assert_eq!(again.code(), "AWS.SimpleQueueService.QueueDeletedRecently");
+        h.clock.advance(Duration::from_secs(59));
+        assert!(
+            h.sqs
+                .create_queue("beta", BTreeMap::new(), BTreeMap::new())
+                .await
+                .is_err()
+        );
+        h.clock.advance(Duration::from_secs(1));
+        // Then a new queue of the same name starts empty.
         let url = queue(&h, "beta", &[]).await;
         assert!(receive(&h, &url, 10).await.is_empty());
     }
@@ -1796,6 +1815,7 @@ mod checks {
         // A deleted queue takes its tasks with it; a new queue of the name starts with none.
         h.sqs.delete_queue(&dlq).await.unwrap();
         assert_eq!(stored(), 0);
+        h.clock.advance(Duration::from_secs(60));
         queue(&h, "dlq", &[]).await;
         assert!(
             h.sqs

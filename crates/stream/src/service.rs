@@ -970,6 +970,7 @@ impl StreamService {
         let at = parse_hash_key(new_starting_hash_key, "NewStartingHashKey")?;
         let (stream, shard) = (name.to_owned(), shard.to_owned());
         self.update(name, move |txn, record| {
+            provisioned_only(record, "SplitShard")?;
             let s = record.shard(&shard, &stream)?.clone();
             if !s.is_open() {
                 return Err(not_eligible(&shard, &stream));
@@ -996,6 +997,7 @@ impl StreamService {
     ) -> Result<()> {
         let (stream, a, b) = (name.to_owned(), shard.to_owned(), adjacent.to_owned());
         self.update(name, move |txn, record| {
+            provisioned_only(record, "MergeShards")?;
             let sa = record.shard(&a, &stream)?.clone();
             let sb = record.shard(&b, &stream)?.clone();
             for (s, id) in [(&sa, &a), (&sb, &b)] {
@@ -1022,9 +1024,7 @@ impl StreamService {
             ));
         }
         self.update(name, move |txn, record| {
-            if record.mode == StreamMode::OnDemand {
-                return Err(Error::invalid("StreamMode", "UpdateShardCount is only supported for streams in the PROVISIONED capacity mode"));
-            }
+            provisioned_only(record, "UpdateShardCount")?;
             let open = record.open_shards().len();
             if target > open * 2 || target * 2 < open || target > MAX_OPEN_SHARDS {
                 return Err(Error::LimitExceeded {
@@ -1191,6 +1191,18 @@ fn decode_iterator(text: &str) -> Result<IteratorToken> {
         .ok()
         .and_then(|raw| serde_json::from_slice(&raw).ok())
         .ok_or_else(|| Error::invalid("ShardIterator", "Invalid ShardIterator."))
+}
+
+/// SplitShard, MergeShards and UpdateShardCount are for provisioned streams only, as Kinesis
+/// has them: an on-demand stream scales itself.
+fn provisioned_only(record: &StreamRecord, operation: &str) -> Result<()> {
+    if record.mode == StreamMode::OnDemand {
+        return Err(Error::invalid(
+            "StreamMode",
+            format!("{operation} is only supported for streams in the PROVISIONED capacity mode"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

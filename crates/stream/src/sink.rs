@@ -67,9 +67,13 @@ impl Sink for StreamSink {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e @ (Error::InvalidArgument { .. } | Error::ResourceNotFound { .. })) => {
-                Err(DeliveryError::rejected(e.to_string()))
-            }
+            // A message that can never be put (too large, or a key out of bounds) or a stream
+            // that is gone: retrying cannot help.
+            Err(
+                e @ (Error::InvalidArgument { .. }
+                | Error::Validation { .. }
+                | Error::ResourceNotFound { .. }),
+            ) => Err(DeliveryError::rejected(e.to_string())),
             Err(e) => Err(DeliveryError::unavailable(e.to_string())),
         }
     }

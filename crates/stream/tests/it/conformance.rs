@@ -793,6 +793,28 @@ mod checks {
         h.kinesis.create_on_demand_stream("auto").await.unwrap();
         let on_demand = h.kinesis.update_shard_count("auto", 5).await.unwrap_err();
         assert_eq!(on_demand.code(), "InvalidArgumentException");
+        // Nor may an on-demand stream's shards be split or merged by hand.
+        let on_demand = h
+            .kinesis
+            .split_shard("auto", "shardId-000000000000", "5")
+            .await
+            .unwrap_err();
+        assert_eq!(on_demand.code(), "InvalidArgumentException", "{on_demand}");
+        let on_demand = h
+            .kinesis
+            .merge_shards("auto", "shardId-000000000000", "shardId-000000000001")
+            .await
+            .unwrap_err();
+        assert_eq!(on_demand.code(), "InvalidArgumentException", "{on_demand}");
+        assert_eq!(
+            h.kinesis
+                .describe_stream("auto")
+                .await
+                .unwrap()
+                .shards
+                .len(),
+            4
+        );
     }
 
     pub async fn records_survive_a_restart(h: Harness) {
@@ -1057,6 +1079,12 @@ mod checks {
             .await
             .unwrap_err();
         assert!(!missing.is_retryable());
+        // A body over the record limit can never be put: not retried.
+        let too_big = StreamSink::new(h.kinesis.clone(), "s")
+            .deliver(Message::new(vec![b'x'; (1 << 20) + 1]))
+            .await
+            .unwrap_err();
+        assert!(!too_big.is_retryable(), "{too_big:?}");
     }
 
     pub async fn expired_records_stay_expired_and_numbers_name_their_shard(h: Harness) {

@@ -367,7 +367,8 @@ impl QueueService {
         }
     }
 
-    /// A `RedrivePolicy` must name an existing queue of the same kind, not the queue itself.
+    /// A `RedrivePolicy` must name an existing queue of the same kind, not the queue itself,
+    /// whose `RedriveAllowPolicy` (if any) lets this queue use it.
     fn check_dead_letter_target(
         txn: &WriteTxn<'_>,
         name: &str,
@@ -391,6 +392,33 @@ impl QueueService {
             return Err(invalid(
                 "must be the same kind of queue as the source (FIFO to FIFO)",
             ));
+        }
+        // The target's RedriveAllowPolicy says which queues may use it.
+        let allow = target
+            .attributes
+            .redrive_allow_policy
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
+        if let Some(allow) = allow {
+            match allow["redrivePermission"].as_str() {
+                Some("denyAll") => {
+                    return Err(invalid(
+                        "its RedriveAllowPolicy (denyAll) lets no queue use it as a dead-letter queue",
+                    ));
+                }
+                Some("byQueue") => {
+                    let listed = allow["sourceQueueArns"].as_array().is_some_and(|arns| {
+                        arns.iter()
+                            .any(|arn| arn.as_str().is_some_and(|arn| arn_part(arn, 5) == name))
+                    });
+                    if !listed {
+                        return Err(invalid(
+                            "its RedriveAllowPolicy (byQueue) does not list this queue",
+                        ));
+                    }
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -66,6 +66,7 @@ macro_rules! conformance {
                 redrive_is_rate_limited_on_the_clock_and_cancellable, redrive_start_is_validated,
                 redrive_fails_at_a_message_with_nowhere_to_go,
                 redrive_keeps_ten_tasks_and_forgets_them_with_the_queue,
+                redrive_allow_policy_decides_which_queues_may_use_a_dead_letter_queue,
                 in_flight_cap_answers_over_limit_to_short_polls_only,
                 in_flight_cap_counts_dead_lettered_messages_where_they_are,
                 in_flight_cap_counts_only_live_messages_of_the_queue,
@@ -1761,6 +1762,59 @@ mod checks {
             back[0].attributes["ApproximateReceiveCount"], "1",
             "counted afresh"
         );
+    }
+
+    pub async fn redrive_allow_policy_decides_which_queues_may_use_a_dead_letter_queue(h: Harness) {
+        let dlq = queue(
+            &h,
+            "dlq",
+            &[("RedriveAllowPolicy", r#"{"redrivePermission":"denyAll"}"#)],
+        )
+        .await;
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":3}"#;
+        let denied = h
+            .sqs
+            .create_queue("src", map(&[("RedrivePolicy", policy)]), BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(denied.to_string().contains("denyAll"), "{denied}");
+        h.sqs
+            .set_queue_attributes(
+                &dlq,
+                map(&[(
+                    "RedriveAllowPolicy",
+                    r#"{"redrivePermission":"byQueue","sourceQueueArns":["arn:aws:sqs:us-east-1:000000000000:src"]}"#,
+                )]),
+            )
+            .await
+            .unwrap();
+        queue(&h, "src", &[("RedrivePolicy", policy)]).await;
+        let other = queue(&h, "other", &[]).await;
+        let unlisted = h
+            .sqs
+            .set_queue_attributes(&other, map(&[("RedrivePolicy", policy)]))
+            .await
+            .unwrap_err();
+        assert!(unlisted.to_string().contains("byQueue"), "{unlisted}");
+        assert!(
+            !h.sqs
+                .get_queue_attributes(&other, &["All"])
+                .await
+                .unwrap()
+                .contains_key("RedrivePolicy"),
+            "a refused change changes nothing"
+        );
+        h.sqs
+            .set_queue_attributes(
+                &dlq,
+                map(&[("RedriveAllowPolicy", r#"{"redrivePermission":"allowAll"}"#)]),
+            )
+            .await
+            .unwrap();
+        h.sqs
+            .set_queue_attributes(&other, map(&[("RedrivePolicy", policy)]))
+            .await
+            .unwrap();
     }
 
     pub async fn redrive_keeps_ten_tasks_and_forgets_them_with_the_queue(h: Harness) {

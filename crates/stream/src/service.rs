@@ -711,11 +711,18 @@ impl StreamService {
         let snapshot = self.store.snapshot()?;
         let record = load(&snapshot, name)?;
         let s = record.shard(shard, name)?;
-        // A number must come from this shard, at most the newest it has issued.
+        // A number must name this shard and lie in its range: from its starting number (as
+        // DescribeStream gives it) to its ending one, or for an open shard the newest the
+        // stream has issued. Records trimmed since do not make a number invalid.
         let newest = newest_batch(&snapshot, record.id, s.index)?.map(|b| b.last);
+        let issued = snapshot
+            .get(KS_META, &Tuple::new().u64(record.id).build())?
+            .and_then(|raw| <[u8; 8]>::try_from(raw.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        let upper = s.last.unwrap_or(issued);
         let in_shard = |text: &str| {
             let (n, index) = parse_sequence_number(text, "StartingSequenceNumber")?;
-            if index != s.index || n <= s.first || newest.is_none_or(|newest| n > newest) {
+            if index != s.index || n < s.first || n > upper {
                 Err(Error::invalid(
                     "StartingSequenceNumber",
                     format!(

@@ -71,6 +71,7 @@ macro_rules! conformance {
                 partition_keys_route_by_md5,
                 sequence_numbers_increase_and_compare,
                 iterators_of_every_kind,
+                sequence_numbers_from_describe_stream_start_iterators,
                 get_records_pages_and_reports_lag,
                 iterators_expire_after_five_minutes,
                 retention_hides_and_trims_old_records,
@@ -436,6 +437,74 @@ mod checks {
                 .unwrap_err()
                 .code(),
             "InvalidArgumentException"
+        );
+    }
+
+    pub async fn sequence_numbers_from_describe_stream_start_iterators(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        let read = |shard: String, position| {
+            let kinesis = h.kinesis.clone();
+            async move {
+                let it = kinesis.get_shard_iterator("s", &shard, position).await?;
+                let got = kinesis.get_records(&it, None).await?;
+                Ok::<_, Error>(
+                    got.records
+                        .into_iter()
+                        .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+                        .collect::<Vec<_>>(),
+                )
+            }
+        };
+        // An empty shard's starting number is a valid position.
+        let shard = h.kinesis.describe_stream("s").await.unwrap().shards[0].clone();
+        let start = shard.starting_sequence_number.clone();
+        assert!(
+            read(
+                shard.shard_id.clone(),
+                StartingPosition::AtSequenceNumber(start.clone())
+            )
+            .await
+            .unwrap()
+            .is_empty()
+        );
+        for i in 0..3 {
+            h.kinesis
+                .put_record("s", PutRecordsEntry::new("k", format!("r{i}")), None)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            read(
+                shard.shard_id.clone(),
+                StartingPosition::AtSequenceNumber(start.clone())
+            )
+            .await
+            .unwrap(),
+            ["r0", "r1", "r2"]
+        );
+        // A closed shard's ending number too (the last number it could hold): after it
+        // there is nothing more.
+        h.kinesis
+            .split_shard("s", &shard.shard_id, "5")
+            .await
+            .unwrap();
+        let closed = h.kinesis.describe_stream("s").await.unwrap().shards[0].clone();
+        let end = closed.ending_sequence_number.clone().unwrap();
+        let at_end = read(
+            closed.shard_id.clone(),
+            StartingPosition::AtSequenceNumber(end.clone()),
+        )
+        .await
+        .unwrap();
+        assert!(at_end.len() <= 1, "{at_end:?}");
+        assert!(
+            read(
+                closed.shard_id.clone(),
+                StartingPosition::AfterSequenceNumber(end)
+            )
+            .await
+            .unwrap()
+            .is_empty()
         );
     }
 

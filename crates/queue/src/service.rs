@@ -34,6 +34,23 @@ const MAX_BATCH: usize = 10;
 const MAX_BATCH_BYTES: usize = 1_048_576;
 /// PurgeQueue's cool-down.
 const PURGE_COOLDOWN: Duration = Duration::from_secs(60);
+/// SQS's tag limits: at most 50 tags a queue, keys of 1-128 characters, values of up to 256
+/// (characters, not bytes).
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in tags {
+        if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
+            return Err(Error::invalid(
+                "Tags",
+                "tag keys are 1-128 characters, values up to 256",
+            ));
+        }
+    }
+    if tags.len() > 50 {
+        return Err(Error::invalid("Tags", "a queue has at most 50 tags"));
+    }
+    Ok(())
+}
+
 /// How long after a queue is deleted its name stays taken, as SQS has it.
 const RECREATE_COOLDOWN: Duration = Duration::from_secs(60);
 
@@ -659,6 +676,7 @@ impl Queues for QueueService {
     ) -> Result<String> {
         let fifo = attributes.get("FifoQueue").is_some_and(|v| v == "true");
         validate_queue_name(name, fifo)?;
+        check_tags(&tags)?;
         if !fifo && name.ends_with(".fifo") {
             return Err(Error::invalid(
                 "QueueName",
@@ -844,20 +862,10 @@ impl Queues for QueueService {
     }
 
     async fn tag_queue(&self, queue: &str, tags: BTreeMap<String, String>) -> Result<()> {
-        for (key, value) in &tags {
-            if key.is_empty() || key.len() > 128 || value.len() > 256 {
-                return Err(Error::invalid(
-                    "Tags",
-                    "tag keys are 1-128 characters, values up to 256",
-                ));
-            }
-        }
+        check_tags(&tags)?;
         self.update_queue(queue, move |record| {
             record.tags.extend(tags);
-            if record.tags.len() > 50 {
-                return Err(Error::invalid("Tags", "a queue has at most 50 tags"));
-            }
-            Ok(())
+            check_tags(&record.tags)
         })
         .await
     }

@@ -394,6 +394,47 @@ mod checks {
             h.sqs.list_queue_tags(&url).await.unwrap(),
             map(&[("env", "test")])
         );
+        // Limits, on create as on tag: 50 tags, keys of 1-128 characters (not bytes), values
+        // of up to 256; a refused request changes nothing.
+        let many: BTreeMap<String, String> =
+            (0..51).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        for tags in [
+            many.clone(),
+            map(&[("k".repeat(129).as_str(), "v")]),
+            map(&[("", "v")]),
+            map(&[("k", "v".repeat(257).as_str())]),
+        ] {
+            let refused = h
+                .sqs
+                .create_queue("tagged", BTreeMap::new(), tags.clone())
+                .await;
+            assert!(
+                matches!(refused, Err(Error::InvalidParameterValue { .. })),
+                "{refused:?}"
+            );
+            assert!(h.sqs.tag_queue(&url, tags).await.is_err());
+        }
+        assert!(
+            h.sqs.get_queue_url("tagged").await.is_err(),
+            "nothing was created"
+        );
+        assert_eq!(h.sqs.list_queue_tags(&url).await.unwrap().len(), 1);
+        let wide = "é".repeat(128);
+        h.sqs
+            .tag_queue(&url, map(&[(wide.as_str(), "ü")]))
+            .await
+            .unwrap();
+        let fifty: BTreeMap<String, String> =
+            (0..48).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        h.sqs.tag_queue(&url, fifty).await.unwrap();
+        assert!(
+            h.sqs
+                .tag_queue(&url, map(&[("one-more", "v")]))
+                .await
+                .is_err(),
+            "the 51st tag"
+        );
+        assert_eq!(h.sqs.list_queue_tags(&url).await.unwrap().len(), 50);
     }
 
     pub async fn queue_delay_changes_are_retroactive_only_on_fifo_queues(h: Harness) {

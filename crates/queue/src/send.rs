@@ -18,6 +18,13 @@ use crate::{Error, Result};
 const ALLOWED: &str = "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF";
 
 /// A body is text: UTF-8, of the characters SQS allows (XML's).
+/// The first character of `text` outside SQS's set for bodies and string attribute values.
+fn disallowed_character(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    })
+}
+
 fn check_body(body: &[u8]) -> Result<()> {
     let text = std::str::from_utf8(body).map_err(|e| Error::InvalidMessageContents {
         reason: format!(
@@ -37,9 +44,7 @@ fn check_body(body: &[u8]) -> Result<()> {
     if !suspicious {
         return Ok(());
     }
-    if let Some(bad) = text.chars().find(|&c| {
-        !matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
-    }) {
+    if let Some(bad) = disallowed_character(text) {
         return Err(Error::InvalidMessageContents {
             reason: format!(
                 "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is {ALLOWED}",
@@ -241,6 +246,17 @@ pub(crate) fn check_attribute_value(name: &str, attribute: &MessageAttribute) ->
             field,
             "a String attribute must not be empty",
         )),
+        // A string value has the body's restrictions on its characters.
+        cloudlet_core::AttributeValue::String(s) => match disallowed_character(s) {
+            Some(bad) => Err(Error::invalid(
+                field,
+                format!(
+                    "Invalid binary character '#x{:X}' was found in the value, the set of allowed characters is {ALLOWED}",
+                    u32::from(bad)
+                ),
+            )),
+            None => Ok(()),
+        },
         cloudlet_core::AttributeValue::Number(n) => {
             let decimal = cloudlet_core::keys::Decimal::parse(n)
                 .map_err(|_| Error::invalid(field.clone(), format!("`{n}` is not a number")))?;

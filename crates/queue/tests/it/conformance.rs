@@ -1186,6 +1186,22 @@ mod checks {
         }
         let nan = SendMessage::new("x").with_attribute("n", MessageAttribute::number("twelve"));
         assert!(h.sqs.send_message(&url, nan).await.is_err());
+        // A string attribute value has the body's restrictions on its characters.
+        for bad in ["nul \0", "bell \u{7}", "\u{FFFE}"] {
+            let m = SendMessage::new("x").with_attribute("s", MessageAttribute::string(bad));
+            let refused = h.sqs.send_message(&url, m).await.unwrap_err();
+            assert!(
+                matches!(&refused, Error::InvalidParameterValue { field, .. } if field == "MessageAttribute.s"),
+                "{refused}"
+            );
+        }
+        let fine = SendMessage::new("x").with_attribute("s", MessageAttribute::string("tab\t😀"));
+        h.sqs.send_message(&url, fine).await.unwrap();
+        let got = receive(&h, &url, 10).await;
+        h.sqs
+            .delete_message(&url, &got[0].receipt_handle)
+            .await
+            .unwrap();
         assert!(
             h.sqs
                 .send_message(&url, SendMessage::new(""))

@@ -1043,16 +1043,9 @@ mod checks {
         assert_eq!(b.shards().len(), 2, "{:?}", b.shards());
     }
 
-    pub async fn children_wait_for_their_parents(h: Harness) {
-        h.kinesis.create_stream("s", 1).await.unwrap();
-        h.kinesis
-            .put_record("s", PutRecordsEntry::new("k", "parent-1"), None)
-            .await
-            .unwrap();
-        h.kinesis
-            .put_record("s", PutRecordsEntry::new("k", "parent-2"), None)
-            .await
-            .unwrap();
+    /// Splits stream `s`'s first shard at hash key 5 and puts the record `child` into the
+    /// lower child.
+    async fn split_and_put_a_child(h: &Harness) {
         h.kinesis
             .split_shard("s", "shardId-000000000000", "5")
             .await
@@ -1065,6 +1058,19 @@ mod checks {
             )
             .await
             .unwrap();
+    }
+
+    pub async fn children_wait_for_their_parents(h: Harness) {
+        h.kinesis.create_stream("s", 1).await.unwrap();
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "parent-1"), None)
+            .await
+            .unwrap();
+        h.kinesis
+            .put_record("s", PutRecordsEntry::new("k", "parent-2"), None)
+            .await
+            .unwrap();
+        split_and_put_a_child(&h).await;
         let options = ConsumerOptions::default().with_batch_size(1);
         let mut worker = h.kinesis.consumer("s", "app", "w", options);
         let mut order = Vec::new();
@@ -1097,18 +1103,7 @@ mod checks {
         assert_eq!(batch.records.len(), 1);
         first.checkpoint(&batch).await.unwrap();
         drop(first);
-        h.kinesis
-            .split_shard("s", "shardId-000000000000", "5")
-            .await
-            .unwrap();
-        h.kinesis
-            .put_record(
-                "s",
-                PutRecordsEntry::new("k", "child").with_explicit_hash_key("1"),
-                None,
-            )
-            .await
-            .unwrap();
+        split_and_put_a_child(&h).await;
         // Once its lease expires, another worker takes the parent over at its checkpoint,
         // finds it finished, and goes on to the child without reading the parent again.
         h.clock.advance(options.lease_duration);
@@ -1218,18 +1213,7 @@ mod checks {
             .put_record("s", PutRecordsEntry::new("k", "last"), None)
             .await
             .unwrap();
-        h.kinesis
-            .split_shard("s", "shardId-000000000000", "5")
-            .await
-            .unwrap();
-        h.kinesis
-            .put_record(
-                "s",
-                PutRecordsEntry::new("k", "child").with_explicit_hash_key("1"),
-                None,
-            )
-            .await
-            .unwrap();
+        split_and_put_a_child(&h).await;
         let mut worker = h
             .kinesis
             .consumer("s", "app", "w", ConsumerOptions::default());

@@ -29,6 +29,10 @@ const KS_META: &str = "kinesis.meta";
 
 /// The most shards one stream may have open.
 pub const MAX_OPEN_SHARDS: usize = 500;
+/// UpdateShardCount calls allowed per stream in [`SCALING_WINDOW`], as Kinesis's default.
+const MAX_SCALINGS: usize = 10;
+/// The rolling window [`MAX_SCALINGS`] counts in.
+const SCALING_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// The most records of one PutRecords request.
 pub const MAX_PUT_RECORDS: usize = 500;
 /// The largest record: data and partition key together.
@@ -84,6 +88,9 @@ struct StreamRecord {
     /// retention does not bring them back.
     #[serde(default)]
     expired_before: Timestamp,
+    /// When UpdateShardCount last scaled the stream, within the past 24 hours.
+    #[serde(default)]
+    scalings: Vec<Timestamp>,
 }
 
 impl StreamRecord {
@@ -428,6 +435,7 @@ impl StreamService {
                     retention_hours: DEFAULT_RETENTION_HOURS,
                     shards: Vec::new(),
                     expired_before: Timestamp::EPOCH,
+                    scalings: Vec::new(),
                 };
                 let n = count as u128;
                 for i in 0..n {
@@ -1030,8 +1038,19 @@ impl StreamService {
                 "Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value greater than or equal to 1",
             ));
         }
+        let now = self.clock.now();
         self.update(name, move |txn, record| {
             provisioned_only(record, "UpdateShardCount")?;
+            // At most ten scalings in any 24 hours, as Kinesis limits them by default.
+            record
+                .scalings
+                .retain(|at| now < at.saturating_add(SCALING_WINDOW));
+            if record.scalings.len() >= MAX_SCALINGS {
+                return Err(Error::LimitExceeded {
+                    message: format!("UpdateShardCount may scale a stream at most {MAX_SCALINGS} times in a rolling 24-hour period"),
+                });
+            }
+            record.scalings.push(now);
             let open = record.open_shards().len();
             if target > open * 2 || target * 2 < open || target > MAX_OPEN_SHARDS {
                 return Err(Error::LimitExceeded {

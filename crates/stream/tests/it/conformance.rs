@@ -859,6 +859,31 @@ mod checks {
                 .code(),
             "ValidationException"
         );
+        // Ten scalings in any 24 hours, then LimitExceeded until the oldest is a day old.
+        h.kinesis.create_stream("busy", 1).await.unwrap();
+        for i in 0..10u32 {
+            h.kinesis
+                .update_shard_count("busy", if i % 2 == 0 { 2 } else { 1 })
+                .await
+                .unwrap();
+            h.clock.advance(Duration::from_secs(60));
+        }
+        let eleventh = h.kinesis.update_shard_count("busy", 2).await.unwrap_err();
+        assert_eq!(eleventh.code(), "LimitExceededException", "{eleventh}");
+        assert_eq!(
+            h.kinesis
+                .describe_stream("busy")
+                .await
+                .unwrap()
+                .shards
+                .iter()
+                .filter(|s| s.is_open())
+                .count(),
+            1,
+            "a refused scaling changes nothing"
+        );
+        h.clock.advance(Duration::from_secs(24 * 3600 - 10 * 60));
+        h.kinesis.update_shard_count("busy", 2).await.unwrap();
         h.kinesis.create_on_demand_stream("auto").await.unwrap();
         let on_demand = h.kinesis.update_shard_count("auto", 5).await.unwrap_err();
         assert_eq!(on_demand.code(), "InvalidArgumentException");

@@ -1052,9 +1052,20 @@ impl StreamService {
             }
             record.scalings.push(now);
             let open = record.open_shards().len();
-            if target > open * 2 || target * 2 < open || target > MAX_OPEN_SHARDS {
+            // Kinesis's own messages for the half-and-double rule.
+            if target > open * 2 {
                 return Err(Error::LimitExceeded {
-                    message: format!("UpdateShardCount from {open} to {target} shards: the target must be between half and double the current count, and at most {MAX_OPEN_SHARDS}"),
+                    message: format!("UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: {open} Target shard count: {target}"),
+                });
+            }
+            if target * 2 < open {
+                return Err(Error::LimitExceeded {
+                    message: format!("UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: {open} Target shard count: {target}"),
+                });
+            }
+            if target > MAX_OPEN_SHARDS {
+                return Err(Error::LimitExceeded {
+                    message: format!("UpdateShardCount to {target} shards: a stream has at most {MAX_OPEN_SHARDS} open shards"),
                 });
             }
             // As Kinesis does it: splits at every new boundary, then merges of what falls

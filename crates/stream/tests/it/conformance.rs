@@ -824,11 +824,14 @@ mod checks {
         ] {
             let result = h.kinesis.update_shard_count("s", target).await;
             if !ok {
-                assert_eq!(
-                    result.unwrap_err().code(),
-                    "LimitExceededException",
-                    "{target}"
-                );
+                let refused = result.unwrap_err();
+                assert_eq!(refused.code(), "LimitExceededException", "{target}");
+                let rule = if target > 3 {
+                    "cannot scale up over double your current open shard count. Current open shard count: 3 Target shard count: 7"
+                } else {
+                    "cannot scale down below half your current open shard count. Current open shard count: 3 Target shard count: 1"
+                };
+                assert!(refused.to_string().contains(rule), "{refused}");
                 continue;
             }
             result.unwrap();

@@ -242,6 +242,16 @@ pub struct ReceivedMessage {
     pub message_attributes: BTreeMap<String, MessageAttribute>,
 }
 
+/// One page of ListQueues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueuePage {
+    /// The queues' URLs, in name order.
+    pub queue_urls: Vec<String>,
+    /// Set when more queues follow: pass it to get the next page.
+    pub next_token: Option<String>,
+}
+
 /// A redrive task, as ListMessageMoveTasks describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -280,8 +290,17 @@ pub trait Queues: Send + Sync + Debug + 'static {
     ) -> Result<String>;
     /// GetQueueUrl.
     async fn get_queue_url(&self, name: &str) -> Result<String>;
-    /// ListQueues: URLs of the queues whose names start with `prefix`, in name order.
+    /// ListQueues without MaxResults: URLs of the queues whose names start with `prefix`, in
+    /// name order, at most 1,000, as SQS answers it.
     async fn list_queues(&self, prefix: Option<&str>) -> Result<Vec<String>>;
+    /// ListQueues with MaxResults (1-1,000) and NextToken: one page, and a token for the next
+    /// while more queues follow.
+    async fn list_queues_page(
+        &self,
+        prefix: Option<&str>,
+        max_results: u32,
+        next_token: Option<&str>,
+    ) -> Result<QueuePage>;
     /// DeleteQueue, with its messages.
     async fn delete_queue(&self, queue: &str) -> Result<()>;
     /// GetQueueAttributes: `All` or named attributes, counters included.

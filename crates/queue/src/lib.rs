@@ -61,7 +61,7 @@ mod send;
 mod service;
 
 pub use api::{
-    BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, MessageMoveTask, Queues,
+    BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, MessageMoveTask, QueuePage, Queues,
     ReceiveMessage, ReceivedMessage, SendMessage, SendMessageBatchEntry, SendMessageBatchResult,
     SendMessageResult,
 };

@@ -13,7 +13,7 @@ use cloudlet_core::{
 };
 
 use crate::api::{
-    BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, Queues, ReceiveMessage,
+    BatchResult, BatchResultErrorEntry, ChangeVisibilityEntry, QueuePage, Queues, ReceiveMessage,
     ReceivedMessage, SendMessage, SendMessageBatchEntry, SendMessageBatchResult, SendMessageResult,
 };
 use crate::attributes::{MAX_VISIBILITY_TIMEOUT, QueueAttributes, SETTABLE};
@@ -384,6 +384,38 @@ impl QueueService {
         }
     }
 
+    /// Up to `max` queue URLs of names starting with `prefix`, after the name `after`; and
+    /// the last name returned when more follow.
+    fn queue_page(
+        &self,
+        prefix: Option<&str>,
+        max: usize,
+        after: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let snapshot = self.store.snapshot()?;
+        let prefix = prefix.unwrap_or("");
+        let range = KeyRange {
+            start: match after {
+                Some(name) => std::ops::Bound::Excluded(Bytes::from(name.into_bytes())),
+                None => std::ops::Bound::Included(Bytes::copy_from_slice(prefix.as_bytes())),
+            },
+            end: std::ops::Bound::Unbounded,
+        };
+        let mut names = Vec::new();
+        for entry in snapshot.range(KS_QUEUES, &range, Direction::Forward)? {
+            let (name, _) = entry?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            if !name.starts_with(prefix) || names.len() > max {
+                break;
+            }
+            names.push(name);
+        }
+        let more = names.len() > max;
+        names.truncate(max);
+        let last = more.then(|| names.last().cloned()).flatten();
+        Ok((names.iter().map(|n| self.queue_url(n)).collect(), last))
+    }
+
     /// A `RedrivePolicy` must name an existing queue of the same kind, not the queue itself,
     /// whose `RedriveAllowPolicy` (if any) lets this queue use it.
     fn check_dead_letter_target(
@@ -734,17 +766,34 @@ impl Queues for QueueService {
     }
 
     async fn list_queues(&self, prefix: Option<&str>) -> Result<Vec<String>> {
-        let snapshot = self.store.snapshot()?;
-        let mut urls = Vec::new();
-        for entry in snapshot.prefix(
-            KS_QUEUES,
-            prefix.unwrap_or("").as_bytes(),
-            Direction::Forward,
-        )? {
-            let (name, _) = entry?;
-            urls.push(self.queue_url(&String::from_utf8_lossy(&name)));
+        Ok(self.queue_page(prefix, 1000, None)?.0)
+    }
+
+    async fn list_queues_page(
+        &self,
+        prefix: Option<&str>,
+        max_results: u32,
+        next_token: Option<&str>,
+    ) -> Result<QueuePage> {
+        if !(1..=1000).contains(&max_results) {
+            return Err(Error::invalid(
+                "MaxResults",
+                format!("{max_results} is not from 1 to 1000"),
+            ));
         }
-        Ok(urls)
+        let after = next_token
+            .map(|token| {
+                crate::md5::unhex(token)
+                    .and_then(|name| String::from_utf8(name).ok())
+                    .filter(|name| name.starts_with(prefix.unwrap_or("")))
+                    .ok_or_else(|| Error::invalid("NextToken", "not a token ListQueues gave"))
+            })
+            .transpose()?;
+        let (queue_urls, last) = self.queue_page(prefix, max_results as usize, after)?;
+        Ok(QueuePage {
+            queue_urls,
+            next_token: last.map(|name| crate::md5::hex(name.as_bytes())),
+        })
     }
 
     async fn delete_queue(&self, queue: &str) -> Result<()> {

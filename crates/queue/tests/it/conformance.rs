@@ -51,6 +51,7 @@ macro_rules! conformance {
             conformance!(@tests $open;
                 create_is_idempotent_only_with_matching_attributes, names_are_validated,
                 attributes_have_sqs_defaults_and_ranges, list_get_url_and_delete, tags,
+                list_queues_pages_with_max_results,
                 send_receive_delete, fair_queue_serves_quiet_groups_first, fifo_delay_change_moves_every_waiting_message, queue_delay_changes_are_retroactive_only_on_fifo_queues, visibility_timeout_redelivers, stale_receipt_handle_deletes_nothing,
                 change_visibility, delays, retention_expiry, long_poll_wakes_on_send,
                 long_poll_times_out_on_the_clock, long_poll_wakes_when_a_delayed_message_is_due,
@@ -373,6 +374,51 @@ mod checks {
         // Then a new queue of the same name starts empty.
         let url = queue(&h, "beta", &[]).await;
         assert!(receive(&h, &url, 10).await.is_empty());
+    }
+
+    pub async fn list_queues_pages_with_max_results(h: Harness) {
+        for name in ["p0", "p1", "p2", "p3", "p4", "other"] {
+            queue(&h, name, &[]).await;
+        }
+        let names = |urls: Vec<String>| {
+            urls.iter()
+                .map(|u| u.rsplit('/').next().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let mut pages = Vec::new();
+        let mut token = None;
+        loop {
+            let page = h
+                .sqs
+                .list_queues_page(Some("p"), 2, token.as_deref())
+                .await
+                .unwrap();
+            pages.push(names(page.queue_urls));
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(pages, [vec!["p0", "p1"], vec!["p2", "p3"], vec!["p4"]]);
+        let all = h.sqs.list_queues_page(None, 1000, None).await.unwrap();
+        assert_eq!(all.queue_urls.len(), 6);
+        assert_eq!(all.next_token, None);
+        for max in [0, 1001] {
+            assert!(
+                h.sqs.list_queues_page(None, max, None).await.is_err(),
+                "{max}"
+            );
+        }
+        // Not hex, odd, and a name outside the prefix ("other").
+        for token in ["zz", "abc", "6f74686572"] {
+            assert!(
+                h.sqs
+                    .list_queues_page(Some("p"), 2, Some(token))
+                    .await
+                    .is_err(),
+                "{token}"
+            );
+        }
     }
 
     pub async fn tags(h: Harness) {

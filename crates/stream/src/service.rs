@@ -27,7 +27,8 @@ const KS_STREAMS: &str = "kinesis.streams";
 /// Counters: stream ids, and each stream's sequence.
 const KS_META: &str = "kinesis.meta";
 
-/// The most shards one stream may have open.
+/// The most shards the streams of one service (Kinesis's account and region) may have open
+/// together: Kinesis's default shard quota.
 pub const MAX_OPEN_SHARDS: usize = 500;
 /// UpdateShardCount calls allowed per stream in [`SCALING_WINDOW`], as Kinesis's default.
 const MAX_SCALINGS: usize = 10;
@@ -264,6 +265,34 @@ fn load(view: &impl ReadView, name: &str) -> Result<StreamRecord> {
     serde_json::from_slice(&raw).map_err(|e| Error::corrupt(KS_STREAMS, e))
 }
 
+/// The open shards of every stream but `except` (by id).
+fn open_shards_elsewhere(view: &impl ReadView, except: Option<u64>) -> Result<usize> {
+    let mut open = 0;
+    for entry in view.prefix(KS_STREAMS, b"", Direction::Forward)? {
+        let (_, raw) = entry?;
+        let record: StreamRecord =
+            serde_json::from_slice(&raw).map_err(|e| Error::corrupt(KS_STREAMS, e))?;
+        if Some(record.id) != except {
+            open += record.open_shards().len();
+        }
+    }
+    Ok(open)
+}
+
+/// Refuses a change that would leave the service's streams with more than
+/// [`MAX_OPEN_SHARDS`] open shards, in Kinesis's words: `current` are open now, `added` more
+/// would be.
+fn within_shard_limit(current: usize, added: usize) -> Result<()> {
+    if current + added > MAX_OPEN_SHARDS {
+        return Err(Error::LimitExceeded {
+            message: format!(
+                "This request would exceed the shard limit for the account 000000000000 in us-east-1. Current shard count for the account: {current}. Limit: {MAX_OPEN_SHARDS}. Number of additional shards that would have resulted from this request: {added}."
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn save(txn: &mut WriteTxn<'_>, name: &str, record: &StreamRecord) {
     let raw = serde_json::to_vec(record).unwrap_or_default();
     txn.put(KS_STREAMS, name.as_bytes().to_vec(), raw);
@@ -409,13 +438,7 @@ impl StreamService {
             }
             (StreamMode::Provisioned, Some(n)) => n as usize,
         };
-        if count > MAX_OPEN_SHARDS {
-            return Err(Error::LimitExceeded {
-                message: format!(
-                    "This request would exceed the shard limit for the account 000000000000 in us-east-1. Current shard count for the account: 0. Limit: {MAX_OPEN_SHARDS}. Number of additional shards that would have resulted from this request: {count}."
-                ),
-            });
-        }
+        within_shard_limit(0, count)?;
         let name = name.to_owned();
         let now = self.clock.now();
         self.store
@@ -427,6 +450,7 @@ impl StreamService {
                         ),
                     });
                 }
+                within_shard_limit(open_shards_elsewhere(txn, None)?, count)?;
                 let id = txn.next_sequence(KS_META, b"streams")?;
                 let mut record = StreamRecord {
                     id,
@@ -994,11 +1018,8 @@ impl StreamService {
             if at <= start.saturating_add(1) || at >= end {
                 return Err(Error::invalid("NewStartingHashKey", format!("NewStartingHashKey {at} used in SplitShard() on shard {shard} in stream {stream} under account 000000000000 is not both greater than one plus the shard's StartingHashKey {start} and less than the shard's EndingHashKey {end}.")));
             }
-            if record.open_shards().len() + 1 > MAX_OPEN_SHARDS {
-                return Err(Error::LimitExceeded {
-                    message: format!("the stream would have more than {MAX_OPEN_SHARDS} open shards"),
-                });
-            }
+            let open = record.open_shards().len() + open_shards_elsewhere(txn, Some(record.id))?;
+            within_shard_limit(open, 1)?;
             split(txn, record, s.index, at)
         })
         .await
@@ -1063,10 +1084,8 @@ impl StreamService {
                     message: format!("UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: {open} Target shard count: {target}"),
                 });
             }
-            if target > MAX_OPEN_SHARDS {
-                return Err(Error::LimitExceeded {
-                    message: format!("UpdateShardCount to {target} shards: a stream has at most {MAX_OPEN_SHARDS} open shards"),
-                });
+            if target > open {
+                within_shard_limit(open + open_shards_elsewhere(txn, Some(record.id))?, target - open)?;
             }
             // As Kinesis does it: splits at every new boundary, then merges of what falls
             // within one new shard, so every step keeps a parent and an adjacent parent at most.

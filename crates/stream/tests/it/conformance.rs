@@ -72,6 +72,7 @@ macro_rules! conformance {
                 sequence_numbers_increase_and_compare,
                 iterators_of_every_kind,
                 sequence_numbers_from_describe_stream_start_iterators,
+                the_shard_limit_counts_every_stream,
                 get_records_pages_and_reports_lag,
                 iterators_expire_after_five_minutes,
                 retention_hides_and_trims_old_records,
@@ -438,6 +439,31 @@ mod checks {
                 .code(),
             "InvalidArgumentException"
         );
+    }
+
+    pub async fn the_shard_limit_counts_every_stream(h: Harness) {
+        h.kinesis.create_stream("a", 300).await.unwrap();
+        h.kinesis.create_stream("b", 200).await.unwrap();
+        let over = h.kinesis.create_stream("c", 1).await.unwrap_err();
+        assert_eq!(over.code(), "LimitExceededException");
+        assert!(
+            over.to_string()
+                .contains("Current shard count for the account: 500. Limit: 500. Number of additional shards that would have resulted from this request: 1."),
+            "{over}"
+        );
+        let split = h
+            .kinesis
+            .split_shard("b", "shardId-000000000000", "5")
+            .await
+            .unwrap_err();
+        assert_eq!(split.code(), "LimitExceededException", "{split}");
+        let scale = h.kinesis.update_shard_count("a", 301).await.unwrap_err();
+        assert_eq!(scale.code(), "LimitExceededException", "{scale}");
+        // Scaling down frees shards for others; so does deleting a stream.
+        h.kinesis.update_shard_count("a", 299).await.unwrap();
+        h.kinesis.create_stream("c", 1).await.unwrap();
+        h.kinesis.delete_stream("b").await.unwrap();
+        h.kinesis.create_stream("d", 200).await.unwrap();
     }
 
     pub async fn sequence_numbers_from_describe_stream_start_iterators(h: Harness) {

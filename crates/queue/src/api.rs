@@ -321,6 +321,9 @@ pub trait Queues: Send + Sync + Debug + 'static {
     async fn untag_queue(&self, queue: &str, keys: &[&str]) -> Result<()>;
     /// ListQueueTags.
     async fn list_queue_tags(&self, queue: &str) -> Result<BTreeMap<String, String>>;
+    /// ListDeadLetterSourceQueues: the URLs of the queues whose RedrivePolicy names `queue` as
+    /// their dead-letter queue, in name order, at most 1,000.
+    async fn list_dead_letter_source_queues(&self, queue: &str) -> Result<Vec<String>>;
     /// PurgeQueue: deletes every message; once per 60 seconds.
     async fn purge_queue(&self, queue: &str) -> Result<()>;
     /// SendMessage.

@@ -934,6 +934,28 @@ impl Queues for QueueService {
         Ok(Self::load_queue(&self.store.snapshot()?, queue)?.tags)
     }
 
+    async fn list_dead_letter_source_queues(&self, queue: &str) -> Result<Vec<String>> {
+        let snapshot = self.store.snapshot()?;
+        let target = Self::load_queue(&snapshot, queue)?;
+        let mut urls = Vec::new();
+        for entry in snapshot.prefix(KS_QUEUES, b"", Direction::Forward)? {
+            let (_, raw) = entry?;
+            let source = QueueRecord::decode(&raw)?;
+            let names_target = source
+                .attributes
+                .redrive_policy
+                .as_ref()
+                .is_some_and(|p| arn_part(&p.dead_letter_target_arn, 5) == target.name);
+            if names_target {
+                urls.push(self.queue_url(&source.name));
+                if urls.len() == 1000 {
+                    break;
+                }
+            }
+        }
+        Ok(urls)
+    }
+
     async fn purge_queue(&self, queue: &str) -> Result<()> {
         let queue = queue.to_owned();
         let now = self.clock.now();

@@ -68,6 +68,7 @@ macro_rules! conformance {
                 redrive_fails_at_a_message_with_nowhere_to_go,
                 redrive_keeps_ten_tasks_and_forgets_them_with_the_queue,
                 redrive_allow_policy_decides_which_queues_may_use_a_dead_letter_queue,
+                dead_letter_source_queues_are_listed,
                 in_flight_cap_answers_over_limit_to_short_polls_only,
                 in_flight_cap_counts_dead_lettered_messages_where_they_are,
                 in_flight_cap_counts_only_live_messages_of_the_queue,
@@ -1864,6 +1865,49 @@ mod checks {
         assert_eq!(
             back[0].attributes["ApproximateReceiveCount"], "1",
             "counted afresh"
+        );
+    }
+
+    pub async fn dead_letter_source_queues_are_listed(h: Harness) {
+        let dlq = queue(&h, "dlq", &[]).await;
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":3}"#;
+        queue(&h, "src-b", &[("RedrivePolicy", policy)]).await;
+        queue(&h, "src-a", &[("RedrivePolicy", policy)]).await;
+        let unrelated = queue(&h, "unrelated", &[]).await;
+        let names = |urls: Vec<String>| {
+            urls.into_iter()
+                .map(|u| u.rsplit('/').next().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(h.sqs.list_dead_letter_source_queues(&dlq).await.unwrap()),
+            ["src-a", "src-b"]
+        );
+        assert!(
+            h.sqs
+                .list_dead_letter_source_queues(&unrelated)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A source that drops its RedrivePolicy is no longer listed.
+        let src_a = h.sqs.get_queue_url("src-a").await.unwrap();
+        h.sqs
+            .set_queue_attributes(&src_a, map(&[("RedrivePolicy", "")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            names(h.sqs.list_dead_letter_source_queues(&dlq).await.unwrap()),
+            ["src-b"]
+        );
+        let missing = h
+            .sqs
+            .list_dead_letter_source_queues("nope")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(missing, Error::QueueDoesNotExist { .. }),
+            "{missing}"
         );
     }
 

@@ -113,6 +113,13 @@ mod checks {
             .unwrap()
     }
 
+    /// The queue names at the end of `urls`.
+    fn names(urls: Vec<String>) -> Vec<String> {
+        urls.into_iter()
+            .map(|u| u.rsplit('/').next().unwrap().to_owned())
+            .collect()
+    }
+
     async fn attribute(h: &Harness, url: &str, name: &str) -> String {
         h.sqs
             .get_queue_attributes(url, &[name])
@@ -323,11 +330,6 @@ mod checks {
         for name in ["beta", "alpha-1", "alpha-2"] {
             queue(&h, name, &[]).await;
         }
-        let names = |urls: Vec<String>| {
-            urls.into_iter()
-                .map(|u| u.rsplit('/').next().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        };
         assert_eq!(
             names(h.sqs.list_queues(None).await.unwrap()),
             ["alpha-1", "alpha-2", "beta"]
@@ -381,11 +383,6 @@ mod checks {
         for name in ["p0", "p1", "p2", "p3", "p4", "other"] {
             queue(&h, name, &[]).await;
         }
-        let names = |urls: Vec<String>| {
-            urls.iter()
-                .map(|u| u.rsplit('/').next().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        };
         let mut pages = Vec::new();
         let mut token = None;
         loop {
@@ -1874,11 +1871,6 @@ mod checks {
         queue(&h, "src-b", &[("RedrivePolicy", policy)]).await;
         queue(&h, "src-a", &[("RedrivePolicy", policy)]).await;
         let unrelated = queue(&h, "unrelated", &[]).await;
-        let names = |urls: Vec<String>| {
-            urls.into_iter()
-                .map(|u| u.rsplit('/').next().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        };
         assert_eq!(
             names(h.sqs.list_dead_letter_source_queues(&dlq).await.unwrap()),
             ["src-a", "src-b"]

@@ -31,9 +31,9 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 /// An `http://` or `https://` endpoint, parsed: `scheme://[user[:password]@]host[:port][/path]`.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
-    /// `https://`: the POST goes over TLS.
-    tls: bool,
-    /// The host to connect to and to name in TLS: a DNS name or an IP address.
+    /// `https://`: the POST goes over TLS, naming this server (the host, checked at parse).
+    tls: Option<ServerName<'static>>,
+    /// The host to connect to: a DNS name or an IP address.
     host: String,
     /// The `Host` header: the host as the URL writes it (an IPv6 address in brackets), with
     /// the port unless it is the scheme's default.
@@ -48,7 +48,7 @@ pub(crate) struct Endpoint {
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
-            .field("tls", &self.tls)
+            .field("tls", &self.tls.is_some())
             .field("host", &self.host)
             .field("port", &self.port)
             .field("path", &self.path)
@@ -112,7 +112,7 @@ impl Endpoint {
                 (host, host, port)
             }
         };
-        ServerName::try_from(host).ok()?;
+        let server_name = ServerName::try_from(host.to_owned()).ok()?;
         let default = if tls { 443 } else { 80 };
         let port = match port {
             None => default,
@@ -127,7 +127,7 @@ impl Endpoint {
             format!("{written}:{port}")
         };
         Some(Self {
-            tls,
+            tls: tls.then_some(server_name),
             host: host.to_owned(),
             host_header,
             port,
@@ -138,7 +138,7 @@ impl Endpoint {
 
     /// The subscription protocol the endpoint's scheme goes with.
     pub(crate) fn protocol(&self) -> &'static str {
-        if self.tls { "https" } else { "http" }
+        if self.tls.is_some() { "https" } else { "http" }
     }
 }
 
@@ -303,15 +303,8 @@ impl HttpSink {
             }
         }
         request.push_str("\r\n");
-        let name = match self.endpoint.tls {
-            true => Some(
-                ServerName::try_from(self.endpoint.host.clone())
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
-            ),
-            false => None,
-        };
         let stream = TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port)).await?;
-        let Some(name) = name else {
+        let Some(name) = self.endpoint.tls.clone() else {
             return exchange(stream, &request, message).await;
         };
         let config = self.roots.config.clone().map_err(std::io::Error::other)?;
@@ -493,7 +486,14 @@ mod tests {
 
     fn parsed(url: &str) -> (bool, String, String, u16, String, Option<(String, String)>) {
         let e = Endpoint::parse(url).unwrap_or_else(|| panic!("{url} did not parse"));
-        (e.tls, e.host, e.host_header, e.port, e.path, e.credentials)
+        (
+            e.tls.is_some(),
+            e.host,
+            e.host_header,
+            e.port,
+            e.path,
+            e.credentials,
+        )
     }
 
     #[test]

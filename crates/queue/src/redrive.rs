@@ -11,9 +11,7 @@ use cloudlet_core::{BackgroundTask, Direction, Durability, ReadView, Timestamp, 
 use serde::{Deserialize, Serialize};
 
 use crate::api::MessageMoveTask;
-use crate::record::{
-    KS_META, KS_QUEUES, KS_READY, MessageRecord, QueueRecord, message_key, queue_prefix,
-};
+use crate::record::{KS_META, KS_READY, MessageRecord, message_key, queue_prefix};
 use crate::service::{QueueService, arn_part};
 use crate::{Error, Result};
 
@@ -136,21 +134,7 @@ impl QueueService {
         let snapshot = self.store().snapshot()?;
         let source = Self::load_queue(&snapshot, arn_part(source_arn, 5))?;
         // The source must be some queue's dead-letter queue.
-        let mut is_dead_letter_queue = false;
-        for entry in snapshot.prefix(KS_QUEUES, b"", Direction::Forward)? {
-            let (_, raw) = entry?;
-            let queue = QueueRecord::decode(&raw)?;
-            if queue
-                .attributes
-                .redrive_policy
-                .as_ref()
-                .is_some_and(|p| arn_part(&p.dead_letter_target_arn, 5) == source.name)
-            {
-                is_dead_letter_queue = true;
-                break;
-            }
-        }
-        if !is_dead_letter_queue {
+        if Self::dead_letter_sources(&snapshot, &source.name, 1)?.is_empty() {
             return Err(Error::invalid(
                 "SourceArn",
                 "the source queue is not a dead-letter queue of any queue",

@@ -384,6 +384,32 @@ impl QueueService {
         }
     }
 
+    /// The names of up to `max` queues whose RedrivePolicy names the queue `target` as their
+    /// dead-letter queue, in name order.
+    pub(crate) fn dead_letter_sources(
+        view: &impl ReadView,
+        target: &str,
+        max: usize,
+    ) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in view.prefix(KS_QUEUES, b"", Direction::Forward)? {
+            if names.len() == max {
+                break;
+            }
+            let (_, raw) = entry?;
+            let source = QueueRecord::decode(&raw)?;
+            if source
+                .attributes
+                .redrive_policy
+                .as_ref()
+                .is_some_and(|p| arn_part(&p.dead_letter_target_arn, 5) == target)
+            {
+                names.push(source.name);
+            }
+        }
+        Ok(names)
+    }
+
     /// Up to `max` queue URLs of names starting with `prefix`, after the name `after`; and
     /// the last name returned when more follow.
     fn queue_page(
@@ -937,23 +963,10 @@ impl Queues for QueueService {
     async fn list_dead_letter_source_queues(&self, queue: &str) -> Result<Vec<String>> {
         let snapshot = self.store.snapshot()?;
         let target = Self::load_queue(&snapshot, queue)?;
-        let mut urls = Vec::new();
-        for entry in snapshot.prefix(KS_QUEUES, b"", Direction::Forward)? {
-            let (_, raw) = entry?;
-            let source = QueueRecord::decode(&raw)?;
-            let names_target = source
-                .attributes
-                .redrive_policy
-                .as_ref()
-                .is_some_and(|p| arn_part(&p.dead_letter_target_arn, 5) == target.name);
-            if names_target {
-                urls.push(self.queue_url(&source.name));
-                if urls.len() == 1000 {
-                    break;
-                }
-            }
-        }
-        Ok(urls)
+        Ok(Self::dead_letter_sources(&snapshot, &target.name, 1000)?
+            .iter()
+            .map(|name| self.queue_url(name))
+            .collect())
     }
 
     async fn purge_queue(&self, queue: &str) -> Result<()> {
